@@ -1,0 +1,140 @@
+//! Flow 3: the authenticated session, heartbeat and telemetry.
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::UnixMillis;
+use crate::error::ProtoError;
+use crate::validate::{self, Validate};
+
+/// agent → gateway, first frame on an mTLS connection after pairing. Signed by the
+/// device key; the TLS client certificate must be the device's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    /// The device id from pairing.
+    pub device_id: String,
+    /// 32 random bytes, unpadded base64url (binds this session's first frame).
+    pub nonce: String,
+    /// The agent's version.
+    pub agent_version: String,
+    /// The highest command sequence the agent has accepted, so the gateway resumes after it.
+    pub last_seq_received: u64,
+}
+
+impl Validate for Auth {
+    fn validate(&self) -> Result<(), ProtoError> {
+        validate::text("body.device_id", &self.device_id, 1, 64)?;
+        validate::b64_len("body.nonce", &self.nonce, 32)?;
+        validate::text("body.agent_version", &self.agent_version, 1, 32)
+    }
+}
+
+/// gateway → agent, the answer to [`Auth`] (`status=connected` in the seed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Connected {
+    /// This session's id.
+    pub session_id: String,
+    /// Seconds between heartbeats (5..=3600).
+    pub heartbeat_interval_s: u32,
+    /// Seconds between telemetry samples (1..=3600).
+    pub telemetry_interval_s: u32,
+    /// The server's clock, so the agent can warn about skew.
+    pub server_time: UnixMillis,
+    /// The policy version in force; the agent asks for the bundle if it has an older one.
+    pub policy_version: u64,
+}
+
+impl Validate for Connected {
+    fn validate(&self) -> Result<(), ProtoError> {
+        validate::text("body.session_id", &self.session_id, 1, 64)?;
+        validate::range("body.heartbeat_interval_s", self.heartbeat_interval_s, 5, 3600)?;
+        validate::range("body.telemetry_interval_s", self.telemetry_interval_s, 1, 3600)
+    }
+}
+
+/// How the agent feels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeartbeatStatus {
+    /// All well.
+    Alive,
+    /// Running, but the helper is unreachable or the local queue is near its limit.
+    Degraded,
+}
+
+/// agent → gateway, every `heartbeat_interval_s`; refreshes presence (TTL 60 s).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    /// `alive` or `degraded`.
+    pub status: HeartbeatStatus,
+    /// Seconds since the agent started.
+    pub uptime_s: u64,
+    /// Messages waiting in the agent's local queue.
+    pub queue_depth: u32,
+}
+
+impl Validate for Heartbeat {}
+
+/// One disk's usage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskUsage {
+    /// Mount point or drive letter (`C:\`, `/`).
+    pub mount: String,
+    /// Bytes used.
+    pub used_bytes: u64,
+    /// Bytes in total.
+    pub total_bytes: u64,
+}
+
+/// Network counters summed over interfaces.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetUsage {
+    /// Bytes received per second since the previous sample.
+    pub rx_bps: f64,
+    /// Bytes sent per second since the previous sample.
+    pub tx_bps: f64,
+    /// Total bytes received since boot.
+    pub rx_total_bytes: u64,
+    /// Total bytes sent since boot.
+    pub tx_total_bytes: u64,
+}
+
+/// agent → gateway, every `telemetry_interval_s`. Signed by the device key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Telemetry {
+    /// When the sample was taken.
+    pub collected_at: UnixMillis,
+    /// CPU use over all cores, percent (0..=100).
+    pub cpu_pct: f64,
+    /// Memory in use, bytes.
+    pub mem_used_bytes: u64,
+    /// Memory in total, bytes.
+    pub mem_total_bytes: u64,
+    /// Per-disk usage (at most 64).
+    pub disks: Vec<DiskUsage>,
+    /// Network counters.
+    pub net: NetUsage,
+}
+
+impl Validate for Telemetry {
+    fn validate(&self) -> Result<(), ProtoError> {
+        validate::range("body.cpu_pct", self.cpu_pct, 0.0, 100.0)?;
+        if self.mem_used_bytes > self.mem_total_bytes {
+            return Err(ProtoError::invalid("body.mem_used_bytes", "exceeds mem_total_bytes"));
+        }
+        validate::max_items("body.disks", &self.disks, 64)?;
+        for d in &self.disks {
+            validate::text("body.disks[].mount", &d.mount, 1, 256)?;
+            if d.used_bytes > d.total_bytes {
+                return Err(ProtoError::invalid("body.disks[].used_bytes", "exceeds total_bytes"));
+            }
+        }
+        validate::range("body.net.rx_bps", self.net.rx_bps, 0.0, 1e12)?;
+        validate::range("body.net.tx_bps", self.net.tx_bps, 0.0, 1e12)
+    }
+}

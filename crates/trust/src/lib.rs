@@ -1,0 +1,1 @@
+//! Tether trust core.
