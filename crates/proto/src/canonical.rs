@@ -52,7 +52,9 @@ pub fn canonicalize(value: &Value) -> Result<String, CanonicalError> {
 }
 
 /// Serializes any `Serialize` value to its RFC 8785 bytes.
-pub fn to_canonical_vec<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CanonicalError> {
+pub fn to_canonical_vec<T: serde::Serialize + ?Sized>(
+    value: &T,
+) -> Result<Vec<u8>, CanonicalError> {
     let v = serde_json::to_value(value).map_err(|e| CanonicalError::NotJson(e.to_string()))?;
     canonicalize(&v).map(String::into_bytes)
 }
@@ -85,10 +87,18 @@ fn write_value(out: &mut String, value: &Value, depth: usize) -> Result<(), Cano
 
 fn enter(depth: usize) -> Result<usize, CanonicalError> {
     let next = depth.saturating_add(1);
-    if next > MAX_DEPTH { Err(CanonicalError::TooDeep) } else { Ok(next) }
+    if next > MAX_DEPTH {
+        Err(CanonicalError::TooDeep)
+    } else {
+        Ok(next)
+    }
 }
 
-fn write_object(out: &mut String, map: &Map<String, Value>, depth: usize) -> Result<(), CanonicalError> {
+fn write_object(
+    out: &mut String,
+    map: &Map<String, Value>,
+    depth: usize,
+) -> Result<(), CanonicalError> {
     let mut entries: Vec<(&String, &Value)> = map.iter().collect();
     entries.sort_by(|a, b| utf16_cmp(a.0, b.0));
     out.push('{');

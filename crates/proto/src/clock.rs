@@ -36,9 +36,11 @@ impl UnixMillis {
         Self(self.0.saturating_sub(ms))
     }
 
-    /// As a `SystemTime` (saturating at the platform's latest representable time).
+    /// As a `SystemTime` (the epoch if the platform cannot represent it).
     pub fn to_system_time(self) -> SystemTime {
-        UNIX_EPOCH.checked_add(Duration::from_millis(self.0)).unwrap_or(UNIX_EPOCH)
+        UNIX_EPOCH
+            .checked_add(Duration::from_millis(self.0))
+            .unwrap_or(UNIX_EPOCH)
     }
 }
 
@@ -62,7 +64,9 @@ impl Clock for SystemClock {
     fn now(&self) -> UnixMillis {
         // A system clock before 1970 is treated as the epoch: every TTL check then fails
         // closed (messages look expired), which is the safe direction.
-        let ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
         UnixMillis(u64::try_from(ms).unwrap_or(u64::MAX))
     }
 }
@@ -81,7 +85,11 @@ impl ManualClock {
     /// Moves the clock forward.
     pub fn advance(&self, d: Duration) {
         let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        let _ = self.0.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| Some(v.saturating_add(ms)));
+        let _ = self
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+                Some(v.saturating_add(ms))
+            });
     }
 
     /// Sets the clock to an instant.

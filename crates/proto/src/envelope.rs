@@ -85,7 +85,11 @@ pub struct Header {
 impl Header {
     /// When the message stops being valid.
     pub fn expires_at(&self) -> UnixMillis {
-        UnixMillis(self.iat.0.saturating_add(u64::from(self.ttl).saturating_mul(1000)))
+        UnixMillis(
+            self.iat
+                .0
+                .saturating_add(u64::from(self.ttl).saturating_mul(1000)),
+        )
     }
 }
 
@@ -127,7 +131,9 @@ pub struct EnvelopeSigner {
 
 impl fmt::Debug for EnvelopeSigner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EnvelopeSigner").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("EnvelopeSigner")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -168,10 +174,16 @@ impl EnvelopeSigner {
         body: Value,
     ) -> Result<Vec<u8>, ProtoError> {
         if stamp.ttl == 0 || stamp.ttl > MAX_TTL_S {
-            return Err(ProtoError::invalid("header.ttl", format!("must be 1..={MAX_TTL_S}")));
+            return Err(ProtoError::invalid(
+                "header.ttl",
+                format!("must be 1..={MAX_TTL_S}"),
+            ));
         }
         if stamp.seq > MAX_SAFE_INTEGER || stamp.iat.0 > MAX_SAFE_INTEGER {
-            return Err(ProtoError::invalid("header", "seq and iat must be at most 2^53-1"));
+            return Err(ProtoError::invalid(
+                "header",
+                "seq and iat must be at most 2^53-1",
+            ));
         }
         let header = Header {
             msg_type,
@@ -207,7 +219,11 @@ impl EnvelopeSigner {
 }
 
 fn signing_input(unsigned_canonical: &str) -> Vec<u8> {
-    let mut m = Vec::with_capacity(SIGNING_CONTEXT.len().saturating_add(unsigned_canonical.len()));
+    let mut m = Vec::with_capacity(
+        SIGNING_CONTEXT
+            .len()
+            .saturating_add(unsigned_canonical.len()),
+    );
     m.extend_from_slice(SIGNING_CONTEXT);
     m.extend_from_slice(unsigned_canonical.as_bytes());
     m
@@ -317,11 +333,17 @@ impl<'a, K: KeyResolver + ?Sized, C: Clock + ?Sized> Verifier<'a, K, C> {
 
 fn check_time(h: &Header, now: UnixMillis) -> Result<(), ProtoError> {
     if h.iat.0 > now.0.saturating_add(MAX_CLOCK_SKEW_MS) {
-        return Err(ProtoError::NotYetValid { iat_ms: h.iat.0, now_ms: now.0 });
+        return Err(ProtoError::NotYetValid {
+            iat_ms: h.iat.0,
+            now_ms: now.0,
+        });
     }
     let exp = h.expires_at();
     if now.0 > exp.0 {
-        return Err(ProtoError::TtlExpired { expired_at_ms: exp.0, now_ms: now.0 });
+        return Err(ProtoError::TtlExpired {
+            expired_at_ms: exp.0,
+            now_ms: now.0,
+        });
     }
     Ok(())
 }
@@ -339,7 +361,10 @@ struct RawEnvelope {
 impl RawEnvelope {
     fn parse(frame: &[u8]) -> Result<Self, ProtoError> {
         if frame.len() > MAX_FRAME_BYTES {
-            return Err(ProtoError::FrameTooLarge { size: frame.len(), limit: MAX_FRAME_BYTES });
+            return Err(ProtoError::FrameTooLarge {
+                size: frame.len(),
+                limit: MAX_FRAME_BYTES,
+            });
         }
         let value: Value =
             serde_json::from_slice(frame).map_err(|e| ProtoError::Malformed(e.to_string()))?;
@@ -356,16 +381,26 @@ impl RawEnvelope {
         let header = map.remove("header").ok_or_else(|| missing("header"))?;
         let body = map.remove("body").ok_or_else(|| missing("body"))?;
         let Some(Value::String(sig)) = map.remove("sig") else {
-            return Err(ProtoError::Malformed("envelope member \"sig\" must be a string".into()));
+            return Err(ProtoError::Malformed(
+                "envelope member \"sig\" must be a string".into(),
+            ));
         };
         let Some(Value::String(kid)) = header.get("kid") else {
             return Err(ProtoError::Malformed("header.kid must be a string".into()));
         };
         let kid = KeyId::parse(kid).map_err(ProtoError::Malformed)?;
-        let raw = RawEnvelope { v, header, body, kid, sig };
+        let raw = RawEnvelope {
+            v,
+            header,
+            body,
+            kid,
+            sig,
+        };
         // Check 3: only the canonical spelling of signed content is accepted.
         if raw.canonical_with_sig()?.as_bytes() != frame {
-            return Err(ProtoError::SignatureInvalid("the frame is not in canonical form"));
+            return Err(ProtoError::SignatureInvalid(
+                "the frame is not in canonical form",
+            ));
         }
         Ok(raw)
     }
@@ -386,8 +421,9 @@ impl RawEnvelope {
     }
 
     fn verify_signature(&self, key: &VerifyingKey) -> Result<(), ProtoError> {
-        let bytes = b64url_decode(&self.sig)
-            .ok_or(ProtoError::SignatureInvalid("sig is not unpadded base64url"))?;
+        let bytes = b64url_decode(&self.sig).ok_or(ProtoError::SignatureInvalid(
+            "sig is not unpadded base64url",
+        ))?;
         let bytes: [u8; 64] = bytes
             .try_into()
             .map_err(|_| ProtoError::SignatureInvalid("sig is not 64 bytes"))?;
@@ -406,7 +442,12 @@ impl RawEnvelope {
         match self.header.get("alg") {
             Some(Value::String(a)) if a == ALG => {}
             Some(Value::String(a)) => return Err(ProtoError::UnsupportedAlgorithm(a.clone())),
-            _ => return Err(ProtoError::invalid("header.alg", "must be the string \"EdDSA\"")),
+            _ => {
+                return Err(ProtoError::invalid(
+                    "header.alg",
+                    "must be the string \"EdDSA\"",
+                ));
+            }
         }
         match self.header.get("type") {
             Some(Value::String(t)) if MessageType::from_name(t).is_none() => {
@@ -418,14 +459,20 @@ impl RawEnvelope {
         let header = Header::deserialize(&self.header)
             .map_err(|e| ProtoError::invalid("header", e.to_string()))?;
         if header.ttl == 0 || header.ttl > MAX_TTL_S {
-            return Err(ProtoError::invalid("header.ttl", format!("must be 1..={MAX_TTL_S}")));
+            return Err(ProtoError::invalid(
+                "header.ttl",
+                format!("must be 1..={MAX_TTL_S}"),
+            ));
         }
         if header.seq > MAX_SAFE_INTEGER {
             return Err(ProtoError::invalid("header.seq", "must be at most 2^53-1"));
         }
         let limit = header.msg_type.max_frame_bytes();
         if frame_len > limit {
-            return Err(ProtoError::FrameTooLarge { size: frame_len, limit });
+            return Err(ProtoError::FrameTooLarge {
+                size: frame_len,
+                limit,
+            });
         }
         Ok(header)
     }
@@ -441,12 +488,16 @@ pub struct SequenceTracker<S> {
 impl<S: std::hash::Hash + Eq + Clone> SequenceTracker<S> {
     /// An empty tracker.
     pub fn new() -> Self {
-        Self { last: HashMap::new() }
+        Self {
+            last: HashMap::new(),
+        }
     }
 
     /// A tracker resuming from known high-water marks (e.g. loaded from storage).
     pub fn resume(marks: impl IntoIterator<Item = (S, u64)>) -> Self {
-        Self { last: marks.into_iter().collect() }
+        Self {
+            last: marks.into_iter().collect(),
+        }
     }
 
     /// Accepts `seq` on `stream` if it is above the last accepted one (any value is

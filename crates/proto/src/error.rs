@@ -264,7 +264,12 @@ impl ErrorBody {
 
     /// A body with a more specific message (which must not leak internals).
     pub fn with_message(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, error: code.name().to_owned(), message: message.into(), trace_id: None }
+        Self {
+            code,
+            error: code.name().to_owned(),
+            message: message.into(),
+            trace_id: None,
+        }
     }
 }
 
@@ -373,7 +378,10 @@ impl ProtoError {
     }
 
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
-        ProtoError::InvalidField { field, reason: reason.into() }
+        ProtoError::InvalidField {
+            field,
+            reason: reason.into(),
+        }
     }
 }
 

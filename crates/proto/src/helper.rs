@@ -190,7 +190,10 @@ impl Opcode {
                 validate::max_items("body.params.sources", &p.sources, 8)?;
                 for s in &p.sources {
                     if !matches!(s.as_str(), "system" | "application" | "security" | "tether") {
-                        return Err(ProtoError::invalid("body.params.sources[]", format!("unknown source {s:?}")));
+                        return Err(ProtoError::invalid(
+                            "body.params.sources[]",
+                            format!("unknown source {s:?}"),
+                        ));
                     }
                 }
                 OpParams::CollectLogs(p)
@@ -284,12 +287,14 @@ impl Validate for HelperResponse {
             validate::text("body.kernel_exec_id", k, 1, 64)?;
         }
         match (self.status, self.error) {
-            (HelperStatus::Failed | HelperStatus::Denied, None) => {
-                Err(ProtoError::invalid("body.error", "required when failed or denied"))
-            }
-            (HelperStatus::Ok | HelperStatus::Executing, Some(_)) => {
-                Err(ProtoError::invalid("body.error", "only allowed when failed or denied"))
-            }
+            (HelperStatus::Failed | HelperStatus::Denied, None) => Err(ProtoError::invalid(
+                "body.error",
+                "required when failed or denied",
+            )),
+            (HelperStatus::Ok | HelperStatus::Executing, Some(_)) => Err(ProtoError::invalid(
+                "body.error",
+                "only allowed when failed or denied",
+            )),
             _ => Ok(()),
         }
     }

@@ -16,6 +16,7 @@ pub mod canonical;
 pub mod clock;
 pub mod envelope;
 pub mod error;
+pub mod examples;
 pub mod helper;
 pub mod ids;
 pub mod messages;
@@ -29,3 +30,6 @@ pub use envelope::{
 pub use error::{ErrorBody, ErrorCategory, ErrorCode, ProtoError};
 pub use ids::{KeyId, MessageId, TraceId};
 pub use messages::{MAX_FRAME_BYTES, Message, MessageType, Payload};
+
+#[cfg(test)]
+mod tests;

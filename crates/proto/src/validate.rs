@@ -26,7 +26,10 @@ pub fn b64url_encode(b: &[u8]) -> String {
 pub(crate) fn text(field: &'static str, s: &str, min: usize, max: usize) -> Result<(), ProtoError> {
     let n = s.chars().count();
     if n < min || n > max {
-        return Err(ProtoError::invalid(field, format!("length {n} is outside {min}..={max}")));
+        return Err(ProtoError::invalid(
+            field,
+            format!("length {n} is outside {min}..={max}"),
+        ));
     }
     if s.chars().any(char::is_control) {
         return Err(ProtoError::invalid(field, "contains control characters"));
@@ -38,14 +41,20 @@ pub(crate) fn sha256_hex(field: &'static str, s: &str) -> Result<(), ProtoError>
     if crate::ids::is_sha256_hex(s) {
         Ok(())
     } else {
-        Err(ProtoError::invalid(field, "not a lowercase hex SHA-256 (64 digits)"))
+        Err(ProtoError::invalid(
+            field,
+            "not a lowercase hex SHA-256 (64 digits)",
+        ))
     }
 }
 
 pub(crate) fn b64_len(field: &'static str, s: &str, len: usize) -> Result<(), ProtoError> {
     match b64url_decode(s) {
         Some(b) if b.len() == len => Ok(()),
-        Some(b) => Err(ProtoError::invalid(field, format!("decodes to {} bytes, expected {len}", b.len()))),
+        Some(b) => Err(ProtoError::invalid(
+            field,
+            format!("decodes to {} bytes, expected {len}", b.len()),
+        )),
         None => Err(ProtoError::invalid(field, "not unpadded base64url")),
     }
 }
@@ -57,7 +66,10 @@ pub(crate) fn range<T: PartialOrd + std::fmt::Display>(
     max: T,
 ) -> Result<(), ProtoError> {
     if v < min || v > max {
-        Err(ProtoError::invalid(field, format!("{v} is outside {min}..={max}")))
+        Err(ProtoError::invalid(
+            field,
+            format!("{v} is outside {min}..={max}"),
+        ))
     } else {
         Ok(())
     }
@@ -74,7 +86,10 @@ pub(crate) fn https_url(field: &'static str, s: &str) -> Result<(), ProtoError> 
 
 pub(crate) fn max_items<T>(field: &'static str, v: &[T], max: usize) -> Result<(), ProtoError> {
     if v.len() > max {
-        Err(ProtoError::invalid(field, format!("{} items, at most {max} allowed", v.len())))
+        Err(ProtoError::invalid(
+            field,
+            format!("{} items, at most {max} allowed", v.len()),
+        ))
     } else {
         Ok(())
     }

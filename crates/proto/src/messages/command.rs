@@ -179,8 +179,13 @@ pub struct CommandAck {
 impl Validate for CommandAck {
     fn validate(&self) -> Result<(), ProtoError> {
         match (self.status, self.error) {
-            (AckStatus::Rejected, None) => Err(ProtoError::invalid("body.error", "required when rejected")),
-            (AckStatus::Received, Some(_)) => Err(ProtoError::invalid("body.error", "only allowed when rejected")),
+            (AckStatus::Rejected, None) => {
+                Err(ProtoError::invalid("body.error", "required when rejected"))
+            }
+            (AckStatus::Received, Some(_)) => Err(ProtoError::invalid(
+                "body.error",
+                "only allowed when rejected",
+            )),
             _ => Ok(()),
         }
     }
@@ -202,7 +207,10 @@ pub struct CommandStatus {
 impl Validate for CommandStatus {
     fn validate(&self) -> Result<(), ProtoError> {
         if self.state != CommandState::Executing {
-            return Err(ProtoError::invalid("body.state", "an agent may only report executing"));
+            return Err(ProtoError::invalid(
+                "body.state",
+                "an agent may only report executing",
+            ));
         }
         if let Some(k) = &self.kernel_exec_id {
             validate::text("body.kernel_exec_id", k, 1, 64)?;
@@ -271,7 +279,9 @@ impl Validate for CommandResult {
             return Err(ProtoError::invalid("body.result", "must be a JSON object"));
         }
         match (self.status, self.error) {
-            (ResultStatus::Ok, Some(_)) => return Err(ProtoError::invalid("body.error", "not allowed when ok")),
+            (ResultStatus::Ok, Some(_)) => {
+                return Err(ProtoError::invalid("body.error", "not allowed when ok"));
+            }
             (ResultStatus::Ok, None) => {}
             (_, None) => return Err(ProtoError::invalid("body.error", "required unless ok")),
             (_, Some(_)) => {}

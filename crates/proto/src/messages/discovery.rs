@@ -70,7 +70,11 @@ pub const DISCOVERY_PROOF_CONTEXT: &[u8] = b"TETHER-DISCOVERY-V1\n";
 /// The bytes an agent signs to prove it holds `AgentPub`:
 /// `"TETHER-DISCOVERY-V1\n"` followed by the challenge token's ASCII bytes.
 pub fn discovery_proof_input(challenge_token: &str) -> Vec<u8> {
-    let mut v = Vec::with_capacity(DISCOVERY_PROOF_CONTEXT.len().saturating_add(challenge_token.len()));
+    let mut v = Vec::with_capacity(
+        DISCOVERY_PROOF_CONTEXT
+            .len()
+            .saturating_add(challenge_token.len()),
+    );
     v.extend_from_slice(DISCOVERY_PROOF_CONTEXT);
     v.extend_from_slice(challenge_token.as_bytes());
     v
@@ -115,7 +119,10 @@ impl Validate for PairRequest {
         validate::text("hwid", &self.hwid, 1, 256)?;
         validate::b64_len("agent_pub", &self.agent_pub, 32)?;
         if self.csr_pem.len() > 8192 || !self.csr_pem.contains("BEGIN CERTIFICATE REQUEST") {
-            return Err(ProtoError::invalid("csr_pem", "not a PEM certificate request of at most 8 KiB"));
+            return Err(ProtoError::invalid(
+                "csr_pem",
+                "not a PEM certificate request of at most 8 KiB",
+            ));
         }
         Ok(())
     }
@@ -192,7 +199,10 @@ impl Validate for DeviceActivate {
         for k in &self.owner_keys {
             validate::text("body.owner_keys[].kid", &k.kid, 1, 64)?;
             if k.kind != "ed25519" && k.kind != "webauthn-es256" {
-                return Err(ProtoError::invalid("body.owner_keys[].kind", "must be ed25519 or webauthn-es256"));
+                return Err(ProtoError::invalid(
+                    "body.owner_keys[].kind",
+                    "must be ed25519 or webauthn-es256",
+                ));
             }
             validate::text("body.owner_keys[].public_key", &k.public_key, 1, 512)?;
         }

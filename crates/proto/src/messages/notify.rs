@@ -77,14 +77,20 @@ impl PolicyUpdate {
 impl Validate for PolicyUpdate {
     fn validate(&self) -> Result<(), ProtoError> {
         if self.policy_version == 0 {
-            return Err(ProtoError::invalid("body.policy_version", "must be at least 1"));
+            return Err(ProtoError::invalid(
+                "body.policy_version",
+                "must be at least 1",
+            ));
         }
         if !self.bundle.is_object() {
             return Err(ProtoError::invalid("body.bundle", "must be a JSON object"));
         }
         validate::sha256_hex("body.policy_hash", &self.policy_hash)?;
         if PolicyUpdate::hash_bundle(&self.bundle)? != self.policy_hash {
-            return Err(ProtoError::invalid("body.policy_hash", "does not match the bundle"));
+            return Err(ProtoError::invalid(
+                "body.policy_hash",
+                "does not match the bundle",
+            ));
         }
         Ok(())
     }
@@ -122,7 +128,10 @@ impl Validate for Revocation {
         validate::max_items("body.serials", &self.serials, 16)?;
         for s in &self.serials {
             if s.is_empty() || s.len() > 40 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(ProtoError::invalid("body.serials[]", "not a hex serial of at most 20 bytes"));
+                return Err(ProtoError::invalid(
+                    "body.serials[]",
+                    "not a hex serial of at most 20 bytes",
+                ));
             }
         }
         validate::text("body.reason", &self.reason, 1, 256)

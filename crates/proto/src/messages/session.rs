@@ -48,8 +48,18 @@ pub struct Connected {
 impl Validate for Connected {
     fn validate(&self) -> Result<(), ProtoError> {
         validate::text("body.session_id", &self.session_id, 1, 64)?;
-        validate::range("body.heartbeat_interval_s", self.heartbeat_interval_s, 5, 3600)?;
-        validate::range("body.telemetry_interval_s", self.telemetry_interval_s, 1, 3600)
+        validate::range(
+            "body.heartbeat_interval_s",
+            self.heartbeat_interval_s,
+            5,
+            3600,
+        )?;
+        validate::range(
+            "body.telemetry_interval_s",
+            self.telemetry_interval_s,
+            1,
+            3600,
+        )
     }
 }
 
@@ -125,13 +135,19 @@ impl Validate for Telemetry {
     fn validate(&self) -> Result<(), ProtoError> {
         validate::range("body.cpu_pct", self.cpu_pct, 0.0, 100.0)?;
         if self.mem_used_bytes > self.mem_total_bytes {
-            return Err(ProtoError::invalid("body.mem_used_bytes", "exceeds mem_total_bytes"));
+            return Err(ProtoError::invalid(
+                "body.mem_used_bytes",
+                "exceeds mem_total_bytes",
+            ));
         }
         validate::max_items("body.disks", &self.disks, 64)?;
         for d in &self.disks {
             validate::text("body.disks[].mount", &d.mount, 1, 256)?;
             if d.used_bytes > d.total_bytes {
-                return Err(ProtoError::invalid("body.disks[].used_bytes", "exceeds total_bytes"));
+                return Err(ProtoError::invalid(
+                    "body.disks[].used_bytes",
+                    "exceeds total_bytes",
+                ));
             }
         }
         validate::range("body.net.rx_bps", self.net.rx_bps, 0.0, 1e12)?;

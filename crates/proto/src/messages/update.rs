@@ -92,7 +92,10 @@ impl Validate for UpdatePrecheck {
             validate::text("body.reasons[]", r, 1, 256)?;
         }
         if self.status == PrecheckStatus::Fail && self.reasons.is_empty() {
-            return Err(ProtoError::invalid("body.reasons", "a failed precheck needs a reason"));
+            return Err(ProtoError::invalid(
+                "body.reasons",
+                "a failed precheck needs a reason",
+            ));
         }
         Ok(())
     }
@@ -138,9 +141,15 @@ impl Validate for UpdateResult {
         validate::text("body.release_id", &self.release_id, 1, 64)?;
         validate::text("body.version", &self.version, 1, 32)?;
         match (self.status, self.error) {
-            (UpdateOutcome::Installed, Some(_)) => Err(ProtoError::invalid("body.error", "not allowed when installed")),
+            (UpdateOutcome::Installed, Some(_)) => Err(ProtoError::invalid(
+                "body.error",
+                "not allowed when installed",
+            )),
             (UpdateOutcome::Installed, None) | (_, Some(_)) => Ok(()),
-            (_, None) => Err(ProtoError::invalid("body.error", "required unless installed")),
+            (_, None) => Err(ProtoError::invalid(
+                "body.error",
+                "required unless installed",
+            )),
         }
     }
 }
