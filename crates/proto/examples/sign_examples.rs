@@ -11,7 +11,11 @@ use tether_proto::envelope::{EnvelopeSigner, Stamp};
 use tether_proto::{MessageId, MessageType, TraceId, UnixMillis, examples};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = PathBuf::from(std::env::args().nth(1).ok_or("usage: sign_examples <dir>")?);
+    let dir = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .ok_or("usage: sign_examples <dir>")?,
+    );
     std::fs::create_dir_all(&dir)?;
     let signer = EnvelopeSigner::new(SigningKey::from_bytes(&[1; 32]));
     for (i, &t) in MessageType::ALL.iter().enumerate() {
@@ -25,6 +29,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let frame = signer.seal_value(t, stamp, examples::body(t))?;
         std::fs::write(dir.join(format!("{}.json", t.name())), &frame)?;
     }
-    println!("wrote {} signed examples to {}", MessageType::ALL.len(), dir.display());
+    println!(
+        "wrote {} signed examples to {}",
+        MessageType::ALL.len(),
+        dir.display()
+    );
     Ok(())
 }

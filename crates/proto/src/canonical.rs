@@ -23,6 +23,11 @@ pub const MAX_DEPTH: usize = 32;
 /// The largest integer magnitude with an exact IEEE-754 double: 2^53 − 1.
 pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
+/// 2^53 as a double: from here up to [`EXPONENT_FORM_MIN`] doubles print as integers.
+const UNSAFE_FLOAT_MIN: f64 = 9_007_199_254_740_992.0;
+/// ECMAScript prints numbers at or above 1e21 in exponent form.
+const EXPONENT_FORM_MIN: f64 = 1e21;
+
 /// Why a value could not be canonicalized.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CanonicalError {
@@ -152,6 +157,12 @@ fn write_number(out: &mut String, n: &Number) -> Result<(), CanonicalError> {
         }
         let _ = write!(out, "{i}");
     } else if let Some(f) = n.as_f64() {
+        // A double in [2^53, 1e21) is integral and ECMAScript prints it as plain digits,
+        // which a receiver would read back as an integer outside the exact range: refuse
+        // it here so nothing is signed that its receiver must refuse.
+        if (UNSAFE_FLOAT_MIN..EXPONENT_FORM_MIN).contains(&f.abs()) {
+            return Err(CanonicalError::UnsafeInteger(n.to_string()));
+        }
         // serde_json never holds NaN or infinities; ryu-js prints the ECMAScript form
         // (and prints -0 as "0", as RFC 8785 requires).
         let mut buf = ryu_js::Buffer::new();

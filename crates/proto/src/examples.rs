@@ -29,7 +29,7 @@ pub fn body(t: MessageType) -> Value {
         }),
         MessageType::DiscoveryChallenge => json!({
             "challenge_token": "ch_4f9a1c2e7b3d4e5f8a9b0c1d",
-            "pair_init_url": "https://tether.lab.example/pair/init",
+            "pair_init_url": "https://tether.lab.example/api/discovery/confirm",
             "expires_at": T0 + 300_000
         }),
         MessageType::DeviceActivate => json!({

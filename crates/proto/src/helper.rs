@@ -159,6 +159,9 @@ pub enum OpParams {
 }
 
 fn params_as<T: DeserializeOwned>(v: &Value) -> Result<T, ProtoError> {
+    if !v.is_object() {
+        return Err(ProtoError::invalid("body.params", "must be a JSON object"));
+    }
     T::deserialize(v).map_err(|e| ProtoError::invalid("body.params", e.to_string()))
 }
 

@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::canonical::canonicalize;
 use crate::error::ProtoError;
 use crate::helper::{HelperRequest, HelperResponse};
 use crate::validate::Validate;
@@ -136,11 +137,27 @@ message_types! {
 pub const MAX_FRAME_BYTES: usize = 256 * KIB;
 
 /// Decodes a body value into a typed message and validates it.
+///
+/// The body must also be the one spelling of that message: a JSON object whose canonical
+/// form equals the canonical form of the decoded message re-serialized. That refuses
+/// what serde would otherwise accept as a second spelling — a struct written as an array,
+/// `null` for an absent optional field — so two implementations never sign different
+/// bytes for the same message.
 pub fn decode_body<T: Message>(body: &Value) -> Result<T, ProtoError> {
+    if !body.is_object() {
+        return Err(ProtoError::invalid("body", "must be a JSON object"));
+    }
     let m = T::deserialize(body).map_err(|e| ProtoError::InvalidField {
         field: "body",
         reason: e.to_string(),
     })?;
     m.validate()?;
+    let again = serde_json::to_value(&m).map_err(|e| ProtoError::Malformed(e.to_string()))?;
+    if canonicalize(&again)? != canonicalize(body)? {
+        return Err(ProtoError::invalid(
+            "body",
+            "not the canonical spelling of this message (an array for an object, or null for an absent field)",
+        ));
+    }
     Ok(m)
 }

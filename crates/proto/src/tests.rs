@@ -1,7 +1,11 @@
 //! Cross-module tests: hostile input to every decoder never panics.
 
 // Test code: overflow or truncation here is a failed test, not a crashed service.
-#![allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+#![allow(
+    clippy::arithmetic_side_effects,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
 
 use proptest::prelude::*;
 use serde_json::Value;

@@ -1,5 +1,9 @@
 // Test code: overflow or truncation here is a failed test, not a crashed service.
-#![allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+#![allow(
+    clippy::arithmetic_side_effects,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
 
 use ed25519_dalek::{Signer, SigningKey};
 use proptest::prelude::*;

@@ -127,7 +127,12 @@ impl Validate for Revocation {
         validate::text("body.device_id", &self.device_id, 1, 64)?;
         validate::max_items("body.serials", &self.serials, 16)?;
         for s in &self.serials {
-            if s.is_empty() || s.len() > 40 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if s.is_empty()
+                || s.len() > 40
+                || !s
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            {
                 return Err(ProtoError::invalid(
                     "body.serials[]",
                     "not a hex serial of at most 20 bytes",
