@@ -127,3 +127,44 @@ fn every_example_decodes_as_its_type() {
         assert!(p.is_ok(), "{}: {:?}", t.name(), p.err());
     }
 }
+
+/// Every `<!-- example: type -->` block in docs/protocol.md is exactly the example body of
+/// that type and decodes: what a client author copies from the document is known good.
+#[test]
+fn protocol_doc_examples_match_and_decode() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/protocol.md");
+    let doc = std::fs::read_to_string(path).expect("docs/protocol.md exists");
+    let mut seen = std::collections::HashSet::new();
+    let mut lines = doc.lines();
+    while let Some(line) = lines.next() {
+        let Some(name) = line
+            .trim()
+            .strip_prefix("<!-- example: ")
+            .and_then(|r| r.strip_suffix(" -->"))
+        else {
+            continue;
+        };
+        let t = MessageType::from_name(name)
+            .unwrap_or_else(|| panic!("doc example for unknown type {name}"));
+        assert_eq!(
+            lines.next().map(str::trim),
+            Some("```json"),
+            "{name}: a json block follows"
+        );
+        let block: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
+        let v: Value =
+            serde_json::from_str(&block.join("\n")).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            v,
+            crate::examples::body(t),
+            "{name}: doc example differs from examples::body"
+        );
+        Payload::decode(t, &v).unwrap_or_else(|e| panic!("{name}: {e}"));
+        seen.insert(t);
+    }
+    assert_eq!(
+        seen.len(),
+        MessageType::ALL.len(),
+        "every message type has an example in the doc"
+    );
+}
