@@ -1,0 +1,195 @@
+//! The Tether store: everything the server must remember durably — accounts, second
+//! factors, refresh-token families, discovery sessions, pairings, devices, settings and the
+//! audit trail.
+//!
+//! The server holds an `Arc<dyn Store>`. Two backends implement it with the same
+//! behaviour (the same test suite runs against both): [`SqliteStore`] (the embedded
+//! default, one file under the data dir) and [`MysqlStore`] (MySQL/MariaDB for
+//! deployments with several server processes). Each has its own embedded migration tree,
+//! run on open. Operations that must be atomic across processes (consuming a pair token,
+//! rotating a refresh token, using a TOTP step, claiming a once-only key) are single
+//! conditional statements or transactions, never read-then-write in application code.
+//!
+//! Times are [`UnixMillis`] passed in by the caller (the server's injected clock); the store
+//! never reads the system clock. Anything with an expiry is valid up to and including its
+//! `expires_at`: it is expired once `expires_at < now`.
+//!
+//! Both backends are one generic [`SqlStore`] over a sealed [`Dialect`]; the SQL is shared
+//! and only the statements the dialects spell differently are branched.
+//!
+//! Errors: a duplicate unique key (id, email, token hash, certificate serial, …) is
+//! [`StoreError::Conflict`]; a record that refers to a user who does not exist (a refresh
+//! token, passkey, device owner or pairing consumer) is [`StoreError::NotFound`].
+
+mod error;
+mod model;
+mod mysql;
+mod sql;
+mod sqlite;
+
+use async_trait::async_trait;
+
+pub use error::StoreError;
+pub use model::*;
+pub use mysql::{MysqlDialect, MysqlStore, TestDb};
+pub use sql::{Dialect, SqlStore};
+pub use sqlite::{SqliteDialect, SqliteStore};
+pub use tether_proto::UnixMillis;
+
+/// Result alias for store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The durable store.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Which backend this is (`sqlite` or `mysql`), for logs and `/healthz`.
+    fn backend(&self) -> &'static str;
+
+    /// Checks the connection (for readiness probes).
+    async fn ping(&self) -> StoreResult<()>;
+
+    // ---- users ------------------------------------------------------------------
+
+    /// Creates a user. A second user with the same (case-insensitive) email is
+    /// [`StoreError::Conflict`].
+    async fn create_user(&self, user: &NewUser) -> StoreResult<User>;
+    /// A user by id.
+    async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>>;
+    /// A user by email (compared lowercased).
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
+    /// How many users have the role.
+    async fn count_users_with_role(&self, role: Role) -> StoreResult<u64>;
+    /// Changes a user's role. Unknown user → [`StoreError::NotFound`].
+    async fn set_user_role(&self, user_id: &str, role: Role) -> StoreResult<()>;
+    /// Sets or clears the user's TOTP secret (sealed by the caller) and whether it is
+    /// enabled. Setting a secret resets the last used step to 0 — unless it is the same
+    /// sealed bytes as stored already (e.g. re-storing `user.totp` with `enabled: true` to
+    /// confirm enrolment), which keeps the step. So after confirming with a new secret, call
+    /// [`use_totp_step`](Self::use_totp_step) with the confirming step. Clearing keeps the
+    /// step. Unknown user → [`StoreError::NotFound`].
+    async fn set_totp(&self, user_id: &str, totp: Option<&TotpRecord>) -> StoreResult<()>;
+    /// Marks TOTP time step `step` used for the user if it is above the last used step,
+    /// atomically. Returns false if `step` (or a later one) was already used: a code
+    /// works once. Unknown user → [`StoreError::NotFound`].
+    async fn use_totp_step(&self, user_id: &str, step: u64) -> StoreResult<bool>;
+
+    // ---- refresh tokens -------------------------------------------------------------
+
+    /// Stores a new refresh token (by hash) starting or continuing a family.
+    async fn insert_refresh(&self, token: &RefreshRecord) -> StoreResult<()>;
+    /// Rotates a refresh token atomically: if `old_hash` is live (not used, not revoked,
+    /// not expired at `now`) it is marked used and `new` is stored in the same family →
+    /// [`Rotation::Rotated`]. If `old_hash` was already used or revoked, the whole family is
+    /// revoked → [`Rotation::Reused`]. Expired → [`Rotation::Expired`]; unknown →
+    /// [`Rotation::NotFound`]. Used-or-revoked is checked before expiry, so a replayed
+    /// token revokes its family even after it expired.
+    ///
+    /// The new token always joins the old token's family and user: `new.family_id` and
+    /// `new.user_id` are ignored. A clash on `new.token_hash` is [`StoreError::Conflict`]
+    /// and leaves the old token live.
+    async fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        new: &RefreshRecord,
+        now: UnixMillis,
+    ) -> StoreResult<Rotation>;
+    /// Revokes every token of a family (logout). Returns how many were live (neither used
+    /// nor revoked; expiry is not considered).
+    async fn revoke_refresh_family(&self, family_id: &str) -> StoreResult<u64>;
+    /// Revokes every refresh token of a user (revoke all sessions). Returns how many were
+    /// live, counted as for [`revoke_refresh_family`](Self::revoke_refresh_family).
+    async fn revoke_user_refresh(&self, user_id: &str) -> StoreResult<u64>;
+    /// The family a token hash belongs to, with its user, if the token exists (used,
+    /// revoked and expired tokens included).
+    async fn refresh_by_hash(&self, hash: &str) -> StoreResult<Option<RefreshRecord>>;
+
+    // ---- passkeys (WebAuthn) ------------------------------------------------------------
+
+    /// Stores a new passkey credential (serialized by the caller).
+    async fn insert_passkey(&self, pk: &PasskeyRecord) -> StoreResult<()>;
+    /// All passkeys of a user, oldest first.
+    async fn passkeys_for_user(&self, user_id: &str) -> StoreResult<Vec<PasskeyRecord>>;
+    /// Replaces a passkey's serialized state (its counter moves on each use). Unknown
+    /// credential → [`StoreError::NotFound`].
+    async fn update_passkey(&self, credential_id: &str, data: &str) -> StoreResult<()>;
+
+    /// Stores a short-lived ceremony state (WebAuthn challenge, TOTP enrolment in
+    /// progress) under an id. A ceremony is never overwritten: a duplicate id is
+    /// [`StoreError::Conflict`].
+    async fn put_ceremony(&self, c: &Ceremony) -> StoreResult<()>;
+    /// Takes (reads and deletes, atomically) a ceremony if it has not expired at `now`.
+    /// An expired one is deleted too, and `None` returned.
+    async fn take_ceremony(&self, id: &str, now: UnixMillis) -> StoreResult<Option<Ceremony>>;
+
+    // ---- once-only keys -----------------------------------------------------------------
+
+    /// Claims `key` within `scope` (e.g. a discovery nonce, a token's jti) until
+    /// `expires_at`. Returns false if it is already claimed and not expired at `now`.
+    /// Atomic across processes.
+    async fn claim_once(
+        &self,
+        scope: &str,
+        key: &str,
+        expires_at: UnixMillis,
+        now: UnixMillis,
+    ) -> StoreResult<bool>;
+
+    // ---- discovery (flow 0) -----------------------------------------------------------
+
+    /// Records a discovery session.
+    async fn insert_discovery(&self, d: &DiscoveryRecord) -> StoreResult<()>;
+    /// A discovery session by id.
+    async fn discovery(&self, id: &str) -> StoreResult<Option<DiscoveryRecord>>;
+    /// Marks a discovery session confirmed (its nonce proof checked) if it is pending and
+    /// not expired at `now`. Returns false otherwise.
+    async fn confirm_discovery(&self, id: &str, now: UnixMillis) -> StoreResult<bool>;
+
+    // ---- pairing (flow 1) -------------------------------------------------------------
+
+    /// Records a pairing request (token stored by hash).
+    async fn insert_pairing(&self, p: &PairingRecord) -> StoreResult<()>;
+    /// A pairing by token hash.
+    async fn pairing_by_token_hash(&self, hash: &str) -> StoreResult<Option<PairingRecord>>;
+    /// Consumes a pairing for `user_id` atomically: it must exist, be unused and not
+    /// expired at `now`. Returns the record as consumed, or why not.
+    async fn consume_pairing(
+        &self,
+        hash: &str,
+        user_id: &str,
+        now: UnixMillis,
+    ) -> StoreResult<Result<PairingRecord, PairingRefusal>>;
+
+    // ---- devices ----------------------------------------------------------------------
+
+    /// Creates a device. Duplicate id → [`StoreError::Conflict`].
+    async fn insert_device(&self, d: &Device) -> StoreResult<()>;
+    /// A device by id.
+    async fn device(&self, id: &str) -> StoreResult<Option<Device>>;
+    /// The devices a user owns, oldest first.
+    async fn devices_for_owner(&self, user_id: &str) -> StoreResult<Vec<Device>>;
+    /// Every device, oldest first (admin views).
+    async fn all_devices(&self) -> StoreResult<Vec<Device>>;
+    /// Replaces a device's mutable fields: name, owner, status, certificate serial and PEM,
+    /// `paired_at`. The id, hardware hash, agent key, OS and `created_at` never change.
+    /// Unknown device → [`StoreError::NotFound`]; a serial another device holds →
+    /// [`StoreError::Conflict`].
+    async fn update_device(&self, d: &Device) -> StoreResult<()>;
+    /// The device holding a certificate serial, if any.
+    async fn device_by_cert_serial(&self, serial: &str) -> StoreResult<Option<Device>>;
+
+    // ---- settings ---------------------------------------------------------------------
+
+    /// A setting's value.
+    async fn setting(&self, key: &str) -> StoreResult<Option<String>>;
+    /// Sets a setting.
+    async fn set_setting(&self, key: &str, value: &str) -> StoreResult<()>;
+
+    // ---- audit ------------------------------------------------------------------------
+
+    /// Appends an audit event; returns its sequence number (strictly increasing, never
+    /// reused). On MySQL with several writers a lower number may commit a moment after a
+    /// higher one, so a tailing reader should re-read a short window behind its cursor.
+    async fn append_audit(&self, e: &NewAuditEvent) -> StoreResult<u64>;
+    /// Audit events with `seq > after`, oldest first, at most `limit`.
+    async fn audit_after(&self, after: u64, limit: u32) -> StoreResult<Vec<AuditEvent>>;
+}

@@ -1,0 +1,66 @@
+//! The scale-out backend: MySQL 8 or MariaDB 10.5+, shared by several server processes.
+
+mod testing;
+
+use std::str::FromStr;
+
+use sqlx::MySql;
+use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions, MySqlQueryResult};
+
+pub use testing::TestDb;
+
+use crate::sql::{Dialect, SqlStore, db_err, migrator};
+use crate::{StoreError, StoreResult};
+
+/// The MySQL/MariaDB dialect of [`SqlStore`].
+#[derive(Debug, Clone, Copy)]
+pub struct MysqlDialect;
+
+impl Dialect for MysqlDialect {
+    type Db = MySql;
+    const NAME: &'static str = "mysql";
+    // `VALUES(col)` rather than MySQL 8's row alias: MariaDB has no row alias.
+    const UPSERT_SETTING: &'static str = "INSERT INTO settings (name, value) VALUES (?, ?) \
+         ON DUPLICATE KEY UPDATE value = VALUES(value)";
+    const MIGRATIONS: &'static [(i64, &'static str, &'static str)] =
+        &[(1, "init", include_str!("../migrations/mysql/0001_init.sql"))];
+
+    fn rows_affected(result: &MySqlQueryResult) -> u64 {
+        result.rows_affected()
+    }
+
+    fn last_insert_id(result: &MySqlQueryResult) -> Option<u64> {
+        Some(result.last_insert_id())
+    }
+}
+
+/// The store over a MySQL/MariaDB database.
+pub type MysqlStore = SqlStore<MysqlDialect>;
+
+/// Connections per process.
+const POOL_SIZE: u32 = 10;
+
+impl SqlStore<MysqlDialect> {
+    /// Connects to `url` (`mysql://user:password@host:port/database`, sqlx's URL options
+    /// such as `ssl-mode` apply) and runs the pending migrations. The database must
+    /// exist; tables are InnoDB with utf8mb4.
+    pub async fn connect(url: &str) -> StoreResult<MysqlStore> {
+        let options = MySqlConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Database(format!("bad MySQL URL: {e}")))?;
+        Self::connect_with(options).await
+    }
+
+    /// Like [`connect`](Self::connect), from parsed options.
+    pub async fn connect_with(options: MySqlConnectOptions) -> StoreResult<MysqlStore> {
+        let pool = MySqlPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .connect_with(options.charset("utf8mb4"))
+            .await
+            .map_err(db_err("connecting to MySQL"))?;
+        migrator::<MysqlDialect>()
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migration(e.to_string()))?;
+        Ok(Self::from_pool(pool))
+    }
+}

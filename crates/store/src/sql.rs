@@ -1,0 +1,158 @@
+//! The one implementation of [`Store`](crate::Store) over sqlx, shared by both backends.
+//!
+//! [`SqlStore`] is generic over a [`Dialect`]: the dialect names the sqlx database type
+//! and supplies only what differs between SQLite and MySQL/MariaDB (the settings upsert
+//! and how a driver reports affected rows and the last insert id). Every other statement
+//! is written once, in SQL both dialects accept, so the two backends cannot drift apart.
+//!
+//! Why the atomic operations need no dialect branches:
+//! - `use_totp_step`, `consume_pairing`, `confirm_discovery` and the first step of
+//!   `rotate_refresh` are a single conditional `UPDATE … WHERE <still valid>`; the row
+//!   count says who won. InnoDB re-checks the `WHERE` on the latest committed row after a
+//!   row lock wait, and SQLite has one writer at a time, so exactly one caller sees 1.
+//! - `take_ceremony` reads the row, then `DELETE`s it by id: only the caller whose `DELETE`
+//!   removed the row gets it (ceremony ids are never reused, `put_ceremony` refuses
+//!   duplicates, so the row read is the row deleted). That works on MySQL, which has no
+//!   `DELETE … RETURNING`.
+//! - `claim_once` deletes the key only if expired, then plainly `INSERT`s it; a unique-key
+//!   violation means someone else holds it. The two statements run in autocommit on
+//!   purpose: inside one InnoDB transaction two concurrent claims of an absent key would
+//!   each take a gap lock in the `DELETE` and then deadlock on the `INSERT`.
+
+mod rows;
+mod statements;
+mod store;
+
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+
+use sqlx::error::ErrorKind;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AssertSqlSafe, Database, Pool, SqlSafeStr};
+use tether_proto::UnixMillis;
+
+use crate::{StoreError, StoreResult};
+
+/// What differs between the SQL dialects. Sealed: the crate implements it for
+/// [`SqliteDialect`](crate::SqliteDialect) and [`MysqlDialect`](crate::MysqlDialect) only.
+pub trait Dialect: sealed::Sealed + Send + Sync + fmt::Debug + 'static {
+    /// The sqlx database.
+    type Db: Database;
+    /// The backend's name for logs and `/healthz` (`sqlite` or `mysql`).
+    const NAME: &'static str;
+    /// Inserts or replaces a setting; binds `name`, `value`.
+    const UPSERT_SETTING: &'static str;
+    /// The migrations, oldest first: `(version, description, sql)`.
+    const MIGRATIONS: &'static [(i64, &'static str, &'static str)];
+
+    /// How many rows a statement matched (MySQL: found, not only changed, rows; sqlx
+    /// connects with `CLIENT_FOUND_ROWS`).
+    fn rows_affected(result: &<Self::Db as Database>::QueryResult) -> u64;
+    /// The id an `INSERT` into an auto-increment table assigned.
+    fn last_insert_id(result: &<Self::Db as Database>::QueryResult) -> Option<u64>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for crate::sqlite::SqliteDialect {}
+    impl Sealed for crate::mysql::MysqlDialect {}
+}
+
+/// A [`Store`](crate::Store) over a sqlx pool of dialect `D`. Use it through its aliases
+/// [`SqliteStore`](crate::SqliteStore) and [`MysqlStore`](crate::MysqlStore).
+pub struct SqlStore<D: Dialect> {
+    pool: Pool<D::Db>,
+    dialect: PhantomData<D>,
+}
+
+impl<D: Dialect> fmt::Debug for SqlStore<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("backend", &D::NAME)
+            .field("connections", &self.pool.size())
+            .finish()
+    }
+}
+
+impl<D: Dialect> SqlStore<D> {
+    pub(crate) fn from_pool(pool: Pool<D::Db>) -> Self {
+        Self {
+            pool,
+            dialect: PhantomData,
+        }
+    }
+
+    pub(crate) fn pool(&self) -> &Pool<D::Db> {
+        &self.pool
+    }
+
+    /// Closes the pool: waits for checked-out connections to come back, then closes
+    /// them all. Call it on shutdown (and before dropping a test database).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// The dialect's migrations as a sqlx [`Migrator`]. The SQL is embedded with
+/// `include_str!` (the `migrate!` macro would need sqlx's `macros` feature); sqlx records
+/// applied versions and their checksums in `_sqlx_migrations`, refuses a database whose
+/// applied migrations were edited since, and on MySQL holds an advisory lock while
+/// migrating so that several server processes may start at once.
+pub(crate) fn migrator<D: Dialect>() -> Migrator {
+    let migrations = D::MIGRATIONS
+        .iter()
+        .map(|&(version, description, sql)| {
+            Migration::new(
+                version,
+                Cow::Borrowed(description),
+                MigrationType::Simple,
+                AssertSqlSafe(sql).into_sql_str(),
+                false,
+            )
+        })
+        .collect();
+    Migrator::with_migrations(migrations)
+}
+
+/// Maps a sqlx error. `what` names the record (never a value: values may be secrets or
+/// personal data, and this message can reach logs).
+pub(crate) fn db_err(what: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+    move |e| match e {
+        sqlx::Error::Database(ref db) => match db.kind() {
+            ErrorKind::UniqueViolation => StoreError::Conflict(what.to_owned()),
+            ErrorKind::ForeignKeyViolation => {
+                StoreError::NotFound(format!("a record that {what} refers to"))
+            }
+            _ => StoreError::Database(format!("{what}: {e}")),
+        },
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::TypeNotFound { .. } => StoreError::Corrupt(format!("{what}: {e}")),
+        other => StoreError::Database(format!("{what}: {other}")),
+    }
+}
+
+/// A time as stored: signed 64-bit milliseconds. Instants past `i64::MAX` ms (some 292
+/// million years away, e.g. a `saturating_add` at the end of time) are stored as
+/// `i64::MAX`, which compares the same against any real clock.
+pub(crate) fn to_db_time(t: UnixMillis) -> i64 {
+    to_db_u64(t.0)
+}
+
+/// An unsigned counter as stored, saturating at `i64::MAX` like [`to_db_time`].
+pub(crate) fn to_db_u64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A stored time back; a negative one is corruption.
+pub(crate) fn from_db_time(v: i64, what: &'static str) -> StoreResult<UnixMillis> {
+    from_db_u64(v, what).map(UnixMillis)
+}
+
+/// A stored unsigned counter back; a negative one is corruption.
+pub(crate) fn from_db_u64(v: i64, what: &'static str) -> StoreResult<u64> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} is negative")))
+}

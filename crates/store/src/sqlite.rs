@@ -1,0 +1,94 @@
+//! The embedded default backend: one SQLite file under the data dir.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::Sqlite;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult,
+    SqliteSynchronous,
+};
+
+use crate::StoreResult;
+use crate::sql::{Dialect, SqlStore, db_err, migrator};
+
+/// The SQLite dialect of [`SqlStore`].
+#[derive(Debug, Clone, Copy)]
+pub struct SqliteDialect;
+
+impl Dialect for SqliteDialect {
+    type Db = Sqlite;
+    const NAME: &'static str = "sqlite";
+    const UPSERT_SETTING: &'static str = "INSERT INTO settings (name, value) VALUES (?, ?) \
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value";
+    const MIGRATIONS: &'static [(i64, &'static str, &'static str)] = &[(
+        1,
+        "init",
+        include_str!("../migrations/sqlite/0001_init.sql"),
+    )];
+
+    fn rows_affected(result: &SqliteQueryResult) -> u64 {
+        result.rows_affected()
+    }
+
+    fn last_insert_id(result: &SqliteQueryResult) -> Option<u64> {
+        u64::try_from(result.last_insert_rowid()).ok()
+    }
+}
+
+/// The store over one SQLite file (or an in-memory database, for tests).
+pub type SqliteStore = SqlStore<SqliteDialect>;
+
+/// How long a writer waits for another writer before giving up with "database is locked".
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Pool size for a file: WAL lets readers run beside the one writer.
+const FILE_POOL_SIZE: u32 = 8;
+
+impl SqlStore<SqliteDialect> {
+    /// Opens (creating it if missing) the database file at `path` and runs the pending
+    /// migrations. WAL journal, `synchronous = NORMAL` (durable across a process crash;
+    /// a power cut may lose the last commits but never corrupts the file), foreign keys
+    /// enforced, writers wait up to 5 s for each other.
+    pub async fn open(path: &Path) -> StoreResult<SqliteStore> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(FILE_POOL_SIZE)
+            .connect_with(options)
+            .await
+            .map_err(db_err("opening the SQLite store"))?;
+        Self::migrated(pool).await
+    }
+
+    /// A fresh in-memory database, for tests. It lives in exactly one connection, kept
+    /// open for the life of the store, so operations are serialized.
+    pub async fn open_in_memory() -> StoreResult<SqliteStore> {
+        let options = SqliteConnectOptions::new()
+            .in_memory(true)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(db_err("opening the in-memory store"))?;
+        Self::migrated(pool).await
+    }
+
+    async fn migrated(pool: sqlx::SqlitePool) -> StoreResult<SqliteStore> {
+        migrator::<SqliteDialect>()
+            .run(&pool)
+            .await
+            .map_err(|e| crate::StoreError::Migration(e.to_string()))?;
+        Ok(Self::from_pool(pool))
+    }
+}
