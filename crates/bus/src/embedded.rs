@@ -1,0 +1,231 @@
+//! The embedded bus: durable, in its own SQLite file (WAL, `synchronous=NORMAL`), for
+//! single-host deployments. Other processes may open the same file; every write is a
+//! short `BEGIN IMMEDIATE` transaction, so they serialise on SQLite's write lock.
+//!
+//! Time (entry ids, delivery times and idleness, TTLs, counter windows) comes from the
+//! injected [`Clock`]; only the wait of a blocking [`Bus::read_group`] uses tokio time.
+//!
+//! Within one process, writes go through a single-connection pool (so this process's
+//! writers queue in the pool instead of spinning in SQLite's busy handler) and reads
+//! through a small pool of their own (WAL readers do not block the writer).
+//!
+//! With `synchronous=NORMAL` in WAL mode a committed write survives a crash of the process
+//! but the last transactions may be lost on power failure: acceptable for a bus whose
+//! producers retry and whose consumers are idempotent (delivery is at-least-once anyway).
+
+mod keys;
+mod schema;
+mod streams;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use tether_proto::Clock;
+use tokio::sync::Notify;
+
+use crate::{Bus, BusError, BusResult, Entry, args};
+
+/// How long a connection waits for another process's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Reader connections per bus.
+const READERS: u32 = 4;
+/// How often a blocked `read_group` looks for entries appended by other processes.
+/// Appends by this process wake it at once.
+const POLL_INTERVAL: Duration = Duration::from_millis(75);
+
+/// The embedded, SQLite-backed [`Bus`]. See the module docs.
+#[derive(Debug)]
+pub struct EmbeddedBus {
+    /// One connection: every write transaction of this process.
+    writer: SqlitePool,
+    /// Reads that need no write lock.
+    reader: SqlitePool,
+    namespace: String,
+    clock: Arc<dyn Clock>,
+    /// Signalled after every append by this bus, to wake blocked readers.
+    appended: Notify,
+}
+
+impl EmbeddedBus {
+    /// Opens (creating if needed) the bus file at `path` and brings its schema up to date.
+    /// Names are scoped by `namespace` (stored as `"{namespace}:{name}"`).
+    pub async fn open(path: &Path, namespace: &str, clock: Arc<dyn Clock>) -> BusResult<Self> {
+        args::namespace(namespace)?;
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(db_err)?;
+        schema::migrate(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .connect_with(options)
+            .await
+            .map_err(db_err)?;
+        Ok(Self {
+            writer,
+            reader,
+            namespace: namespace.to_owned(),
+            clock,
+            appended: Notify::new(),
+        })
+    }
+
+    /// Closes the connections (checkpointing the WAL). Operations after this fail with
+    /// [`BusError::Backend`]. Dropping the bus without closing is also safe: every
+    /// committed write is already in the WAL.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    /// `"{namespace}:{name}"`, the stored form of a stream or key name.
+    fn scoped(&self, name: &str) -> String {
+        format!("{}:{}", self.namespace, name)
+    }
+
+    /// Now, from the injected clock, in milliseconds.
+    fn now_ms(&self) -> u64 {
+        self.clock.now().0
+    }
+
+    /// Starts a write transaction that holds SQLite's write lock from its first statement,
+    /// so a read-then-write inside it cannot be overtaken by another process.
+    async fn begin_write(&self) -> BusResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_err)
+    }
+}
+
+#[async_trait]
+impl Bus for EmbeddedBus {
+    fn backend(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn ping(&self) -> BusResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn append(&self, stream: &str, payload: &[u8], max_len: u64) -> BusResult<String> {
+        args::name("stream", stream)?;
+        args::max_len(max_len)?;
+        let id = self
+            .append_entry(&self.scoped(stream), payload, max_len)
+            .await?;
+        self.appended.notify_waiters();
+        Ok(id.to_string())
+    }
+
+    async fn ensure_group(&self, stream: &str, group: &str) -> BusResult<()> {
+        args::name("stream", stream)?;
+        args::name("group", group)?;
+        self.create_group(&self.scoped(stream), group).await
+    }
+
+    async fn read_group(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        block: Duration,
+    ) -> BusResult<Vec<Entry>> {
+        args::name("stream", stream)?;
+        args::name("group", group)?;
+        args::name("consumer", consumer)?;
+        args::count("count", count)?;
+        self.read_blocking(&self.scoped(stream), group, consumer, count, block)
+            .await
+    }
+
+    async fn ack(&self, stream: &str, group: &str, ids: &[String]) -> BusResult<u64> {
+        args::name("stream", stream)?;
+        args::name("group", group)?;
+        self.ack_entries(&self.scoped(stream), group, ids).await
+    }
+
+    async fn claim_stale(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> BusResult<Vec<Entry>> {
+        args::name("stream", stream)?;
+        args::name("group", group)?;
+        args::name("consumer", consumer)?;
+        args::count("count", count)?;
+        self.claim_entries(&self.scoped(stream), group, consumer, min_idle, count)
+            .await
+    }
+
+    async fn pending_count(&self, stream: &str, group: &str) -> BusResult<u64> {
+        args::name("stream", stream)?;
+        args::name("group", group)?;
+        self.count_pending(&self.scoped(stream), group).await
+    }
+
+    async fn stream_len(&self, stream: &str) -> BusResult<u64> {
+        args::name("stream", stream)?;
+        self.count_entries(&self.scoped(stream)).await
+    }
+
+    async fn put_ttl(&self, key: &str, value: &[u8], ttl: Duration) -> BusResult<()> {
+        args::name("key", key)?;
+        let ttl = args::positive_millis("ttl", ttl)?;
+        self.put_key(&self.scoped(key), value, ttl).await
+    }
+
+    async fn get(&self, key: &str) -> BusResult<Option<Vec<u8>>> {
+        args::name("key", key)?;
+        self.get_key(&self.scoped(key)).await
+    }
+
+    async fn delete_if(&self, key: &str, value: &[u8]) -> BusResult<bool> {
+        args::name("key", key)?;
+        self.delete_key_if(&self.scoped(key), value).await
+    }
+
+    async fn incr_window(&self, key: &str, window: Duration) -> BusResult<u64> {
+        args::name("key", key)?;
+        let window = args::positive_millis("window", window)?;
+        self.incr_counter(&self.scoped(key), window).await
+    }
+}
+
+/// A database failure: the backend is unavailable (or refused the operation).
+fn db_err(e: sqlx::Error) -> BusError {
+    BusError::Backend(format!("embedded bus: {e}"))
+}
+
+/// A value bound for an INTEGER column. Our values (milliseconds, sequence numbers,
+/// counts) fit; one that does not is an argument out of range.
+fn to_db(what: &'static str, v: u64) -> BusResult<i64> {
+    i64::try_from(v).map_err(|_| BusError::Invalid(format!("{what} {v} is out of range")))
+}
+
+/// A value read from an INTEGER column we only ever write non-negative values to.
+fn from_db(what: &'static str, v: i64) -> BusResult<u64> {
+    u64::try_from(v).map_err(|_| BusError::Corrupt(format!("stored {what} {v} is negative")))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,397 @@
+//! Streams, consumer groups and pending entries on SQLite. Stream names arrive scoped
+//! (`"{namespace}:{name}"`) and already checked.
+
+use std::time::Duration;
+
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+use tokio::time::Instant;
+
+use super::{EmbeddedBus, POLL_INTERVAL, db_err, from_db, to_db};
+use crate::id::EntryId;
+use crate::{BusError, BusResult, Entry, args};
+
+impl EmbeddedBus {
+    /// Appends an entry with the next id and trims the stream back towards `max_len`
+    /// entries, dropping the oldest ones that are pending in no group.
+    pub(super) async fn append_entry(
+        &self,
+        stream: &str,
+        payload: &[u8],
+        max_len: u64,
+    ) -> BusResult<EntryId> {
+        let now = self.now_ms();
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query("SELECT last_ms, last_seq, len FROM bus_streams WHERE stream = ?1")
+            .bind(stream)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let (last, len) = match row {
+            Some(row) => (entry_id(&row, 0, 1)?, column_u64(&row, 2, "stream length")?),
+            None => (EntryId::ZERO, 0),
+        };
+        let id = last
+            .next(now)
+            .ok_or_else(|| BusError::Invalid("the stream's id space is exhausted".into()))?;
+        let mut len = len.saturating_add(1);
+        sqlx::query(
+            "INSERT INTO bus_streams (stream, last_ms, last_seq, len) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (stream) DO UPDATE
+             SET last_ms = excluded.last_ms, last_seq = excluded.last_seq, len = excluded.len",
+        )
+        .bind(stream)
+        .bind(to_db("id", id.ms)?)
+        .bind(to_db("id", id.seq)?)
+        .bind(to_db("stream length", len)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        sqlx::query("INSERT INTO bus_entries (stream, ms, seq, payload) VALUES (?1, ?2, ?3, ?4)")
+            .bind(stream)
+            .bind(to_db("id", id.ms)?)
+            .bind(to_db("id", id.seq)?)
+            .bind(payload)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if len > max_len {
+            // Drop the oldest `len - max_len` entries — except those pending in a group:
+            // they are someone's unfinished work and stay (over `max_len`) until
+            // acknowledged, to go on a later append. Entries outside the newest `max_len`
+            // that a lagging group has not read yet are dropped, as Redis would.
+            let excess = len.saturating_sub(max_len);
+            let trimmed = sqlx::query(
+                "DELETE FROM bus_entries WHERE rowid IN (
+                     SELECT old.rid FROM (
+                         SELECT rowid AS rid, ms, seq FROM bus_entries
+                         WHERE stream = ?1 ORDER BY ms, seq LIMIT ?2) AS old
+                     WHERE NOT EXISTS (
+                         SELECT 1 FROM bus_pending p
+                         WHERE p.stream = ?1 AND p.ms = old.ms AND p.seq = old.seq))",
+            )
+            .bind(stream)
+            .bind(to_db("max_len", excess)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+            if trimmed > 0 {
+                len = len.saturating_sub(trimmed);
+                sqlx::query("UPDATE bus_streams SET len = ?2 WHERE stream = ?1")
+                    .bind(stream)
+                    .bind(to_db("stream length", len)?)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            }
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(id)
+    }
+
+    /// Creates the stream (empty) and the group (at the start) unless they exist.
+    pub(super) async fn create_group(&self, stream: &str, group: &str) -> BusResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO bus_streams (stream, last_ms, last_seq, len) VALUES (?1, 0, 0, 0)
+             ON CONFLICT (stream) DO NOTHING",
+        )
+        .bind(stream)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        sqlx::query(
+            "INSERT INTO bus_groups (stream, grp, last_ms, last_seq) VALUES (?1, ?2, 0, 0)
+             ON CONFLICT (stream, grp) DO NOTHING",
+        )
+        .bind(stream)
+        .bind(group)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    /// `read_group`: reads at once and, if nothing was new and `block` is not zero, waits
+    /// for an append — woken at once by this bus's own appends, and polling every
+    /// [`POLL_INTERVAL`] for appends by other processes — until `block` has passed.
+    pub(super) async fn read_blocking(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        block: Duration,
+    ) -> BusResult<Vec<Entry>> {
+        // `None`: a block so long that the deadline is not representable; wait "forever".
+        let deadline = Instant::now().checked_add(block);
+        loop {
+            // Registered before reading, so an append that lands between the read and the
+            // wait still wakes us.
+            let appended = self.appended.notified();
+            tokio::pin!(appended);
+            appended.as_mut().enable();
+
+            let entries = self.read_once(stream, group, consumer, count).await?;
+            if !entries.is_empty() || block.is_zero() {
+                return Ok(entries);
+            }
+            let wait = match deadline {
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(entries);
+                    }
+                    left.min(POLL_INTERVAL)
+                }
+                None => POLL_INTERVAL,
+            };
+            tokio::select! {
+                () = appended => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Delivers up to `count` entries the group has not seen to `consumer`.
+    async fn read_once(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        count: usize,
+    ) -> BusResult<Vec<Entry>> {
+        // A blocked reader runs this every poll: look on a reader connection first, and
+        // take the write lock only when there is something to deliver.
+        let row = sqlx::query(
+            "SELECT EXISTS (
+                 SELECT 1 FROM bus_entries e
+                 WHERE e.stream = g.stream AND (e.ms, e.seq) > (g.last_ms, g.last_seq))
+             FROM bus_groups g WHERE g.stream = ?1 AND g.grp = ?2",
+        )
+        .bind(stream)
+        .bind(group)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?;
+        match row {
+            None => return Err(args::no_group(stream, group)),
+            Some(row) if column_u64(&row, 0, "flag")? == 0 => return Ok(Vec::new()),
+            Some(_) => {}
+        }
+
+        let now = to_db("time", self.now_ms())?;
+        let mut tx = self.begin_write().await?;
+        let last = self.group_position(&mut tx, stream, group).await?;
+        let rows = sqlx::query(
+            "SELECT ms, seq, payload FROM bus_entries
+             WHERE stream = ?1 AND (ms, seq) > (?2, ?3)
+             ORDER BY ms, seq LIMIT ?4",
+        )
+        .bind(stream)
+        .bind(to_db("id", last.ms)?)
+        .bind(to_db("id", last.seq)?)
+        .bind(i64::try_from(count).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let mut entries = Vec::with_capacity(rows.len());
+        let mut newest = last;
+        for row in rows {
+            let id = entry_id(&row, 0, 1)?;
+            sqlx::query(
+                "INSERT INTO bus_pending (stream, grp, ms, seq, consumer, delivered_at, deliveries)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)",
+            )
+            .bind(stream)
+            .bind(group)
+            .bind(to_db("id", id.ms)?)
+            .bind(to_db("id", id.seq)?)
+            .bind(consumer)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            newest = newest.max(id);
+            entries.push(Entry {
+                id: id.to_string(),
+                payload: row.try_get(2).map_err(corrupt)?,
+                deliveries: 1,
+            });
+        }
+        if newest != last {
+            sqlx::query(
+                "UPDATE bus_groups SET last_ms = ?3, last_seq = ?4 WHERE stream = ?1 AND grp = ?2",
+            )
+            .bind(stream)
+            .bind(group)
+            .bind(to_db("id", newest.ms)?)
+            .bind(to_db("id", newest.seq)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(entries)
+    }
+
+    /// Removes entries from the group's pending list; returns how many were there.
+    pub(super) async fn ack_entries(
+        &self,
+        stream: &str,
+        group: &str,
+        ids: &[String],
+    ) -> BusResult<u64> {
+        let ids = ids
+            .iter()
+            .map(|id| id.parse::<EntryId>())
+            .collect::<BusResult<Vec<_>>>()?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.begin_write().await?;
+        let mut acked = 0u64;
+        for id in ids {
+            let done = sqlx::query(
+                "DELETE FROM bus_pending WHERE stream = ?1 AND grp = ?2 AND ms = ?3 AND seq = ?4",
+            )
+            .bind(stream)
+            .bind(group)
+            .bind(to_db("id", id.ms)?)
+            .bind(to_db("id", id.seq)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+            acked = acked.saturating_add(done);
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(acked)
+    }
+
+    /// Hands entries delivered at least `min_idle` ago (by the clock) to `consumer`.
+    pub(super) async fn claim_entries(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> BusResult<Vec<Entry>> {
+        let now = self.now_ms();
+        // Before the epoch plus `min_idle` nothing can have been idle that long: -1 matches
+        // no delivery time.
+        let cutoff = match now.checked_sub(args::millis_floor(min_idle)) {
+            Some(cutoff) => to_db("time", cutoff)?,
+            None => -1,
+        };
+        let now = to_db("time", now)?;
+        let mut tx = self.begin_write().await?;
+        self.group_position(&mut tx, stream, group).await?;
+        let rows = sqlx::query(
+            "SELECT p.ms, p.seq, p.deliveries, e.payload
+             FROM bus_pending p
+             JOIN bus_entries e ON e.stream = p.stream AND e.ms = p.ms AND e.seq = p.seq
+             WHERE p.stream = ?1 AND p.grp = ?2 AND p.delivered_at <= ?3
+             ORDER BY p.ms, p.seq LIMIT ?4",
+        )
+        .bind(stream)
+        .bind(group)
+        .bind(cutoff)
+        .bind(i64::try_from(count).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let mut entries = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id = entry_id(&row, 0, 1)?;
+            let deliveries = column_u64(&row, 2, "delivery count")?.saturating_add(1);
+            sqlx::query(
+                "UPDATE bus_pending SET consumer = ?5, delivered_at = ?6, deliveries = ?7
+                 WHERE stream = ?1 AND grp = ?2 AND ms = ?3 AND seq = ?4",
+            )
+            .bind(stream)
+            .bind(group)
+            .bind(to_db("id", id.ms)?)
+            .bind(to_db("id", id.seq)?)
+            .bind(consumer)
+            .bind(now)
+            .bind(to_db("delivery count", deliveries)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            entries.push(Entry {
+                id: id.to_string(),
+                payload: row.try_get(3).map_err(corrupt)?,
+                deliveries,
+            });
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(entries)
+    }
+
+    /// How many entries are pending for the group.
+    pub(super) async fn count_pending(&self, stream: &str, group: &str) -> BusResult<u64> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM bus_pending p WHERE p.stream = g.stream AND p.grp = g.grp)
+             FROM bus_groups g WHERE g.stream = ?1 AND g.grp = ?2",
+        )
+        .bind(stream)
+        .bind(group)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?
+        .ok_or_else(|| args::no_group(stream, group))?;
+        column_u64(&row, 0, "pending count")
+    }
+
+    /// How many entries the stream holds (0 if it does not exist).
+    pub(super) async fn count_entries(&self, stream: &str) -> BusResult<u64> {
+        let row = sqlx::query("SELECT len FROM bus_streams WHERE stream = ?1")
+            .bind(stream)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?;
+        match row {
+            Some(row) => column_u64(&row, 0, "stream length"),
+            None => Ok(0),
+        }
+    }
+
+    /// The last id delivered to the group; [`args::no_group`] if there is no such group.
+    async fn group_position(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        stream: &str,
+        group: &str,
+    ) -> BusResult<EntryId> {
+        let row =
+            sqlx::query("SELECT last_ms, last_seq FROM bus_groups WHERE stream = ?1 AND grp = ?2")
+                .bind(stream)
+                .bind(group)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(db_err)?
+                .ok_or_else(|| args::no_group(stream, group))?;
+        entry_id(&row, 0, 1)
+    }
+}
+
+/// A non-negative integer column.
+fn column_u64(row: &SqliteRow, index: usize, what: &'static str) -> BusResult<u64> {
+    from_db(what, row.try_get::<i64, _>(index).map_err(corrupt)?)
+}
+
+/// An entry id from its `ms` and `seq` columns.
+fn entry_id(row: &SqliteRow, ms: usize, seq: usize) -> BusResult<EntryId> {
+    Ok(EntryId {
+        ms: column_u64(row, ms, "id")?,
+        seq: column_u64(row, seq, "id")?,
+    })
+}
+
+/// A column that does not decode as its type.
+fn corrupt(e: sqlx::Error) -> BusError {
+    BusError::Corrupt(format!("embedded bus row: {e}"))
+}
