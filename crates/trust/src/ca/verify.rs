@@ -44,8 +44,8 @@ pub struct CaCertificates {
 }
 
 impl CaCertificates {
-    /// From DER. Checks that both are CA certificates and that the root signed the
-    /// intermediate.
+    /// From DER. Checks that both are CA certificates, that the root is self-signed and
+    /// that the root signed the intermediate.
     pub fn from_der(root: &[u8], intermediate: &[u8]) -> Result<Self, TrustError> {
         let r = parse(root, "root")?;
         let i = parse(intermediate, "intermediate")?;
@@ -60,6 +60,8 @@ impl CaCertificates {
                 "root or intermediate is not a CA".into(),
             ));
         }
+        r.verify_signature(None)
+            .map_err(|_| TrustError::CertificateInvalid("the root is not self-signed".into()))?;
         i.verify_signature(Some(r.public_key())).map_err(|_| {
             TrustError::CertificateInvalid("the intermediate is not signed by the root".into())
         })?;

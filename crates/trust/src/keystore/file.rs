@@ -34,10 +34,13 @@ impl FileKeystore {
         let dir = dir.as_ref().to_path_buf();
         create_dir(&dir)?;
         let kek_path = dir.join(KEK_FILE);
-        if !kek_path.exists() {
-            let kek = Kek::generate()?;
-            write_new_private(&kek_path, kek.expose_secret())?;
-            sync_dir(&dir)?;
+        let kek = Kek::generate()?;
+        // create_new: if another process made the KEK first, theirs is kept and used.
+        match write_new_private(&kek_path, kek.expose_secret()) {
+            Ok(()) => sync_dir(&dir)?,
+            Err(TrustError::Storage { source, .. })
+                if source.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
         }
         Self::open(dir)
     }
@@ -71,10 +74,7 @@ impl Keystore for FileKeystore {
         // with one).
         let tmp = self.dir.join(format!(".{name}.tmp-{suffix}"));
         let target = self.dir.join(name);
-        if let Err(e) = write_new_private(&tmp, bytes) {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
-        }
+        write_new_private(&tmp, bytes)?;
         if let Err(e) = fs::rename(&tmp, &target) {
             let _ = fs::remove_file(&tmp);
             return Err(TrustError::storage("rename", name, e));
@@ -150,10 +150,20 @@ fn write_new_private(path: &Path, bytes: &[u8]) -> Result<(), TrustError> {
     let mut f = opts
         .open(path)
         .map_err(|e| TrustError::storage("create", shown(), e))?;
-    f.write_all(bytes)
-        .map_err(|e| TrustError::storage("write", shown(), e))?;
-    f.sync_all()
-        .map_err(|e| TrustError::storage("sync", shown(), e))
+    let written = f
+        .write_all(bytes)
+        .map_err(|e| TrustError::storage("write", shown(), e))
+        .and_then(|()| {
+            f.sync_all()
+                .map_err(|e| TrustError::storage("sync", shown(), e))
+        });
+    if written.is_err() {
+        // The file is ours (create_new succeeded) and incomplete: never leave it behind,
+        // least of all as a short KEK.
+        drop(f);
+        let _ = fs::remove_file(path);
+    }
+    written
 }
 
 /// Makes a rename or create in `dir` durable (Unix; Windows has no directory handle to
