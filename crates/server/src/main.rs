@@ -1,34 +1,210 @@
-//! `tether-server`: the Tether server. One binary plays the api role (accounts, devices,
-//! commands, audit, the web app) and the gateway role (agent WebSocket sessions, command
-//! delivery). At this stage it only checks its arguments and prints what it would serve.
+//! `tether-server`: the Tether server (api + gateway roles in one process).
 
+use std::io::BufRead;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use tether_proto::SystemClock;
+use tether_server::app;
+use tether_server::config::{Config, Overrides};
 
 /// Tether server: pair PCs, queue signed commands to them, and keep a verifiable audit log.
+///
+/// Configuration comes from built-in defaults, then the TOML file given with --config,
+/// then TETHER_SERVER_* environment variables (nested keys with "__", e.g.
+/// TETHER_SERVER_STORE__BACKEND=mysql TETHER_SERVER_STORE__URL=mysql://root@127.0.0.1/tether),
+/// then these flags. Defaults: SQLite, the embedded bus and keys under --data-dir.
+///
+/// Example config file:
+///
+///   data_dir = "/var/lib/tether"
+///   listen = "0.0.0.0:8443"
+///   public_url = "https://tether.lab.example:8443"
+///   [store]
+///   backend = "mysql"            # or "sqlite" (path = "tether.db")
+///   url = "mysql://tether:secret@db:3306/tether"
+///   [bus]
+///   backend = "redis"            # or "embedded" (path = "bus.db")
+///   url = "redis://redis:6379"
+///   namespace = "tether"
+///   [auth]
+///   access_ttl_s = 900
+///   [pairing]
+///   require_approval = false
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about, verbatim_doc_comment)]
 struct Args {
-    /// Directory for the embedded database, bus, object store and CA.
-    #[arg(long, env = "TETHER_DATA_DIR", default_value = "./tether-data")]
-    data_dir: PathBuf,
-    /// Address for HTTPS (api, web app) and WSS (agents).
-    #[arg(long, env = "TETHER_LISTEN", default_value = "127.0.0.1:8443")]
-    listen: String,
+    /// TOML configuration file.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Directory for the SQLite store, embedded bus, keystore and CA [default: ./tether-data].
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Address for HTTPS and WSS; port 0 picks a free port [default: 127.0.0.1:8443].
+    #[arg(long, global = true)]
+    listen: Option<SocketAddr>,
+    /// URL clients use to reach this server (QR codes point here) [default: https://localhost:<port>].
+    #[arg(long, global = true)]
+    public_url: Option<String>,
+    /// Write {"addr","public_url","ca_pem"} to this file once listening.
+    #[arg(long, global = true)]
+    ready_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
-fn main() -> ExitCode {
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Create an admin account (reads the password from stdin, one line).
+    CreateAdmin {
+        /// The admin's email.
+        #[arg(long)]
+        email: String,
+    },
+    /// Print the effective configuration as TOML-like JSON and exit.
+    PrintConfig,
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TETHER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
     let args = Args::parse();
+    init_logging();
+    let overrides = Overrides {
+        data_dir: args.data_dir.clone(),
+        listen: args.listen,
+        public_url: args.public_url.clone(),
+        ready_file: args.ready_file.clone(),
+    };
+    let config = match Config::load(args.config.as_deref(), &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match args.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::CreateAdmin { email } => create_admin(config, email).await,
+        Command::PrintConfig => match serde_json::to_string_pretty(&config) {
+            Ok(s) => {
+                println!("{s}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let running = match app::start(config, Arc::new(SystemClock)).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     println!(
-        "tether-server {} (wire protocol v{})\n  data dir: {}\n  listen:   {}\n\
-         This build is the foundation release: the protocol and trust core are in place; \
-         the api and gateway roles are not served yet.",
+        "tether-server {} listening on {} (store: {}, bus: {})\n  open {} — CA certificate at {}/ca.pem",
         env!("CARGO_PKG_VERSION"),
-        tether_proto::envelope::VERSION,
-        args.data_dir.display(),
-        args.listen,
+        running.addr,
+        running.state.store.backend(),
+        running.state.bus.backend(),
+        running.public_url,
+        running.public_url,
     );
+    let token = running.shutdown_token();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        eprintln!("shutting down");
+        token.cancel();
+    });
+    running.wait().await;
     ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn create_admin(config: Config, email: String) -> ExitCode {
+    eprintln!("password for {email} (one line on stdin):");
+    let mut password = String::new();
+    if std::io::stdin().lock().read_line(&mut password).is_err() {
+        eprintln!("error: could not read the password");
+        return ExitCode::FAILURE;
+    }
+    let password = password.trim_end_matches(['\r', '\n']).to_owned();
+    let mut config = config;
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let running = match app::start(config, Arc::new(SystemClock)).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let req = tether_server::routes::accounts::RegisterRequest {
+        email,
+        password,
+        mobile_pub: None,
+    };
+    let code = match tether_proto::validate::Validate::validate(&req) {
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+        Ok(()) => match tether_server::routes::accounts::create_user(
+            &running.state,
+            req,
+            tether_store::Role::Admin,
+        )
+        .await
+        {
+            Ok(u) => {
+                println!("created admin {} ({})", u.email, u.id);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    };
+    running.shutdown().await;
+    code
 }

@@ -101,6 +101,9 @@ impl Validate for DiscoveryConfirm {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PairRequest {
+    /// The `challenge_token` of a discovery session this agent confirmed: pairing is only
+    /// open to an agent that completed discovery with the same `agent_pub`.
+    pub challenge_token: String,
     /// A name the owner will recognise (e.g. the hostname).
     pub device_name: String,
     /// The raw hardware id (hashed by the server before it is stored).
@@ -115,6 +118,7 @@ pub struct PairRequest {
 
 impl Validate for PairRequest {
     fn validate(&self) -> Result<(), ProtoError> {
+        validate::text("challenge_token", &self.challenge_token, 16, 4096)?;
         validate::text("device_name", &self.device_name, 1, 64)?;
         validate::text("hwid", &self.hwid, 1, 256)?;
         validate::b64_len("agent_pub", &self.agent_pub, 32)?;
@@ -134,7 +138,8 @@ impl Validate for PairRequest {
 pub struct PairResponse {
     /// The new device's id.
     pub device_id: String,
-    /// A JWT (token type `pair`) bound to `AgentPub`, valid for 5 minutes.
+    /// An opaque single-use token (32 random bytes, unpadded base64url) bound to
+    /// `AgentPub`, valid for 5 minutes. The server stores only its SHA-256.
     pub pair_token: String,
     /// The https URL the QR code encodes; it opens the confirm page with the token.
     pub pair_url: String,
@@ -208,4 +213,59 @@ impl Validate for DeviceActivate {
         }
         Ok(())
     }
+}
+
+/// The domain-separation prefix of the activation proof (see [`PairActivate`]).
+pub const PAIR_ACTIVATE_CONTEXT: &[u8] = b"TETHER-PAIR-ACTIVATE-V1\n";
+
+/// The bytes an agent signs to collect its certificate:
+/// `"TETHER-PAIR-ACTIVATE-V1\n"` followed by the pair token's ASCII bytes.
+pub fn pair_activate_input(pair_token: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(PAIR_ACTIVATE_CONTEXT.len().saturating_add(pair_token.len()));
+    v.extend_from_slice(PAIR_ACTIVATE_CONTEXT);
+    v.extend_from_slice(pair_token.as_bytes());
+    v
+}
+
+/// Body of `POST /api/pair/activate` (agent → api): the agent polls with it until the
+/// owner has confirmed, then receives its certificate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairActivate {
+    /// The pair token from [`PairResponse`].
+    pub pair_token: String,
+    /// The agent's Ed25519 public key; must be the one the token is bound to.
+    pub agent_pub: String,
+    /// Ed25519 signature by `agent_pub` over [`pair_activate_input`], unpadded base64url.
+    pub signature: String,
+}
+
+impl Validate for PairActivate {
+    fn validate(&self) -> Result<(), ProtoError> {
+        validate::text("pair_token", &self.pair_token, 16, 4096)?;
+        validate::b64_len("agent_pub", &self.agent_pub, 32)?;
+        validate::b64_len("signature", &self.signature, 64)
+    }
+}
+
+/// The short number both the PC and the owner's client show after pairing, so the owner
+/// can see they paired the PC in front of them: the first 4 bytes of
+/// SHA-256(`"TETHER-PAIR-SAS-V1\n"` ‖ pair_token ‖ `"\n"` ‖ agent_pub ‖ `"\n"` ‖ owner_key)
+/// as a big-endian integer, modulo 1,000,000, written as two groups of three digits
+/// (`"042 917"`). `owner_key` is the owner's MobilePub (base64url) or, for an account
+/// without one, the user id.
+pub fn pairing_code(pair_token: &str, agent_pub: &str, owner_key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"TETHER-PAIR-SAS-V1\n");
+    h.update(pair_token.as_bytes());
+    h.update(b"\n");
+    h.update(agent_pub.as_bytes());
+    h.update(b"\n");
+    h.update(owner_key.as_bytes());
+    let d = h.finalize();
+    let mut first = [0u8; 4];
+    first.copy_from_slice(d.get(..4).unwrap_or(&[0; 4]));
+    let n = u32::from_be_bytes(first) % 1_000_000;
+    format!("{:03} {:03}", n / 1000, n % 1000)
 }

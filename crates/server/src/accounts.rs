@@ -1,0 +1,4 @@
+//! Account primitives: password hashing and TOTP.
+
+pub mod password;
+pub mod totp;

@@ -1,0 +1,464 @@
+//! The gateway role: agents' WebSocket sessions on `/agent/ws`.
+//!
+//! One endpoint, two modes, chosen by the TLS handshake:
+//! - **no client certificate** (an unpaired agent): exactly one exchange is allowed —
+//!   `discovery_hello` → `discovery_challenge` (flow 0) — then the socket closes;
+//! - **a client certificate issued by our intermediate and not revoked** (checked in the
+//!   handshake): the first frame must be `auth`, signed by the device key the certificate
+//!   was issued for; the gateway answers `connected`, records presence with a TTL and
+//!   keeps the session (heartbeats refresh presence).
+//!
+//! Every frame the gateway sends is a signed envelope; every refusal is a signed `error`
+//! frame with a stable code, followed by a close.
+
+use std::time::Duration;
+
+use axum::Extension;
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use serde_json::{Value, json};
+use tether_proto::envelope::{Stamp, Verified};
+use tether_proto::messages::discovery::{DiscoveryChallenge, DiscoveryHello};
+use tether_proto::messages::notify::ErrorFrame;
+use tether_proto::messages::session::{Auth, Connected};
+use tether_proto::validate::b64url_decode;
+use tether_proto::{
+    ErrorCode, KeyId, MAX_FRAME_BYTES, Message, MessageId, MessageType, ProtoError,
+    SequenceTracker, StaticKeys, TraceId, Verifier,
+};
+use tether_store::{DeviceStatus, DiscoveryRecord, DiscoveryStatus};
+use tether_trust::TokenType;
+
+use crate::audit::{self, Outcome};
+use crate::routes::devices::presence_key;
+use crate::routes::pairing::DISCOVERY_AUDIENCE;
+use crate::serve::Peer;
+use crate::state::AppState;
+
+/// How long a new socket may take to send its first frame.
+const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(15);
+/// Heartbeat interval told to agents.
+pub const HEARTBEAT_INTERVAL_S: u32 = 30;
+/// Telemetry interval told to agents.
+pub const TELEMETRY_INTERVAL_S: u32 = 10;
+/// Presence lives this long after the last heartbeat.
+pub const PRESENCE_TTL: Duration = Duration::from_secs(90);
+
+/// `GET /agent/ws`.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    ws.max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| async move {
+            let mut s = Session {
+                state,
+                peer,
+                socket,
+                seq: 0,
+            };
+            let result = if s.peer.client_cert.is_some() {
+                s.authenticated().await
+            } else {
+                s.discovery().await
+            };
+            if let Err((code, message)) = result {
+                s.refuse(code, &message).await;
+            }
+        })
+}
+
+struct Session {
+    state: AppState,
+    peer: Peer,
+    socket: WebSocket,
+    seq: u64,
+}
+
+type Refusal = (ErrorCode, String);
+
+fn refusal(e: &ProtoError) -> Refusal {
+    (e.code(), e.to_string())
+}
+
+impl Session {
+    fn stamp(&mut self, ttl: u32) -> Stamp {
+        self.seq = self.seq.saturating_add(1);
+        Stamp {
+            iat: self.state.now(),
+            ttl,
+            seq: self.seq,
+            message_id: MessageId::from_random_bytes(crate::random::bytes::<16>()),
+            trace_id: TraceId::from_random_bytes(crate::random::bytes::<16>()),
+        }
+    }
+
+    async fn send<T: Message>(&mut self, body: &T) -> Result<(), Refusal> {
+        let stamp = self.stamp(60);
+        let frame = self
+            .state
+            .gateway_signer
+            .seal(stamp, body)
+            .map_err(|e| refusal(&e))?;
+        let text = String::from_utf8(frame)
+            .map_err(|_| (ErrorCode::Internal, "frame is not UTF-8".to_owned()))?;
+        self.socket
+            .send(WsMessage::Text(text.into()))
+            .await
+            .map_err(|e| (ErrorCode::DeliveryFailed, e.to_string()))
+    }
+
+    async fn refuse(&mut self, code: ErrorCode, message: &str) {
+        tracing::debug!(addr = %self.peer.addr, code = code.number(), message, "refusing agent session");
+        let msg: String = message.chars().take(500).collect();
+        let msg = if msg.is_empty() {
+            code.message().to_owned()
+        } else {
+            msg
+        };
+        let _ = self
+            .send(&ErrorFrame {
+                code,
+                message: msg,
+                ref_message_id: None,
+            })
+            .await;
+        let _ = self
+            .socket
+            .send(WsMessage::Close(Some(CloseFrame {
+                code: 1008,
+                reason: code.name().into(),
+            })))
+            .await;
+    }
+
+    /// The next data frame, or None when the peer closed.
+    async fn next_frame(&mut self, timeout: Duration) -> Result<Option<Vec<u8>>, Refusal> {
+        loop {
+            let msg = match tokio::time::timeout(timeout, self.socket.recv()).await {
+                Err(_) => {
+                    return Err((
+                        ErrorCode::UnexpectedMessage,
+                        "no frame within the time allowed".into(),
+                    ));
+                }
+                Ok(None) => return Ok(None),
+                Ok(Some(Err(e))) => return Err((ErrorCode::MalformedFrame, e.to_string())),
+                Ok(Some(Ok(m))) => m,
+            };
+            match msg {
+                WsMessage::Text(t) => return Ok(Some(t.as_bytes().to_vec())),
+                WsMessage::Binary(b) => return Ok(Some(b.to_vec())),
+                WsMessage::Close(_) => return Ok(None),
+                WsMessage::Ping(_) | WsMessage::Pong(_) => {}
+            }
+        }
+    }
+
+    /// Flow 0: one signed hello, one signed challenge.
+    async fn discovery(&mut self) -> Result<(), Refusal> {
+        let Some(frame) = self.next_frame(FIRST_FRAME_TIMEOUT).await? else {
+            return Ok(());
+        };
+        let state = self.state.clone();
+        crate::ratelimit::check(
+            &state,
+            "discovery",
+            self.peer.addr.ip(),
+            state.config.pairing.discovery_per_minute,
+        )
+        .await
+        .map_err(|e| (e.code(), e.to_string()))?;
+        // The hello is self-signed: it proves possession of the key it carries.
+        let agent_pub = serde_json::from_slice::<Value>(&frame)
+            .ok()
+            .and_then(|v| {
+                v.pointer("/body/agent_pub")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .ok_or_else(|| {
+                (
+                    ErrorCode::MalformedFrame,
+                    "expected a discovery_hello envelope".to_owned(),
+                )
+            })?;
+        let key: [u8; 32] = b64url_decode(&agent_pub)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| {
+                (
+                    ErrorCode::InvalidField,
+                    "body.agent_pub is not 32 bytes of base64url".to_owned(),
+                )
+            })?;
+        let vk = ed25519_dalek::VerifyingKey::from_bytes(&key).map_err(|_| {
+            (
+                ErrorCode::InvalidField,
+                "body.agent_pub is not an Ed25519 key".to_owned(),
+            )
+        })?;
+        let mut keys = StaticKeys::new();
+        keys.insert(KeyId::for_ed25519(&key), vk);
+        let verified = Verifier::new(&keys, &*state.clock)
+            .verify(&frame)
+            .map_err(|e| refusal(&e))?;
+        let hello: DiscoveryHello = expect(verified, MessageType::DiscoveryHello)?;
+
+        let now = state.now();
+        let expires_at = tether_proto::UnixMillis(
+            now.0
+                .saturating_add(state.config.pairing.discovery_ttl_s.saturating_mul(1000)),
+        );
+        let fresh = state
+            .store
+            .claim_once("discovery-nonce", &hello.nonce, expires_at, now)
+            .await
+            .map_err(|e| (e.code(), "store unavailable".to_owned()))?;
+        if !fresh {
+            audit::record(
+                &state,
+                "anonymous",
+                "discovery.hello",
+                None,
+                Outcome::Denied,
+                json!({"reason": "nonce replayed"}),
+            )
+            .await
+            .map_err(|e| (e.code(), e.to_string()))?;
+            return Err((
+                ErrorCode::SequenceReplay,
+                "this discovery nonce was already used".into(),
+            ));
+        }
+        let rec = DiscoveryRecord {
+            id: crate::random::id("disc"),
+            hwid_hash: hello.hwid_hash.clone(),
+            agent_pub: hello.agent_pub.clone(),
+            agent_version: hello.agent_version.clone(),
+            agent_manifest_hash: hello.agent_manifest_hash.clone(),
+            source_hash: crate::ratelimit::source_hash(self.peer.addr.ip()),
+            status: DiscoveryStatus::Pending,
+            created_at: now,
+            expires_at,
+        };
+        state
+            .store
+            .insert_discovery(&rec)
+            .await
+            .map_err(|e| (e.code(), "store unavailable".to_owned()))?;
+        let mut claims = state
+            .issuer
+            .claims(TokenType::Pair, &rec.id, DISCOVERY_AUDIENCE, now)
+            .map_err(|e| (e.code(), e.to_string()))?;
+        claims.ext.insert(
+            "agent_kid".into(),
+            Value::String(KeyId::for_ed25519(&key).to_string()),
+        );
+        let token = state
+            .issuer
+            .issue(&claims)
+            .map_err(|e| (e.code(), e.to_string()))?;
+        audit::record(
+            &state,
+            "anonymous",
+            "discovery.hello",
+            Some(&rec.id),
+            Outcome::Success,
+            json!({"hwid_hash": rec.hwid_hash, "agent_version": rec.agent_version}),
+        )
+        .await
+        .map_err(|e| (e.code(), e.to_string()))?;
+        let challenge = DiscoveryChallenge {
+            challenge_token: token,
+            pair_init_url: format!("{}/api/discovery/confirm", state.public_url),
+            expires_at,
+        };
+        self.send(&challenge).await?;
+        let _ = self.socket.send(WsMessage::Close(None)).await;
+        Ok(())
+    }
+
+    /// Flow 3: an mTLS-authenticated agent session.
+    async fn authenticated(&mut self) -> Result<(), Refusal> {
+        let state = self.state.clone();
+        let serial = self
+            .peer
+            .client_cert
+            .as_ref()
+            .and_then(|c| cert_serial_hex(c.as_ref()))
+            .ok_or_else(|| {
+                (
+                    ErrorCode::CertificateInvalid,
+                    "unreadable client certificate".to_owned(),
+                )
+            })?;
+        let device = state
+            .store
+            .device_by_cert_serial(&serial)
+            .await
+            .map_err(|e| (e.code(), "store unavailable".to_owned()))?
+            .ok_or_else(|| {
+                (
+                    ErrorCode::DeviceNotPaired,
+                    "no device holds this certificate".to_owned(),
+                )
+            })?;
+        match device.status {
+            DeviceStatus::Active => {}
+            DeviceStatus::Revoked => {
+                return Err((
+                    ErrorCode::DeviceRevoked,
+                    "this device has been revoked".into(),
+                ));
+            }
+            DeviceStatus::AwaitingApproval => {
+                return Err((
+                    ErrorCode::DeviceNotPaired,
+                    "this device is waiting for an admin's approval".into(),
+                ));
+            }
+            DeviceStatus::PendingPairing => {
+                return Err((
+                    ErrorCode::DeviceNotPaired,
+                    "this device is not paired".into(),
+                ));
+            }
+        }
+        let key: [u8; 32] = b64url_decode(&device.agent_pub)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| {
+                (
+                    ErrorCode::Internal,
+                    "stored agent key is malformed".to_owned(),
+                )
+            })?;
+        let vk = ed25519_dalek::VerifyingKey::from_bytes(&key).map_err(|_| {
+            (
+                ErrorCode::Internal,
+                "stored agent key is invalid".to_owned(),
+            )
+        })?;
+        let mut keys = StaticKeys::new();
+        keys.insert(KeyId::for_ed25519(&key), vk);
+
+        let Some(frame) = self.next_frame(FIRST_FRAME_TIMEOUT).await? else {
+            return Ok(());
+        };
+        let verified = Verifier::new(&keys, &*state.clock)
+            .verify(&frame)
+            .map_err(|e| refusal(&e))?;
+        let mut seqs = SequenceTracker::new();
+        seqs.accept(&(), verified.header.seq)
+            .map_err(|e| refusal(&e))?;
+        let auth: Auth = expect(verified, MessageType::Auth)?;
+        if auth.device_id != device.id {
+            return Err((
+                ErrorCode::Forbidden,
+                "auth.device_id is not the device of this certificate".into(),
+            ));
+        }
+        let session_id = crate::random::id("sess");
+        state
+            .bus
+            .put_ttl(
+                &presence_key(&device.id),
+                session_id.as_bytes(),
+                PRESENCE_TTL,
+            )
+            .await
+            .map_err(|e| (e.code(), "bus unavailable".to_owned()))?;
+        audit::record(
+            &state,
+            &device.id,
+            "device.connect",
+            Some(&device.id),
+            Outcome::Success,
+            json!({"session_id": session_id, "agent_version": auth.agent_version}),
+        )
+        .await
+        .map_err(|e| (e.code(), e.to_string()))?;
+        self.send(&Connected {
+            session_id: session_id.clone(),
+            heartbeat_interval_s: HEARTBEAT_INTERVAL_S,
+            telemetry_interval_s: TELEMETRY_INTERVAL_S,
+            server_time: state.now(),
+            policy_version: 0,
+        })
+        .await?;
+        tracing::info!(device = %device.id, session = %session_id, "agent connected");
+
+        let idle = Duration::from_secs(u64::from(HEARTBEAT_INTERVAL_S).saturating_mul(3));
+        let result = loop {
+            let frame = match self.next_frame(idle).await {
+                Ok(Some(f)) => f,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            };
+            let v = match Verifier::new(&keys, &*state.clock).verify(&frame) {
+                Ok(v) => v,
+                Err(e) => break Err(refusal(&e)),
+            };
+            if let Err(e) = seqs.accept(&(), v.header.seq) {
+                break Err(refusal(&e));
+            }
+            match v.header.msg_type {
+                MessageType::Heartbeat | MessageType::Telemetry => {
+                    if let Err(e) = state
+                        .bus
+                        .put_ttl(
+                            &presence_key(&device.id),
+                            session_id.as_bytes(),
+                            PRESENCE_TTL,
+                        )
+                        .await
+                    {
+                        tracing::warn!(error = %e, "presence refresh failed");
+                    }
+                }
+                other => {
+                    break Err((
+                        ErrorCode::UnexpectedMessage,
+                        format!("{} is not accepted on an agent session", other.name()),
+                    ));
+                }
+            }
+        };
+        let _ = state
+            .bus
+            .delete_if(&presence_key(&device.id), session_id.as_bytes())
+            .await;
+        let _ = audit::record(
+            &state,
+            &device.id,
+            "device.disconnect",
+            Some(&device.id),
+            Outcome::Success,
+            json!({"session_id": session_id}),
+        )
+        .await;
+        tracing::info!(device = %device.id, session = %session_id, "agent disconnected");
+        result
+    }
+}
+
+fn expect<T: Message>(v: Verified, t: MessageType) -> Result<T, Refusal> {
+    if v.header.msg_type != t {
+        return Err((
+            ErrorCode::UnexpectedMessage,
+            format!("expected {}, got {}", t.name(), v.header.msg_type.name()),
+        ));
+    }
+    v.into_body::<T>().map_err(|e| refusal(&e))
+}
+
+/// The lowercase hex serial of a DER certificate.
+pub fn cert_serial_hex(der: &[u8]) -> Option<String> {
+    use x509_parser::prelude::FromDer;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).ok()?;
+    let raw = cert.tbs_certificate.raw_serial();
+    let start = raw.iter().position(|b| *b != 0).unwrap_or(raw.len());
+    Some(hex::encode(raw.get(start..)?))
+}

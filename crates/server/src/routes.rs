@@ -1,0 +1,161 @@
+//! The HTTP routes. `/api/...` for clients, `/agent/ws` for agents, a few well-known
+//! documents. Every route answers bad input with our error shape.
+
+pub mod accounts;
+pub mod devices;
+pub mod pairing;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use tether_proto::ErrorCode;
+use utoipa::OpenApi;
+
+use crate::error::ApiError;
+use crate::extract::MAX_JSON_BODY;
+use crate::state::AppState;
+
+/// The OpenAPI document.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(title = "Tether API", description = "Accounts, discovery, pairing and devices. Errors are `{code, error, message, trace_id}` with the stable codes of docs/protocol.md."),
+    paths(
+        health, jwks, ca_pem,
+        accounts::register, accounts::login, accounts::refresh, accounts::logout,
+        accounts::revoke_sessions, accounts::me, accounts::totp_enroll, accounts::totp_confirm,
+        pairing::discovery_confirm, pairing::pair_request, pairing::pair_confirm, pairing::pair_activate,
+        devices::list, devices::get_one, devices::approve, devices::get_settings, devices::put_settings,
+        devices::gateway_keys,
+    ),
+    modifiers(&BearerAuth),
+)]
+pub struct ApiDoc;
+
+#[derive(Debug)]
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Builds the router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/ca.pem", get(ca_pem))
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/register", post(accounts::register))
+        .route("/api/login", post(accounts::login))
+        .route("/api/token/refresh", post(accounts::refresh))
+        .route("/api/logout", post(accounts::logout))
+        .route("/api/sessions/revoke", post(accounts::revoke_sessions))
+        .route("/api/me", get(accounts::me))
+        .route("/api/totp/enroll", post(accounts::totp_enroll))
+        .route("/api/totp/confirm", post(accounts::totp_confirm))
+        .route("/api/discovery/confirm", post(pairing::discovery_confirm))
+        .route("/api/pair/request", post(pairing::pair_request))
+        .route("/api/pair/confirm", post(pairing::pair_confirm))
+        .route("/api/pair/activate", post(pairing::pair_activate))
+        .route("/api/devices", get(devices::list))
+        .route("/api/devices/{id}", get(devices::get_one))
+        .route("/api/devices/{id}/approve", post(devices::approve))
+        .route(
+            "/api/admin/settings",
+            get(devices::get_settings).put(devices::put_settings),
+        )
+        .route("/api/gateway/keys", get(devices::gateway_keys))
+        .route("/agent/ws", get(crate::gateway::upgrade))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(axum::middleware::from_fn(crate::trace::layer))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::with_message(ErrorCode::NotFound, "no such route")
+}
+
+async fn method_not_allowed() -> impl IntoResponse {
+    let mut r = ApiError::with_message(
+        ErrorCode::NotFound,
+        "this route does not accept that method",
+    )
+    .into_response();
+    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    r
+}
+
+/// Health of this process and its backends.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok` or `degraded`.
+    pub status: &'static str,
+    /// Store backend and whether it answers.
+    pub store: String,
+    /// Bus backend and whether it answers.
+    pub bus: String,
+    /// Server version.
+    pub version: &'static str,
+}
+
+/// Liveness and backend health.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health), (status = 503, body = Health)))]
+pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    let store_ok = state.store.ping().await.is_ok();
+    let bus_ok = state.bus.ping().await.is_ok();
+    let word = |ok: bool| if ok { "ok" } else { "down" };
+    let h = Health {
+        status: if store_ok && bus_ok { "ok" } else { "degraded" },
+        store: format!("{} {}", state.store.backend(), word(store_ok)),
+        bus: format!("{} {}", state.bus.backend(), word(bus_ok)),
+        version: env!("CARGO_PKG_VERSION"),
+    };
+    let code = if store_ok && bus_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(h))
+}
+
+/// The public keys that verify access tokens (JWKS, RFC 7517; OKP/Ed25519).
+#[utoipa::path(get, path = "/.well-known/jwks.json", responses((status = 200, description = "JWKS document")))]
+pub async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/jwk-set+json")],
+        state.ring.jwks(state.now()).to_json(),
+    )
+}
+
+/// The Tether root CA certificate (PEM). Clients pin its SHA-256 fingerprint on first use.
+#[utoipa::path(get, path = "/ca.pem", responses((status = 200, description = "PEM certificate")))]
+pub async fn ca_pem(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/x-pem-file")],
+        state.ca.certificates().root_pem(),
+    )
+}
+
+async fn openapi() -> impl IntoResponse {
+    match ApiDoc::openapi().to_json() {
+        Ok(s) => ([(header::CONTENT_TYPE, "application/json")], s).into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}

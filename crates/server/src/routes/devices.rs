@@ -1,0 +1,194 @@
+//! Devices: list and show (owners see their own; admins and auditors see all), admin
+//! approval of newly paired devices, and admin settings.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tether_proto::ErrorCode;
+use tether_store::{Device, DeviceStatus, Role};
+use utoipa::ToSchema;
+
+use crate::audit::{self, Outcome};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiJson;
+use crate::routes::pairing::{GatewayKey, REQUIRE_APPROVAL_SETTING};
+use crate::state::AppState;
+
+/// A device as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeviceView {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// `windows` or `linux`.
+    pub os: String,
+    /// `pending_pairing`, `awaiting_approval`, `active` or `revoked`.
+    pub status: String,
+    /// Owner's user id.
+    pub owner_id: Option<String>,
+    /// Whether an agent session is live (presence within its TTL).
+    pub online: bool,
+    /// Certificate serial (hex).
+    pub cert_serial: Option<String>,
+    /// Paired at (ms).
+    pub paired_at: Option<u64>,
+    /// SHA-256 of the hardware id (never the id itself).
+    pub hwid_hash: String,
+}
+
+/// The bus key holding a device's presence (its session id), with a TTL.
+pub fn presence_key(device_id: &str) -> String {
+    format!("presence:{device_id}")
+}
+
+async fn view(state: &AppState, d: Device) -> ApiResult<DeviceView> {
+    let online = state.bus.get(&presence_key(&d.id)).await?.is_some();
+    Ok(DeviceView {
+        id: d.id,
+        name: d.name,
+        os: d.os,
+        status: d.status.as_str().to_owned(),
+        owner_id: d.owner_id,
+        online,
+        cert_serial: d.cert_serial,
+        paired_at: d.paired_at.map(|t| t.0),
+        hwid_hash: d.hwid_hash,
+    })
+}
+
+/// The caller's devices (admins and auditors: every device).
+#[utoipa::path(get, path = "/api/devices", responses((status = 200, body = [DeviceView])), security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<DeviceView>>> {
+    let devices = if caller.sees_all_devices() {
+        state.store.all_devices().await?
+    } else {
+        state.store.devices_for_owner(&caller.user.id).await?
+    };
+    let mut out = Vec::with_capacity(devices.len());
+    for d in devices {
+        out.push(view(&state, d).await?);
+    }
+    Ok(Json(out))
+}
+
+/// Loads a device the caller may see; anything else is 404 (no existence leak).
+pub async fn visible_device(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Device> {
+    let d = state.store.device(id).await?;
+    match d {
+        Some(d)
+            if caller.sees_all_devices()
+                || d.owner_id.as_deref() == Some(caller.user.id.as_str()) =>
+        {
+            Ok(d)
+        }
+        _ => Err(ApiError::with_message(
+            ErrorCode::NotFound,
+            "no such device",
+        )),
+    }
+}
+
+/// One device.
+#[utoipa::path(get, path = "/api/devices/{id}", params(("id" = String, Path)), responses((status = 200, body = DeviceView), (status = 404)), security(("bearer" = [])))]
+pub async fn get_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DeviceView>> {
+    let d = visible_device(&state, &caller, &id).await?;
+    Ok(Json(view(&state, d).await?))
+}
+
+/// Approve a device that waits for approval (admins).
+#[utoipa::path(post, path = "/api/devices/{id}/approve", params(("id" = String, Path)), responses((status = 200, body = DeviceView), (status = 403), (status = 409)), security(("bearer" = [])))]
+pub async fn approve(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DeviceView>> {
+    caller.require(&[Role::Admin])?;
+    let mut d = state
+        .store
+        .device(&id)
+        .await?
+        .ok_or_else(|| ApiError::with_message(ErrorCode::NotFound, "no such device"))?;
+    if d.status != DeviceStatus::AwaitingApproval {
+        return Err(ApiError::with_message(
+            ErrorCode::Conflict,
+            format!("the device is {}, not awaiting approval", d.status.as_str()),
+        ));
+    }
+    d.status = DeviceStatus::Active;
+    state.store.update_device(&d).await?;
+    audit::record(
+        &state,
+        &caller.user.id,
+        "device.approve",
+        Some(&d.id),
+        Outcome::Success,
+        json!({}),
+    )
+    .await?;
+    Ok(Json(view(&state, d).await?))
+}
+
+/// Admin settings.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Whether a newly paired device waits for an admin's approval.
+    pub require_device_approval: bool,
+}
+
+impl tether_proto::validate::Validate for Settings {}
+
+/// Read admin settings (admins).
+#[utoipa::path(get, path = "/api/admin/settings", responses((status = 200, body = Settings)), security(("bearer" = [])))]
+pub async fn get_settings(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Settings>> {
+    caller.require(&[Role::Admin])?;
+    let v = state.store.setting(REQUIRE_APPROVAL_SETTING).await?;
+    Ok(Json(Settings {
+        require_device_approval: v.map_or(state.config.pairing.require_approval, |v| v == "true"),
+    }))
+}
+
+/// Change admin settings (admins).
+#[utoipa::path(put, path = "/api/admin/settings", request_body = Settings, responses((status = 200, body = Settings)), security(("bearer" = [])))]
+pub async fn put_settings(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(s): ApiJson<Settings>,
+) -> ApiResult<Json<Settings>> {
+    caller.require(&[Role::Admin])?;
+    let v = if s.require_device_approval {
+        "true"
+    } else {
+        "false"
+    };
+    state.store.set_setting(REQUIRE_APPROVAL_SETTING, v).await?;
+    audit::record(
+        &state,
+        &caller.user.id,
+        "settings.update",
+        Some(REQUIRE_APPROVAL_SETTING),
+        Outcome::Success,
+        json!({"value": v}),
+    )
+    .await?;
+    Ok(Json(s))
+}
+
+/// The gateway's envelope verification keys.
+#[utoipa::path(get, path = "/api/gateway/keys", responses((status = 200, body = [GatewayKey])))]
+pub async fn gateway_keys(State(state): State<AppState>) -> Json<Vec<GatewayKey>> {
+    Json(crate::routes::pairing::gateway_keys(&state))
+}

@@ -1,0 +1,73 @@
+//! Application state shared by every handler: configuration, clock, backends and the
+//! trust objects. Cloning is cheap (one `Arc`).
+
+use std::sync::Arc;
+
+use tether_bus::Bus;
+use tether_proto::envelope::EnvelopeSigner;
+use tether_proto::{Clock, UnixMillis};
+use tether_store::Store;
+use tether_trust::{CertificateAuthority, Issuer, Keystore, SharedKeyRing, Validator};
+use webauthn_rs::Webauthn;
+
+use crate::config::Config;
+use crate::tls::ReloadableClientVerifier;
+
+/// The JWT audience of tokens for this server's API.
+pub const API_AUDIENCE: &str = "tether-api";
+
+/// Everything a handler may need.
+#[derive(Debug, Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// The parts of [`AppState`].
+#[derive(Debug)]
+pub struct Inner {
+    /// Validated configuration.
+    pub config: Config,
+    /// The URL clients use (`https://host:port`, no trailing slash).
+    pub public_url: String,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// The durable store.
+    pub store: Arc<dyn Store>,
+    /// The bus.
+    pub bus: Arc<dyn Bus>,
+    /// Keys and sealed blobs.
+    pub keystore: Arc<dyn Keystore>,
+    /// The CA (intermediate online).
+    pub ca: Arc<CertificateAuthority>,
+    /// JWT signing keys.
+    pub ring: SharedKeyRing,
+    /// Issues JWTs.
+    pub issuer: Issuer,
+    /// Validates JWTs.
+    pub validator: Validator,
+    /// Signs envelopes the gateway sends to agents.
+    pub gateway_signer: EnvelopeSigner,
+    /// The TLS client verifier, reloaded when the CRL changes.
+    pub client_verifier: Arc<ReloadableClientVerifier>,
+    /// WebAuthn relying party.
+    pub webauthn: Webauthn,
+    /// This process's id on the bus (for presence and consumer names).
+    pub node_id: String,
+}
+
+impl AppState {
+    /// Wraps the parts.
+    pub fn new(inner: Inner) -> Self {
+        Self(Arc::new(inner))
+    }
+
+    /// Now, from the injected clock.
+    pub fn now(&self) -> UnixMillis {
+        self.0.clock.now()
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}

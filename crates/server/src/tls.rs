@@ -1,0 +1,147 @@
+//! TLS for the one HTTPS/WSS port: TLS 1.3 only, a server certificate from our own
+//! intermediate, and client certificates requested (not required) so that paired agents
+//! authenticate with mTLS while unpaired agents, phones and the CLI can still reach the
+//! discovery, pairing and account routes. Which routes need a client certificate is
+//! decided per route from the verified certificate attached to each connection.
+//!
+//! The CRL is reloadable: revoking a device rebuilds the client verifier so the next
+//! handshake with that certificate fails.
+
+use std::sync::{Arc, RwLock};
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("TLS setup failed: {0}")]
+pub struct TlsError(pub String);
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A client-certificate verifier whose CRLs can be replaced while the server runs.
+#[derive(Debug)]
+pub struct ReloadableClientVerifier {
+    roots: Arc<RootCertStore>,
+    hints: Vec<DistinguishedName>,
+    inner: RwLock<Arc<dyn ClientCertVerifier>>,
+}
+
+impl ReloadableClientVerifier {
+    /// A verifier trusting `root` and refusing what `crls` revoke.
+    pub fn new(
+        root: CertificateDer<'static>,
+        crls: Vec<CertificateRevocationListDer<'static>>,
+    ) -> Result<Self, TlsError> {
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(root)
+            .map_err(|e| TlsError(format!("root certificate: {e}")))?;
+        let roots = Arc::new(roots);
+        let inner = build(&roots, crls)?;
+        let hints = inner.root_hint_subjects().to_vec();
+        Ok(Self {
+            roots,
+            hints,
+            inner: RwLock::new(inner),
+        })
+    }
+
+    /// Replaces the CRLs; later handshakes use them.
+    pub fn reload(&self, crls: Vec<CertificateRevocationListDer<'static>>) -> Result<(), TlsError> {
+        let next = build(&self.roots, crls)?;
+        let mut guard = self
+            .inner
+            .write()
+            .map_err(|_| TlsError("verifier lock poisoned".into()))?;
+        *guard = next;
+        Ok(())
+    }
+
+    fn current(&self) -> Result<Arc<dyn ClientCertVerifier>, rustls::Error> {
+        self.inner
+            .read()
+            .map(|g| Arc::clone(&g))
+            .map_err(|_| rustls::Error::General("verifier lock poisoned".into()))
+    }
+}
+
+fn build(
+    roots: &Arc<RootCertStore>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    WebPkiClientVerifier::builder_with_provider(Arc::clone(roots), provider())
+        .with_crls(crls)
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| TlsError(format!("client verifier: {e}")))
+}
+
+impl ClientCertVerifier for ReloadableClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &self.hints
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.current()?
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current()?.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current()?.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.current()
+            .map(|v| v.supported_verify_schemes())
+            .unwrap_or_default()
+    }
+}
+
+/// The server's TLS configuration: TLS 1.3 only, HTTP/1.1 (WebSocket upgrades) and h2.
+pub fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    client_verifier: Arc<ReloadableClientVerifier>,
+) -> Result<rustls::ServerConfig, TlsError> {
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsError(e.to_string()))?
+        .with_client_cert_verifier(client_verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| TlsError(format!("server certificate: {e}")))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(cfg)
+}
