@@ -1,0 +1,294 @@
+//! Client plumbing shared by `tether-agent` and `tether`: how to trust a Tether server
+//! (its root CA from a file, or pinned by fingerprint on first use), typed JSON calls
+//! that turn error bodies into [`ClientError::Api`], and WSS connections with or without
+//! a client certificate. TLS is rustls with the ring provider, TLS 1.3 only.
+
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use tether_proto::{ErrorBody, ErrorCode};
+
+/// Why a client operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error body.
+    #[error("{} {}: {}", .body.code.number(), .body.code.name(), .body.message)]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The error body.
+        body: ErrorBody,
+    },
+    /// The server could not be reached, or TLS failed.
+    #[error("cannot reach the server: {0}")]
+    Transport(String),
+    /// The answer was not what the API documents.
+    #[error("unexpected answer from the server: {0}")]
+    Decode(String),
+    /// Local trust material is missing or malformed.
+    #[error("{0}")]
+    Trust(String),
+}
+
+impl ClientError {
+    /// The error code, when the server sent one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Api { body, .. } => Some(body.code),
+            _ => None,
+        }
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The first certificate in a PEM string, as DER.
+pub fn first_cert_der(pem: &str) -> Result<Vec<u8>, ClientError> {
+    let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+        .map_err(|_| ClientError::Trust("not a PEM certificate".into()))?;
+    if p.label != "CERTIFICATE" {
+        return Err(ClientError::Trust(format!(
+            "expected a CERTIFICATE, found {}",
+            p.label
+        )));
+    }
+    Ok(p.contents)
+}
+
+/// SHA-256 of a certificate's DER, as uppercase hex pairs joined by `:` (how browsers
+/// and `openssl x509 -fingerprint -sha256` show it).
+pub fn fingerprint(der: &[u8]) -> String {
+    Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// A client certificate and its key for mTLS.
+#[derive(Debug)]
+pub struct ClientIdentity {
+    /// Leaf first, then intermediates.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The private key (PKCS#8).
+    pub key: PrivateKeyDer<'static>,
+}
+
+/// A TLS 1.3 client configuration trusting only `root_pem`, optionally presenting a
+/// client certificate.
+pub fn tls_config(
+    root_pem: &str,
+    identity: Option<ClientIdentity>,
+) -> Result<rustls::ClientConfig, ClientError> {
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(first_cert_der(root_pem)?))
+        .map_err(|e| ClientError::Trust(format!("CA certificate: {e}")))?;
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| ClientError::Trust(e.to_string()))?
+        .with_root_certificates(roots);
+    match identity {
+        Some(id) => builder
+            .with_client_auth_cert(id.chain, id.key)
+            .map_err(|e| ClientError::Trust(format!("client certificate: {e}"))),
+        None => Ok(builder.with_no_client_auth()),
+    }
+}
+
+/// Accepts any server certificate. Used only by [`fetch_ca_for_pinning`], whose result
+/// the user must confirm by fingerprint before anything is trusted.
+#[derive(Debug)]
+struct DangerousAcceptAnyServer(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for DangerousAcceptAnyServer {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Trust on first use: downloads `/ca.pem` WITHOUT verifying the server, and returns the
+/// PEM and its fingerprint. The caller must show the fingerprint and have the user
+/// confirm it (or compare it with `--ca-fingerprint`) before saving the PEM; after that,
+/// every connection verifies against it.
+pub async fn fetch_ca_for_pinning(base_url: &str) -> Result<(String, String), ClientError> {
+    let cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| ClientError::Trust(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(DangerousAcceptAnyServer(provider())))
+        .with_no_client_auth();
+    let http = reqwest::Client::builder()
+        .tls_backend_preconfigured(cfg)
+        .build()
+        .map_err(|e| ClientError::Transport(e.to_string()))?;
+    let resp = http
+        .get(format!("{}/ca.pem", base_url.trim_end_matches('/')))
+        .send()
+        .await
+        .map_err(|e| ClientError::Transport(e.to_string()))?;
+    let pem = resp
+        .text()
+        .await
+        .map_err(|e| ClientError::Transport(e.to_string()))?;
+    let der = first_cert_der(&pem)?;
+    Ok((pem, fingerprint(&der)))
+}
+
+/// A typed JSON API client bound to one server.
+#[derive(Debug, Clone)]
+pub struct Api {
+    base: String,
+    http: reqwest::Client,
+    bearer: Option<String>,
+}
+
+impl Api {
+    /// A client for `base_url` trusting only `root_pem`.
+    pub fn new(base_url: &str, root_pem: &str) -> Result<Self, ClientError> {
+        let cfg = tls_config(root_pem, None)?;
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(cfg)
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        Ok(Self {
+            base: base_url.trim_end_matches('/').to_owned(),
+            http,
+            bearer: None,
+        })
+    }
+
+    /// The same client, sending `Authorization: Bearer <token>`.
+    pub fn with_bearer(mut self, token: &str) -> Self {
+        self.bearer = Some(token.to_owned());
+        self
+    }
+
+    /// The server's base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// `POST path` with a JSON body; returns the status and decoded body.
+    pub async fn post<B: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<(u16, R), ClientError> {
+        let mut req = self.http.post(format!("{}{path}", self.base)).json(body);
+        if let Some(t) = &self.bearer {
+            req = req.bearer_auth(t);
+        }
+        Self::finish(req).await
+    }
+
+    /// `GET path`.
+    pub async fn get<R: DeserializeOwned>(&self, path: &str) -> Result<(u16, R), ClientError> {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Some(t) = &self.bearer {
+            req = req.bearer_auth(t);
+        }
+        Self::finish(req).await
+    }
+
+    async fn finish<R: DeserializeOwned>(
+        req: reqwest::RequestBuilder,
+    ) -> Result<(u16, R), ClientError> {
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        if (200..300).contains(&status) && status != 204 {
+            return serde_json::from_slice(&bytes)
+                .map(|r| (status, r))
+                .map_err(|e| ClientError::Decode(e.to_string()));
+        }
+        if status == 204 {
+            return serde_json::from_slice(b"null")
+                .map(|r| (status, r))
+                .map_err(|e| ClientError::Decode(e.to_string()));
+        }
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => Err(ClientError::Api { status, body }),
+            Err(_) => Err(ClientError::Decode(format!(
+                "HTTP {status}: {}",
+                String::from_utf8_lossy(&bytes)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+            ))),
+        }
+    }
+}
+
+/// The `wss://` URL of the agent endpoint for a server base URL.
+pub fn agent_ws_url(base_url: &str) -> String {
+    let b = base_url.trim_end_matches('/');
+    let rest = b.strip_prefix("https://").unwrap_or(b);
+    format!("wss://{rest}/agent/ws")
+}
+
+/// A WebSocket stream over TLS.
+pub type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens the agent WebSocket, verifying the server against `root_pem` and presenting
+/// `identity` when given. Frames are limited to the protocol's maximum.
+pub async fn connect_agent_ws(
+    base_url: &str,
+    root_pem: &str,
+    identity: Option<ClientIdentity>,
+) -> Result<WsStream, ClientError> {
+    let cfg = tls_config(root_pem, identity)?;
+    let mut ws_cfg = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
+    ws_cfg.max_message_size = Some(tether_proto::MAX_FRAME_BYTES);
+    ws_cfg.max_frame_size = Some(tether_proto::MAX_FRAME_BYTES);
+    let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+        agent_ws_url(base_url),
+        Some(ws_cfg),
+        false,
+        Some(tokio_tungstenite::Connector::Rustls(Arc::new(cfg))),
+    )
+    .await
+    .map_err(|e| ClientError::Transport(e.to_string()))?;
+    Ok(ws)
+}
