@@ -66,7 +66,7 @@ enum Command {
         #[arg(long)]
         email: String,
     },
-    /// Print the effective configuration as TOML-like JSON and exit.
+    /// Print the effective configuration (as JSON) and exit.
     PrintConfig,
 }
 
