@@ -406,6 +406,18 @@ impl Session {
             }
             match v.header.msg_type {
                 MessageType::Heartbeat | MessageType::Telemetry => {
+                    // A revocation ends the session at the next heartbeat at the latest
+                    // (new handshakes already fail on the CRL).
+                    match state.store.device(&device.id).await {
+                        Ok(Some(d)) if d.status == DeviceStatus::Revoked => {
+                            break Err((
+                                ErrorCode::DeviceRevoked,
+                                "this device has been revoked".into(),
+                            ));
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "device status check failed"),
+                    }
                     if let Err(e) = state
                         .bus
                         .put_ttl(

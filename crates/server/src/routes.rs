@@ -27,7 +27,7 @@ use crate::state::AppState;
         accounts::register, accounts::login, accounts::refresh, accounts::logout,
         accounts::revoke_sessions, accounts::me, accounts::totp_enroll, accounts::totp_confirm,
         pairing::discovery_confirm, pairing::pair_request, pairing::pair_confirm, pairing::pair_activate,
-        devices::list, devices::get_one, devices::approve, devices::get_settings, devices::put_settings,
+        devices::list, devices::get_one, devices::approve, devices::revoke, devices::get_settings, devices::put_settings,
         devices::gateway_keys,
     ),
     modifiers(&BearerAuth),
@@ -75,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/devices", get(devices::list))
         .route("/api/devices/{id}", get(devices::get_one))
         .route("/api/devices/{id}/approve", post(devices::approve))
+        .route("/api/devices/{id}/revoke", post(devices::revoke))
         .route(
             "/api/admin/settings",
             get(devices::get_settings).put(devices::put_settings),

@@ -192,3 +192,49 @@ pub async fn put_settings(
 pub async fn gateway_keys(State(state): State<AppState>) -> Json<Vec<GatewayKey>> {
     Json(crate::routes::pairing::gateway_keys(&state))
 }
+
+/// Revoke a device (its owner, e.g. for a lost laptop, or an admin): its certificate goes
+/// on the CRL, which the TLS verifier reloads at once, so its next handshake fails.
+#[utoipa::path(post, path = "/api/devices/{id}/revoke", params(("id" = String, Path)), responses((status = 200, body = DeviceView), (status = 404)), security(("bearer" = [])))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DeviceView>> {
+    let mut d = if caller.user.role == Role::Admin {
+        state
+            .store
+            .device(&id)
+            .await?
+            .ok_or_else(|| ApiError::with_message(ErrorCode::NotFound, "no such device"))?
+    } else {
+        let d = visible_device(&state, &caller, &id).await?;
+        if d.owner_id.as_deref() != Some(caller.user.id.as_str()) {
+            return Err(ApiError::with_message(
+                ErrorCode::Forbidden,
+                "only the owner or an admin may revoke a device",
+            ));
+        }
+        d
+    };
+    if let Some(serial) = &d.cert_serial {
+        let serial: tether_trust::CertSerial = serial.parse().map_err(ApiError::internal)?;
+        state.ca.revoke(
+            &serial,
+            tether_trust::RevocationReason::CessationOfOperation,
+        )?;
+        crate::app::reload_crl(&state).map_err(ApiError::internal)?;
+    }
+    d.status = DeviceStatus::Revoked;
+    state.store.update_device(&d).await?;
+    audit::record(
+        &state,
+        &caller.user.id,
+        "device.revoke",
+        Some(&d.id),
+        Outcome::Success,
+        json!({"serial": d.cert_serial}),
+    )
+    .await?;
+    Ok(Json(view(&state, d).await?))
+}
