@@ -203,6 +203,34 @@ impl Api {
         &self.base
     }
 
+    /// The bearer token this client sends, if any.
+    pub fn bearer(&self) -> Option<&str> {
+        self.bearer.as_deref()
+    }
+
+    /// `POST path` with raw bytes as an `application/json` body (for tools and tests that
+    /// must send bytes that are not valid JSON); returns the status and raw body.
+    pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> Result<(u16, Vec<u8>), ClientError> {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(t) = &self.bearer {
+            req = req.bearer_auth(t);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        Ok((status, bytes.to_vec()))
+    }
+
     /// `POST path` with a JSON body; returns the status and decoded body.
     pub async fn post<B: Serialize + ?Sized, R: DeserializeOwned>(
         &self,
@@ -210,6 +238,19 @@ impl Api {
         body: &B,
     ) -> Result<(u16, R), ClientError> {
         let mut req = self.http.post(format!("{}{path}", self.base)).json(body);
+        if let Some(t) = &self.bearer {
+            req = req.bearer_auth(t);
+        }
+        Self::finish(req).await
+    }
+
+    /// `PUT path` with a JSON body.
+    pub async fn put<B: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<(u16, R), ClientError> {
+        let mut req = self.http.put(format!("{}{path}", self.base)).json(body);
         if let Some(t) = &self.bearer {
             req = req.bearer_auth(t);
         }

@@ -77,6 +77,10 @@ fn build(
 ) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
     WebPkiClientVerifier::builder_with_provider(Arc::clone(roots), provider())
         .with_crls(crls)
+        // Only the intermediate publishes a CRL (the root's key stays sealed offline), so
+        // revocation is checked for the device certificate; the intermediate itself is
+        // replaced, not revoked.
+        .only_check_end_entity_revocation()
         .allow_unauthenticated()
         .build()
         .map_err(|e| TlsError(format!("client verifier: {e}")))

@@ -394,7 +394,7 @@ pub struct ActivationView {
     pub pairing_code: Option<String>,
 }
 
-pub(crate) fn gateway_keys(state: &AppState) -> Vec<GatewayKey> {
+pub fn gateway_keys(state: &AppState) -> Vec<GatewayKey> {
     vec![GatewayKey {
         kid: state.gateway_signer.kid().to_string(),
         public_key: tether_proto::validate::b64url_encode(
