@@ -45,6 +45,19 @@ impl ClientError {
     }
 }
 
+/// A transport error with its causes: reqwest's own message leaves them out, and the
+/// cause is what tells "connection refused" from "certificate not trusted".
+fn transport(e: reqwest::Error) -> ClientError {
+    let mut msg = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        msg.push_str(": ");
+        msg.push_str(&c.to_string());
+        cause = c.source();
+    }
+    ClientError::Transport(msg)
+}
+
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -154,16 +167,13 @@ pub async fn fetch_ca_for_pinning(base_url: &str) -> Result<(String, String), Cl
     let http = reqwest::Client::builder()
         .tls_backend_preconfigured(cfg)
         .build()
-        .map_err(|e| ClientError::Transport(e.to_string()))?;
+        .map_err(transport)?;
     let resp = http
         .get(format!("{}/ca.pem", base_url.trim_end_matches('/')))
         .send()
         .await
-        .map_err(|e| ClientError::Transport(e.to_string()))?;
-    let pem = resp
-        .text()
-        .await
-        .map_err(|e| ClientError::Transport(e.to_string()))?;
+        .map_err(transport)?;
+    let pem = resp.text().await.map_err(transport)?;
     let der = first_cert_der(&pem)?;
     Ok((pem, fingerprint(&der)))
 }
@@ -184,7 +194,7 @@ impl Api {
             .tls_backend_preconfigured(cfg)
             .timeout(std::time::Duration::from_secs(30))
             .build()
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+            .map_err(transport)?;
         Ok(Self {
             base: base_url.trim_end_matches('/').to_owned(),
             http,
@@ -219,15 +229,9 @@ impl Api {
         if let Some(t) = &self.bearer {
             req = req.bearer_auth(t);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let resp = req.send().await.map_err(transport)?;
         let status = resp.status().as_u16();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let bytes = resp.bytes().await.map_err(transport)?;
         Ok((status, bytes.to_vec()))
     }
 
@@ -269,15 +273,9 @@ impl Api {
     async fn finish<R: DeserializeOwned>(
         req: reqwest::RequestBuilder,
     ) -> Result<(u16, R), ClientError> {
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let resp = req.send().await.map_err(transport)?;
         let status = resp.status().as_u16();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let bytes = resp.bytes().await.map_err(transport)?;
         if (200..300).contains(&status) && status != 204 {
             return serde_json::from_slice(&bytes)
                 .map(|r| (status, r))

@@ -1,0 +1,39 @@
+//! One module per command; each prints its own result through [`Output`](crate::output::Output).
+
+mod admin;
+mod devices;
+mod errors;
+mod login;
+mod pair;
+mod register;
+mod status;
+mod totp;
+mod whoami;
+
+use crate::args::Command;
+use crate::context::Ctx;
+use crate::error::CliError;
+
+/// Runs a command.
+pub(crate) async fn run(command: Command, ctx: &Ctx) -> Result<(), CliError> {
+    match command {
+        Command::Register {
+            email,
+            password_stdin,
+        } => register::run(ctx, &email, password_stdin).await,
+        Command::Login {
+            email,
+            password_stdin,
+            totp,
+        } => login::login(ctx, email, password_stdin, totp).await,
+        Command::Logout { all } => login::logout(ctx, all).await,
+        Command::Status => status::run(ctx).await,
+        Command::Whoami => whoami::run(ctx).await,
+        Command::Totp(c) => totp::run(ctx, c).await,
+        Command::Pair { url_or_token } => pair::run(ctx, &url_or_token).await,
+        Command::Devices => devices::list(ctx).await,
+        Command::Device { id } => devices::show(ctx, &id).await,
+        Command::Admin(c) => admin::run(ctx, c).await,
+        Command::Errors { code } => errors::run(ctx, code.as_deref()),
+    }
+}
