@@ -120,14 +120,23 @@ async fn serve(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let fingerprint = {
+        use sha2::{Digest, Sha256};
+        let d = Sha256::digest(running.state.ca.certificates().root_der());
+        d.iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    };
     println!(
-        "tether-server {} listening on {} (store: {}, bus: {})\n  open {} — CA certificate at {}/ca.pem",
+        "tether-server {} listening on {} (store: {}, bus: {})\n  URL: {}\n  CA certificate: {}/ca.pem\n  CA fingerprint (SHA-256): {}",
         env!("CARGO_PKG_VERSION"),
         running.addr,
         running.state.store.backend(),
         running.state.bus.backend(),
         running.public_url,
         running.public_url,
+        fingerprint,
     );
     let token = running.shutdown_token();
     tokio::spawn(async move {
