@@ -1,33 +1,23 @@
-//! `tether-agent`: runs on each PC (Windows first, Linux second), keeps one authenticated
-//! session to the gateway, reports telemetry and carries out signed commands through the
-//! helper. At this stage it only checks its arguments and prints what it would do.
+//! `tether-agent`: parses the command line and hands over to the library.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-
-/// Tether agent: keeps this PC connected to its Tether server and runs commands its owner signed.
-#[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
-struct Args {
-    /// The server's base URL.
-    #[arg(long, env = "TETHER_SERVER", default_value = "https://127.0.0.1:8443")]
-    server: String,
-    /// Directory for the agent's key, certificate and local queue.
-    #[arg(long, env = "TETHER_AGENT_DIR", default_value = "./tether-agent")]
-    state_dir: PathBuf,
-}
+use tether_agent::cli::Cli;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    println!(
-        "tether-agent {} (wire protocol v{})\n  server:    {}\n  state dir: {}\n\
-         This build is the foundation release: pairing and sessions are not implemented yet.",
-        env!("CARGO_PKG_VERSION"),
-        tether_proto::envelope::VERSION,
-        args.server,
-        args.state_dir.display(),
-    );
-    ExitCode::SUCCESS
+    let cli = Cli::parse();
+    tether_agent::init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(tether_agent::main(cli))
 }

@@ -1,0 +1,207 @@
+//! The validated run configuration, built once from the command line and passed down.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::cli::RunArgs;
+use crate::error::AgentError;
+
+/// A server base URL: `https://host[:port]`, without a trailing slash, path, query or
+/// fragment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerUrl(String);
+
+impl ServerUrl {
+    /// Checks the shape. Only https is accepted: the agent never talks to its server in the
+    /// clear.
+    pub fn parse(s: &str) -> Result<Self, AgentError> {
+        let s = s.trim().trim_end_matches('/');
+        let bad = |why: &str| AgentError::Config(format!("--server {s:?}: {why}"));
+        let rest = s
+            .strip_prefix("https://")
+            .ok_or_else(|| bad("must start with https://"))?;
+        if rest.is_empty() {
+            return Err(bad("has no host"));
+        }
+        if rest
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '/' | '?' | '#' | '@'))
+        {
+            return Err(bad(
+                "must be just https://host[:port], without a path, query or user name",
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The URL.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ServerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A device name the server accepts: 1 to 64 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceName(String);
+
+impl DeviceName {
+    /// The longest name the server accepts, in characters.
+    pub const MAX_CHARS: usize = 64;
+
+    /// Checks a name given by the user.
+    pub fn parse(s: &str) -> Result<Self, AgentError> {
+        let s = s.trim();
+        let n = s.chars().count();
+        if n == 0 || n > Self::MAX_CHARS || s.chars().any(char::is_control) {
+            return Err(AgentError::Config(format!(
+                "--device-name must be 1 to {} characters without control characters",
+                Self::MAX_CHARS
+            )));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// Makes a usable name out of anything (a hostname read from the system): control
+    /// characters dropped, cut to the maximum length, `pc` when nothing is left.
+    pub fn sanitize(s: &str) -> Self {
+        let clean: String = s
+            .chars()
+            .filter(|c| !c.is_control())
+            .collect::<String>()
+            .trim()
+            .chars()
+            .take(Self::MAX_CHARS)
+            .collect();
+        if clean.trim().is_empty() {
+            Self("pc".to_owned())
+        } else {
+            Self(clean.trim().to_owned())
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// How to come to trust the server's root CA when the state directory has none yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrustSource {
+    /// Only what the state directory already holds.
+    StateOnly,
+    /// A PEM file given by the user.
+    CaFile(PathBuf),
+    /// Download it and require this fingerprint (normalized: uppercase hex pairs with `:`).
+    Fingerprint(String),
+    /// Download it and accept whatever it is.
+    DangerousTrustOnFirstUse,
+}
+
+/// Everything `tether-agent run` needs, checked.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// The server, when given on the command line.
+    pub server: Option<ServerUrl>,
+    /// The state directory.
+    pub state_dir: PathBuf,
+    /// How to trust the server the first time.
+    pub trust: TrustSource,
+    /// The name to pair under, when given.
+    pub device_name: Option<DeviceName>,
+}
+
+impl RunConfig {
+    /// Validates the arguments.
+    pub fn from_args(args: RunArgs) -> Result<Self, AgentError> {
+        let server = args.server.as_deref().map(ServerUrl::parse).transpose()?;
+        let trust = if let Some(path) = args.trust.ca_file {
+            TrustSource::CaFile(path)
+        } else if let Some(fp) = args.trust.ca_fingerprint {
+            TrustSource::Fingerprint(normalize_fingerprint(&fp)?)
+        } else if args.trust.trust_on_first_use {
+            TrustSource::DangerousTrustOnFirstUse
+        } else {
+            TrustSource::StateOnly
+        };
+        let device_name = args
+            .device_name
+            .as_deref()
+            .map(DeviceName::parse)
+            .transpose()?;
+        Ok(Self {
+            server,
+            state_dir: args.state_dir,
+            trust,
+            device_name,
+        })
+    }
+}
+
+/// Accepts a SHA-256 fingerprint with or without colons, in either case, and returns it
+/// the way [`tether_client::fingerprint`] writes it.
+pub fn normalize_fingerprint(s: &str) -> Result<String, AgentError> {
+    let hex: String = s
+        .chars()
+        .filter(|c| !matches!(c, ':' | ' '))
+        .collect::<String>()
+        .to_ascii_uppercase();
+    if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(AgentError::Config(
+            "--ca-fingerprint must be a SHA-256 fingerprint: 32 hex pairs, e.g. 3A:1F:…".into(),
+        ));
+    }
+    let pairs: Vec<String> = hex
+        .as_bytes()
+        .chunks(2)
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    Ok(pairs.join(":"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn server_urls() {
+        assert_eq!(
+            ServerUrl::parse("https://localhost:8443/")
+                .unwrap()
+                .as_str(),
+            "https://localhost:8443"
+        );
+        assert!(ServerUrl::parse("http://localhost:8443").is_err());
+        assert!(ServerUrl::parse("https://").is_err());
+        assert!(ServerUrl::parse("https://host/path").is_err());
+        assert!(ServerUrl::parse("https://user@host").is_err());
+    }
+
+    #[test]
+    fn fingerprints_are_normalized() {
+        let plain = "ab".repeat(32);
+        let want = vec!["AB"; 32].join(":");
+        assert_eq!(normalize_fingerprint(&plain).unwrap(), want);
+        assert_eq!(normalize_fingerprint(&want.to_lowercase()).unwrap(), want);
+        assert!(normalize_fingerprint("AB:CD").is_err());
+        assert!(normalize_fingerprint(&"zz".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn device_names() {
+        assert!(DeviceName::parse("").is_err());
+        assert!(DeviceName::parse(&"x".repeat(65)).is_err());
+        assert_eq!(DeviceName::parse(" office ").unwrap().as_str(), "office");
+        assert_eq!(DeviceName::sanitize("host\n").as_str(), "host");
+        assert_eq!(DeviceName::sanitize("\n").as_str(), "pc");
+        assert_eq!(DeviceName::sanitize(&"y".repeat(100)).as_str().len(), 64);
+    }
+}

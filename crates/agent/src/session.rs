@@ -1,0 +1,296 @@
+//! Flow 3: the mutual-TLS session to the gateway, kept up for as long as the agent runs.
+//!
+//! One attempt: connect with the device certificate, send a signed `auth`, require a
+//! `connected` signed by a pinned gateway key, then heartbeat until the connection ends.
+//! Between attempts the agent waits with [`Backoff`]; a revoked device keeps retrying at
+//! the slowest pace, so an owner who re-enables it does not need to visit the PC.
+
+use std::time::Duration;
+
+use rustls_pki_types::CertificateDer;
+use tether_client::ClientIdentity;
+use tether_proto::messages::notify::ErrorFrame;
+use tether_proto::messages::session::{Auth, Connected, Heartbeat, HeartbeatStatus};
+use tether_proto::validate::b64url_encode;
+use tether_proto::{ErrorCode, MessageType, SequenceTracker, StaticKeys, Verified};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::backoff::Backoff;
+use crate::error::AgentError;
+use crate::socket::Incoming;
+use crate::state::{PairedDevice, SessionRecord};
+use crate::wire::{UnverifiedFrame, gateway_key_set, verify};
+use crate::{Context, random, socket};
+
+/// How long the gateway may take to answer `auth`.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(15);
+/// Clock difference to the server above which the agent warns (envelopes allow 60 s).
+const SKEW_WARNING_MS: u64 = 30_000;
+
+/// How one session attempt ended.
+#[derive(Debug)]
+enum End {
+    /// The agent is stopping.
+    Stopped,
+    /// The connection failed or dropped; `connected` tells whether it got as far as
+    /// `connected` (then the backoff starts over).
+    Lost { connected: bool, reason: String },
+    /// The server refused us with an error code.
+    Refused { code: ErrorCode, message: String },
+}
+
+/// Keeps the device connected until the agent is asked to stop.
+pub async fn run(ctx: &mut Context, device: &PairedDevice) -> Result<(), AgentError> {
+    let keys = gateway_key_set(&device.record.gateway_keys)?;
+    let chain = certificate_chain(device)?;
+    let mut backoff = Backoff::default();
+    loop {
+        match attempt(ctx, device, &keys, &chain).await {
+            End::Stopped => return Ok(()),
+            End::Lost { connected, reason } => {
+                say!("disconnected: {reason}");
+                if connected {
+                    backoff.reset();
+                }
+            }
+            End::Refused { code, message } => {
+                say!("server error: {} {}: {message}", code.number(), code.name());
+                if is_revocation(code) {
+                    say!(
+                        "This PC's pairing has been revoked. To pair it again, stop the agent, \
+                         delete {} and run it again.",
+                        ctx.state.root().display()
+                    );
+                    backoff.saturate();
+                }
+            }
+        }
+        let delay = backoff.next_delay(random::u32());
+        say!("reconnecting in {:.1}s", delay.as_secs_f64());
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = ctx.shutdown.cancelled() => return Ok(()),
+        }
+    }
+}
+
+fn is_revocation(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::DeviceRevoked | ErrorCode::CertificateRevoked
+    )
+}
+
+/// The TLS client chain: the device certificate, then the intermediate that issued it.
+fn certificate_chain(device: &PairedDevice) -> Result<Vec<CertificateDer<'static>>, AgentError> {
+    let mut chain = vec![CertificateDer::from(tether_client::first_cert_der(
+        &device.cert_pem,
+    )?)];
+    if let Some(intermediate) = device.ca_chain_pem.first() {
+        chain.push(CertificateDer::from(tether_client::first_cert_der(
+            intermediate,
+        )?));
+    }
+    Ok(chain)
+}
+
+async fn attempt(
+    ctx: &mut Context,
+    device: &PairedDevice,
+    keys: &StaticKeys,
+    chain: &[CertificateDer<'static>],
+) -> End {
+    let mut gateway_seq = SequenceTracker::<()>::new();
+    let shutdown = ctx.shutdown.clone();
+    let (mut ws, connected) = tokio::select! {
+        r = connect_and_auth(ctx, device, keys, chain, &mut gateway_seq) => match r {
+            Ok(ok) => ok,
+            Err(e) => return failed(e, false),
+        },
+        () = shutdown.cancelled() => return End::Stopped,
+    };
+    say!("connected: session {}", connected.session_id);
+    let now = ctx.clock.now();
+    if let Err(e) = ctx.state.save_session(&SessionRecord {
+        session_id: connected.session_id.clone(),
+        connected_at: now.0,
+    }) {
+        tracing::warn!(error = %e, "could not record the session");
+    }
+    if now.0.abs_diff(connected.server_time.0) > SKEW_WARNING_MS {
+        say!(
+            "warning: this PC's clock differs from the server's by {}s; fix the clock or \
+             messages will be refused",
+            now.0.abs_diff(connected.server_time.0) / 1000
+        );
+    }
+
+    let period = Duration::from_secs(u64::from(connected.heartbeat_interval_s.max(5)));
+    let mut ticker = tokio::time::interval_at(
+        Instant::now()
+            .checked_add(period)
+            .unwrap_or_else(Instant::now),
+        period,
+    );
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut refusal: Option<End> = None;
+    loop {
+        tokio::select! {
+            () = ctx.shutdown.cancelled() => {
+                socket::close(&mut ws).await;
+                return End::Stopped;
+            }
+            _ = ticker.tick() => {
+                let hb = Heartbeat {
+                    status: HeartbeatStatus::Alive,
+                    uptime_s: ctx.started.elapsed().as_secs(),
+                    queue_depth: 0,
+                };
+                let sent = match ctx.outbox.seal(&hb) {
+                    Ok(frame) => socket::send(&mut ws, frame).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = sent {
+                    socket::close(&mut ws).await;
+                    return failed(e, true);
+                }
+            }
+            incoming = socket::next(&mut ws) => match incoming {
+                Err(e) => return refusal.unwrap_or_else(|| failed(e, true)),
+                Ok(Incoming::Closed(reason)) => {
+                    return refusal.unwrap_or_else(|| End::Lost {
+                        connected: true,
+                        reason: format!(
+                            "the server closed the session ({})",
+                            reason.filter(|r| !r.is_empty()).unwrap_or_else(|| "no reason given".into())
+                        ),
+                    });
+                }
+                Ok(Incoming::Frame(frame)) => {
+                    match read_gateway_frame(ctx, keys, &mut gateway_seq, &frame) {
+                        Ok(v) => {
+                            if let Some(end) = handle(v) {
+                                refusal = Some(end);
+                            }
+                        }
+                        Err(e) => {
+                            socket::close(&mut ws).await;
+                            return failed(e, true);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A frame the gateway sent during the session. Returns the refusal when it is an
+/// `error` (the gateway closes the socket right after).
+fn handle(v: Verified) -> Option<End> {
+    match v.header.msg_type {
+        MessageType::Error => match v.into_body::<ErrorFrame>() {
+            Ok(e) => Some(End::Refused {
+                code: e.code,
+                message: e.message,
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "unreadable error frame");
+                None
+            }
+        },
+        other => {
+            tracing::info!(
+                r#type = other.name(),
+                "ignoring a message this agent version does not handle yet"
+            );
+            None
+        }
+    }
+}
+
+async fn connect_and_auth(
+    ctx: &mut Context,
+    device: &PairedDevice,
+    keys: &StaticKeys,
+    chain: &[CertificateDer<'static>],
+    gateway_seq: &mut SequenceTracker<()>,
+) -> Result<(tether_client::WsStream, Connected), AgentError> {
+    let identity = ClientIdentity {
+        chain: chain.to_vec(),
+        key: ctx.identity.tls_key(),
+    };
+    let mut ws =
+        tether_client::connect_agent_ws(ctx.server.as_str(), &ctx.ca.pem, Some(identity)).await?;
+    let auth = Auth {
+        device_id: device.record.device_id.clone(),
+        nonce: b64url_encode(&random::bytes::<32>()),
+        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        // The gateway numbers its frames per session for now, so there is nothing to
+        // resume from yet.
+        last_seq_received: 0,
+    };
+    socket::send(&mut ws, ctx.outbox.seal(&auth)?).await?;
+    let frame = match socket::next_within(&mut ws, AUTH_TIMEOUT).await? {
+        Incoming::Frame(f) => f,
+        Incoming::Closed(reason) => {
+            return Err(AgentError::Protocol(format!(
+                "the gateway closed the connection before `connected` ({})",
+                reason.unwrap_or_else(|| "no reason given".into())
+            )));
+        }
+    };
+    let v = read_gateway_frame(ctx, keys, gateway_seq, &frame)?;
+    match v.header.msg_type {
+        MessageType::Connected => Ok((ws, v.into_body::<Connected>()?)),
+        MessageType::Error => {
+            let e = v.into_body::<ErrorFrame>()?;
+            socket::close(&mut ws).await;
+            Err(AgentError::Refused {
+                code: e.code,
+                message: e.message,
+            })
+        }
+        other => Err(AgentError::Protocol(format!(
+            "expected `connected`, got `{}`",
+            other.name()
+        ))),
+    }
+}
+
+/// Verifies a gateway frame against the pinned keys and the per-connection sequence.
+fn read_gateway_frame(
+    ctx: &Context,
+    keys: &StaticKeys,
+    seq: &mut SequenceTracker<()>,
+    frame: &[u8],
+) -> Result<Verified, AgentError> {
+    let v = verify(frame, keys, &*ctx.clock).map_err(|e| {
+        // Say what an unverifiable refusal claimed, for the person reading the log; it
+        // is not acted on.
+        match UnverifiedFrame::parse(frame).ok().and_then(|f| f.refusal()) {
+            Some(claimed) => AgentError::Protocol(format!("{e} (the frame claims: {claimed})")),
+            None => e,
+        }
+    })?;
+    seq.accept(&(), v.header.seq)?;
+    Ok(v)
+}
+
+/// Maps an error to how the attempt ended. A TLS alert saying the certificate is
+/// revoked counts as a revocation.
+fn failed(e: AgentError, connected: bool) -> End {
+    match e {
+        AgentError::Refused { code, message } => End::Refused { code, message },
+        other => {
+            let reason = other.to_string();
+            if reason.contains("CertificateRevoked") {
+                End::Refused {
+                    code: ErrorCode::CertificateRevoked,
+                    message: "the server refused this device's certificate as revoked".into(),
+                }
+            } else {
+                End::Lost { connected, reason }
+            }
+        }
+    }
+}
