@@ -59,6 +59,18 @@ pub enum BusConfig {
     },
 }
 
+fn default_store() -> StoreConfig {
+    StoreConfig::Sqlite {
+        path: default_sqlite_path(),
+    }
+}
+
+fn default_bus() -> BusConfig {
+    BusConfig::Embedded {
+        path: default_bus_path(),
+    }
+}
+
 fn default_bus_path() -> PathBuf {
     PathBuf::from("bus.db")
 }
@@ -137,8 +149,10 @@ pub struct Config {
     #[serde(default)]
     pub tls_names: Vec<String>,
     /// The store.
+    #[serde(default = "default_store")]
     pub store: StoreConfig,
     /// The bus.
+    #[serde(default = "default_bus")]
     pub bus: BusConfig,
     /// Accounts and tokens.
     #[serde(default)]
@@ -191,7 +205,15 @@ pub struct Overrides {
 impl Config {
     /// Loads defaults, then the file (if given), then `TETHER_SERVER_*` variables, then overrides.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
-        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        // The backend sections are left out of the merged defaults: a layer that picks
+        // another backend must not inherit the default backend's keys (e.g. `path`).
+        let mut defaults =
+            serde_json::to_value(Config::default()).map_err(|e| ConfigError(e.to_string()))?;
+        if let Some(m) = defaults.as_object_mut() {
+            m.remove("store");
+            m.remove("bus");
+        }
+        let mut fig = Figment::from(Serialized::defaults(defaults));
         if let Some(f) = file {
             if !f.exists() {
                 return Err(ConfigError(format!(

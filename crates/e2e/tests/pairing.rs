@@ -1,0 +1,134 @@
+//! A new user goes from register through pairing to an mTLS-authenticated, online agent,
+//! with the real `tether-server` and `tether-agent` binaries: once on the embedded
+//! backends and once on MariaDB + Redis.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tether_e2e::{Backends, Proc, Server, binary, wait_for_json};
+
+async fn walkthrough(backends: Backends) {
+    let server = Server::start(&backends);
+    let api = server.api();
+
+    // A new user registers and logs in.
+    let (s, _): (u16, Value) = api
+        .post(
+            "/api/register",
+            &json!({"email": "ada@lab.example", "password": "correct horse battery"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, 201);
+    let (_, login): (u16, Value) = api
+        .post(
+            "/api/login",
+            &json!({"email": "ada@lab.example", "password": "correct horse battery"}),
+        )
+        .await
+        .unwrap();
+    let user = server
+        .api()
+        .with_bearer(login["access_token"].as_str().unwrap());
+
+    // The agent discovers the server and asks to pair; it shows a QR code and writes the
+    // pairing details to its state dir.
+    let state = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(binary("tether-agent"));
+    cmd.arg("run")
+        .args(["--server", &server.url])
+        .arg("--state-dir")
+        .arg(state.path())
+        .arg("--ca-file")
+        .arg(&server.ca_file)
+        .args(["--device-name", "lab-pc-7"]);
+    let mut agent = Proc::spawn("tether-agent", cmd);
+    let pairing = wait_for_json(
+        &state.path().join("pairing.json"),
+        Duration::from_secs(60),
+        &mut agent,
+    );
+    assert!(
+        pairing["pair_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://")
+    );
+    assert!(
+        state.path().join("pair-qr.png").exists(),
+        "the QR code is written as a PNG"
+    );
+
+    // The user confirms with the pair URL from the QR code.
+    let (s, confirmed): (u16, Value) = user
+        .post(
+            "/api/pair/confirm",
+            &json!({"pair_token": pairing["pair_url"]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, 200);
+    assert_eq!(confirmed["status"], "active");
+    let code = confirmed["pairing_code"].as_str().unwrap().to_owned();
+
+    // The agent shows the same number, reconnects with mTLS and is online.
+    agent.wait_for_line(&code, Duration::from_secs(60));
+    agent.wait_for_line("connected", Duration::from_secs(60));
+    let start = Instant::now();
+    loop {
+        let (_, devices): (u16, Value) = user.get("/api/devices").await.unwrap();
+        let d = &devices[0];
+        if d["online"] == true {
+            assert_eq!(d["status"], "active");
+            assert_eq!(d["name"], "lab-pc-7");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "device never online: {devices}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(agent);
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_pair_and_connect_on_embedded_backends() {
+    walkthrough(Backends::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_pair_and_connect_on_mariadb_and_redis() {
+    let admin = tether_store::TestDb::admin_url();
+    let (store, db) = tether_store::MysqlStore::create_test_database(&admin)
+        .await
+        .expect("MariaDB must be reachable (see README)");
+    store.close().await;
+    let redis_url =
+        std::env::var("TETHER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let namespace = format!("tether-e2e-{}-{}", std::process::id(), db.name());
+    let backends = Backends::MysqlRedis {
+        mysql_url: db.url(),
+        redis_url: redis_url.clone(),
+        namespace: namespace.clone(),
+    };
+    let result = tokio::spawn(walkthrough(backends)).await;
+    // Clean up whatever happened.
+    if let Ok(bus) = tether_bus::RedisBus::connect(&redis_url, &namespace).await {
+        let _ = bus.delete_namespace().await;
+    }
+    db.drop_database()
+        .await
+        .expect("dropping the test database");
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
