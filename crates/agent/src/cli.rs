@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 ///
 /// First run: the agent creates its key in --state-dir, introduces itself to the server
 /// and shows a QR code (also saved as pair-qr.png in the state dir). Scan it with the
-/// Tether app, or pass the pair URL to `tether pair confirm`, then compare the pairing
+/// Tether app, or pass the pair URL to `tether pair`, then compare the pairing
 /// code both sides show. Every later run connects with the device certificate it
 /// received.
 ///

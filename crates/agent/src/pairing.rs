@@ -183,7 +183,7 @@ fn show(ctx: &Context, ticket: &PairingTicket) -> Result<(), AgentError> {
         .write_atomic(files::PAIR_QR, &modules.to_png()?, false)?;
     say!();
     say!("To pair this PC, scan this code with the Tether app on your phone");
-    say!("(or run `tether pair confirm <pair URL>` where you are signed in):");
+    say!("(or run `tether pair <pair URL>` where you are signed in):");
     say!();
     out::text(&modules.to_terminal());
     say!();

@@ -218,6 +218,24 @@ impl Api {
         self.bearer.as_deref()
     }
 
+    /// `GET path`, returning the status and raw body whatever they are.
+    pub async fn get_raw(&self, path: &str) -> Result<(u16, Vec<u8>), ClientError> {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Some(t) = &self.bearer {
+            req = req.bearer_auth(t);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        Ok((status, bytes.to_vec()))
+    }
+
     /// `POST path` with raw bytes as an `application/json` body (for tools and tests that
     /// must send bytes that are not valid JSON); returns the status and raw body.
     pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> Result<(u16, Vec<u8>), ClientError> {

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod devices;
 pub mod pairing;
+pub mod passkeys;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
@@ -29,6 +30,7 @@ use crate::state::AppState;
         pairing::discovery_confirm, pairing::pair_request, pairing::pair_confirm, pairing::pair_activate,
         devices::list, devices::get_one, devices::approve, devices::revoke, devices::get_settings, devices::put_settings,
         devices::gateway_keys,
+        passkeys::register_start, passkeys::register_finish, passkeys::login_start, passkeys::login_finish,
     ),
     modifiers(&BearerAuth),
 )]
@@ -60,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .route("/.well-known/jwks.json", get(jwks))
         .route("/ca.pem", get(ca_pem))
         .route("/api/openapi.json", get(openapi))
+        .route("/pair", get(pair_page))
         .route("/api/register", post(accounts::register))
         .route("/api/login", post(accounts::login))
         .route("/api/token/refresh", post(accounts::refresh))
@@ -68,6 +71,16 @@ pub fn router(state: AppState) -> Router {
         .route("/api/me", get(accounts::me))
         .route("/api/totp/enroll", post(accounts::totp_enroll))
         .route("/api/totp/confirm", post(accounts::totp_confirm))
+        .route(
+            "/api/passkeys/register/start",
+            post(passkeys::register_start),
+        )
+        .route(
+            "/api/passkeys/register/finish",
+            post(passkeys::register_finish),
+        )
+        .route("/api/passkeys/login/start", post(passkeys::login_start))
+        .route("/api/passkeys/login/finish", post(passkeys::login_finish))
         .route("/api/discovery/confirm", post(pairing::discovery_confirm))
         .route("/api/pair/request", post(pairing::pair_request))
         .route("/api/pair/confirm", post(pairing::pair_confirm))
@@ -159,4 +172,21 @@ async fn openapi() -> impl IntoResponse {
         Ok(s) => ([(header::CONTENT_TYPE, "application/json")], s).into_response(),
         Err(e) => ApiError::internal(e).into_response(),
     }
+}
+
+/// The page a pair QR code opens on a phone: sign in and confirm (the web app replaces
+/// it with its own screen). The token stays in the URL fragment, which browsers never
+/// send to the server.
+async fn pair_page() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; form-action 'none'; frame-ancestors 'none'",
+            ),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        include_str!("../assets/pair.html"),
+    )
 }
