@@ -168,3 +168,18 @@ fn protocol_doc_examples_match_and_decode() {
         "every message type has an example in the doc"
     );
 }
+
+#[test]
+fn pairing_code_is_six_digits_in_two_groups_and_binds_every_input() {
+    use crate::messages::discovery::pairing_code;
+    let c = pairing_code("tok", "pub", "owner");
+    assert_eq!(c.len(), 7);
+    assert_eq!(c.as_bytes()[3], b' ');
+    assert!(c.bytes().filter(|b| *b != b' ').all(|b| b.is_ascii_digit()));
+    assert_eq!(c, pairing_code("tok", "pub", "owner"), "deterministic");
+    assert_ne!(c, pairing_code("tok2", "pub", "owner"));
+    assert_ne!(c, pairing_code("tok", "pub2", "owner"));
+    assert_ne!(c, pairing_code("tok", "pub", "owner2"));
+    // Field boundaries are delimited: moving bytes between fields changes the code.
+    assert_ne!(pairing_code("ab", "c", "d"), pairing_code("a", "bc", "d"));
+}
