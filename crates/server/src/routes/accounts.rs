@@ -199,7 +199,7 @@ pub struct TokenResponse {
     pub user: UserView,
 }
 
-async fn issue_session(
+pub(crate) async fn issue_session(
     state: &AppState,
     user: &User,
     family: Option<String>,
