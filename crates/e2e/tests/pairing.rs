@@ -61,9 +61,12 @@ async fn walkthrough(backends: Backends) {
             .unwrap()
             .starts_with("https://")
     );
+    agent.wait_for_line("QR code image:", Duration::from_secs(30));
+    let png =
+        std::fs::read(state.path().join("pair-qr.png")).expect("the QR code is written as a PNG");
     assert!(
-        state.path().join("pair-qr.png").exists(),
-        "the QR code is written as a PNG"
+        png.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "pair-qr.png is a PNG"
     );
 
     // The user confirms with the pair URL from the QR code.
