@@ -186,25 +186,12 @@ impl Session {
                     "expected a discovery_hello envelope".to_owned(),
                 )
             })?;
-        let key: [u8; 32] = b64url_decode(&agent_pub)
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| {
-                (
-                    ErrorCode::InvalidField,
-                    "body.agent_pub is not 32 bytes of base64url".to_owned(),
-                )
-            })?;
-        let vk = ed25519_dalek::VerifyingKey::from_bytes(&key).map_err(|_| {
-            (
-                ErrorCode::InvalidField,
-                "body.agent_pub is not an Ed25519 key".to_owned(),
-            )
-        })?;
-        let mut keys = StaticKeys::new();
-        keys.insert(KeyId::for_ed25519(&key), vk);
+        let keys = agent_keys(&agent_pub)
+            .map_err(|why| (ErrorCode::InvalidField, format!("body.agent_pub {why}")))?;
         let verified = Verifier::new(&keys, &*state.clock)
             .verify(&frame)
             .map_err(|e| refusal(&e))?;
+        let agent_kid = verified.header.kid.to_string();
         let hello: DiscoveryHello = expect(verified, MessageType::DiscoveryHello)?;
 
         let now = state.now();
@@ -253,10 +240,9 @@ impl Session {
             .issuer
             .claims(TokenType::Pair, &rec.id, DISCOVERY_AUDIENCE, now)
             .map_err(|e| (e.code(), e.to_string()))?;
-        claims.ext.insert(
-            "agent_kid".into(),
-            Value::String(KeyId::for_ed25519(&key).to_string()),
-        );
+        claims
+            .ext
+            .insert("agent_kid".into(), Value::String(agent_kid));
         let token = state
             .issuer
             .issue(&claims)
@@ -327,22 +313,8 @@ impl Session {
                 ));
             }
         }
-        let key: [u8; 32] = b64url_decode(&device.agent_pub)
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| {
-                (
-                    ErrorCode::Internal,
-                    "stored agent key is malformed".to_owned(),
-                )
-            })?;
-        let vk = ed25519_dalek::VerifyingKey::from_bytes(&key).map_err(|_| {
-            (
-                ErrorCode::Internal,
-                "stored agent key is invalid".to_owned(),
-            )
-        })?;
-        let mut keys = StaticKeys::new();
-        keys.insert(KeyId::for_ed25519(&key), vk);
+        let keys = agent_keys(&device.agent_pub)
+            .map_err(|why| (ErrorCode::Internal, format!("stored agent key {why}")))?;
 
         let Some(frame) = self.next_frame(FIRST_FRAME_TIMEOUT).await? else {
             return Ok(());
@@ -454,6 +426,17 @@ impl Session {
         tracing::info!(device = %device.id, session = %session_id, "agent disconnected");
         result
     }
+}
+
+/// The one key an agent's envelopes are verified with, under its derived kid.
+fn agent_keys(agent_pub_b64: &str) -> Result<StaticKeys, &'static str> {
+    let key: [u8; 32] = b64url_decode(agent_pub_b64)
+        .and_then(|b| b.try_into().ok())
+        .ok_or("is not 32 bytes of base64url")?;
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(&key).map_err(|_| "is not an Ed25519 key")?;
+    let mut keys = StaticKeys::new();
+    keys.insert(KeyId::for_ed25519(&key), vk);
+    Ok(keys)
 }
 
 fn expect<T: Message>(v: Verified, t: MessageType) -> Result<T, Refusal> {
