@@ -14,6 +14,7 @@ use tether_bus::{Bus, EmbeddedBus, RedisBus};
 use tether_proto::Clock;
 use tether_proto::envelope::EnvelopeSigner;
 use tether_store::{MysqlStore, SqliteStore, Store};
+use tether_trust::ca::ROOT_CERT_FILE;
 use tether_trust::{
     CaNames, CertificateAuthority, FileKeystore, Issuer, IssuerConfig, KeyRing, KeyRingConfig,
     Keystore, SharedKeyRing, TrustError, Validator, ValidatorConfig,
@@ -124,11 +125,90 @@ async fn open_bus(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<dyn Bus>
     })
 }
 
+/// The organization named in the CA certificates the server makes.
+const CA_ORGANIZATION: &str = "Tether";
+
+/// Opens the keystore under the data dir, creating both if needed.
+fn open_keystore(config: &Config) -> Result<Arc<dyn Keystore>, StartError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(io(format!(
+        "creating data dir {}",
+        config.data_dir.display()
+    )))?;
+    Ok(Arc::new(FileKeystore::open_or_create(
+        config.data_dir.join("keys"),
+    )?))
+}
+
+/// A CA an operator brings instead of the one the server would create (see [`import_ca`]).
+#[derive(Clone, Copy)]
+pub enum CaImport<'a> {
+    /// The operator's root certificate and its private key (PEM). The key is sealed into the
+    /// keystore like a created root's, and the server signs its own intermediate with it.
+    Root {
+        /// The root certificate.
+        cert_pem: &'a str,
+        /// The root's private key, PKCS#8 or SEC1, unencrypted.
+        key_pem: &'a str,
+    },
+    /// The operator's root certificate alone (its key stays offline) and an intermediate
+    /// CA certificate it signed, with the intermediate's private key (PEM).
+    Intermediate {
+        /// The root certificate.
+        root_cert_pem: &'a str,
+        /// The intermediate certificate.
+        cert_pem: &'a str,
+        /// The intermediate's private key (ECDSA P-256), PKCS#8 or SEC1, unencrypted.
+        key_pem: &'a str,
+    },
+}
+
+impl std::fmt::Debug for CaImport<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CaImport::Root { .. } => f.write_str("CaImport::Root { .. }"),
+            CaImport::Intermediate { .. } => f.write_str("CaImport::Intermediate { .. }"),
+        }
+    }
+}
+
+/// Imports an operator's CA into the keystore under the data dir, where [`start`] then
+/// finds it (`tether-server import-ca`). Refused, writing no CA file, if the keystore
+/// already holds a CA or if what is given is not a usable CA (see
+/// [`CertificateAuthority::import`] and [`CertificateAuthority::import_with_intermediate`]).
+pub fn import_ca(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    ca: CaImport<'_>,
+) -> Result<CertificateAuthority, StartError> {
+    let keystore = open_keystore(config)?;
+    Ok(match ca {
+        CaImport::Root { cert_pem, key_pem } => CertificateAuthority::import(
+            keystore,
+            clock,
+            &CaNames::for_organization(CA_ORGANIZATION),
+            cert_pem,
+            key_pem,
+        )?,
+        CaImport::Intermediate {
+            root_cert_pem,
+            cert_pem,
+            key_pem,
+        } => CertificateAuthority::import_with_intermediate(
+            keystore,
+            clock,
+            root_cert_pem,
+            cert_pem,
+            key_pem,
+        )?,
+    })
+}
+
+/// Opens the CA in the keystore (created or imported), or creates one on first start.
 fn open_ca(
     keystore: &Arc<dyn Keystore>,
     clock: &Arc<dyn Clock>,
 ) -> Result<CertificateAuthority, StartError> {
-    if keystore.read("ca-root-cert.pem")?.is_some() {
+    if keystore.read(ROOT_CERT_FILE)?.is_some() {
         Ok(CertificateAuthority::load(
             Arc::clone(keystore),
             Arc::clone(clock),
@@ -138,7 +218,7 @@ fn open_ca(
         Ok(CertificateAuthority::create(
             Arc::clone(keystore),
             Arc::clone(clock),
-            &CaNames::for_organization("Tether"),
+            &CaNames::for_organization(CA_ORGANIZATION),
         )?)
     }
 }
@@ -184,12 +264,7 @@ fn host_of(url: &str) -> Option<String> {
 
 /// Starts the server. Returns once it is listening.
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, StartError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(io(format!(
-        "creating data dir {}",
-        config.data_dir.display()
-    )))?;
-    let keystore: Arc<dyn Keystore> =
-        Arc::new(FileKeystore::open_or_create(config.data_dir.join("keys"))?);
+    let keystore = open_keystore(&config)?;
     let ca = Arc::new(open_ca(&keystore, &clock)?);
 
     let now = clock.now();

@@ -2,7 +2,7 @@
 
 use std::io::BufRead;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -68,6 +68,47 @@ enum Command {
     },
     /// Print the effective configuration (as JSON) and exit.
     PrintConfig,
+    /// Bring your own CA: import it into the data dir before the first start.
+    ///
+    /// Without this, the first start creates a CA (an ECDSA P-384 root whose key is sealed
+    /// at rest, and an ECDSA P-256 intermediate that stays online). Two ways to bring one:
+    ///
+    ///   --root-cert FILE --root-key FILE
+    ///       Your root CA and its private key. The key is sealed into the keystore like a
+    ///       created root's and is not held by the running server; it signs a new ECDSA
+    ///       P-256 intermediate now.
+    ///
+    ///   --root-cert FILE --intermediate-cert FILE --intermediate-key FILE
+    ///       Your root CA certificate alone (its key stays offline) and an intermediate CA
+    ///       it signed, with the intermediate's private key. The intermediate must be ECDSA
+    ///       P-256 and allow keyCertSign and cRLSign; it is used as given, so import a new
+    ///       one into a fresh data dir before it expires.
+    ///
+    /// Files are PEM; keys are unencrypted PKCS#8 ("PRIVATE KEY") or SEC1 ("EC PRIVATE
+    /// KEY"). The root must be a self-signed ECDSA P-256 or P-384 CA with keyCertSign.
+    /// Refused, and no CA written, if the data dir already has a CA or what is given fails
+    /// a check. Prints the root's SHA-256 fingerprint, which clients compare when they pin
+    /// it.
+    #[command(verbatim_doc_comment)]
+    ImportCa {
+        /// The root CA certificate (PEM).
+        #[arg(long, value_name = "FILE")]
+        root_cert: PathBuf,
+        /// The root CA's private key (PEM); the server makes its own intermediate.
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "intermediate_cert",
+            conflicts_with_all = ["intermediate_cert", "intermediate_key"]
+        )]
+        root_key: Option<PathBuf>,
+        /// An intermediate CA certificate the root signed (PEM), used as given.
+        #[arg(long, value_name = "FILE", requires = "intermediate_key")]
+        intermediate_cert: Option<PathBuf>,
+        /// The intermediate's private key (PEM).
+        #[arg(long, value_name = "FILE", requires = "intermediate_cert")]
+        intermediate_key: Option<PathBuf>,
+    },
 }
 
 fn init_logging() {
@@ -99,6 +140,15 @@ async fn main() -> ExitCode {
     match args.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
         Command::CreateAdmin { email } => create_admin(config, email).await,
+        Command::ImportCa {
+            root_cert,
+            root_key,
+            intermediate_cert,
+            intermediate_key,
+        } => {
+            let intermediate = intermediate_cert.zip(intermediate_key);
+            import_ca(&config, &root_cert, root_key.as_deref(), intermediate)
+        }
         Command::PrintConfig => match serde_json::to_string_pretty(&config) {
             Ok(s) => {
                 println!("{s}");
@@ -120,14 +170,7 @@ async fn serve(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let fingerprint = {
-        use sha2::{Digest, Sha256};
-        let d = Sha256::digest(running.state.ca.certificates().root_der());
-        d.iter()
-            .map(|b| format!("{b:02X}"))
-            .collect::<Vec<_>>()
-            .join(":")
-    };
+    let fingerprint = fingerprint(running.state.ca.certificates().root_der());
     println!(
         "tether-server {} listening on {} (store: {}, bus: {})\n  URL: {}\n  CA certificate: {}/ca.pem\n  CA fingerprint (SHA-256): {}",
         env!("CARGO_PKG_VERSION"),
@@ -146,6 +189,68 @@ async fn serve(config: Config) -> ExitCode {
     });
     running.wait().await;
     ExitCode::SUCCESS
+}
+
+/// The SHA-256 of a certificate, as colon-separated uppercase hex.
+fn fingerprint(der: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn import_ca(
+    config: &Config,
+    root_cert: &Path,
+    root_key: Option<&Path>,
+    intermediate: Option<(PathBuf, PathBuf)>,
+) -> ExitCode {
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))
+    };
+    let imported = (|| {
+        let root_pem = read(root_cert)?;
+        let (ca, how) = match (root_key, intermediate) {
+            (Some(key), _) => {
+                let key_pem = read(key)?;
+                let what = app::CaImport::Root {
+                    cert_pem: &root_pem,
+                    key_pem: &key_pem,
+                };
+                let ca = app::import_ca(config, Arc::new(SystemClock), what);
+                (ca, "root key sealed, new intermediate signed")
+            }
+            (None, Some((cert, key))) => {
+                let (cert_pem, key_pem) = (read(&cert)?, read(&key)?);
+                let what = app::CaImport::Intermediate {
+                    root_cert_pem: &root_pem,
+                    cert_pem: &cert_pem,
+                    key_pem: &key_pem,
+                };
+                let ca = app::import_ca(config, Arc::new(SystemClock), what);
+                (ca, "intermediate imported, no root key")
+            }
+            // clap requires one of the two.
+            (None, None) => return Err("give --root-key or --intermediate-cert".to_owned()),
+        };
+        ca.map(|ca| (ca, how)).map_err(|e| e.to_string())
+    })();
+    match imported {
+        Ok((ca, how)) => {
+            println!(
+                "imported the CA into {} ({how})\n  CA fingerprint (SHA-256): {}",
+                config.data_dir.join("keys").display(),
+                fingerprint(ca.certificates().root_der()),
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -21,6 +21,34 @@
 //! | [`INTERMEDIATE_CERT_FILE`] | intermediate certificate, PEM (public) |
 //! | [`REVOCATIONS_FILE`] | revocation list, JSON sealed under [`REVOCATIONS_LABEL`] |
 //!
+//! # Bringing your own CA
+//!
+//! An operator may bring a CA instead: their own root with its key
+//! ([`CertificateAuthority::import`]: the key is sealed like a generated one and a new
+//! intermediate is made under it), or their root without its key and an intermediate it
+//! signed ([`CertificateAuthority::import_with_intermediate`]: the root key never comes
+//! near Tether and [`ROOT_KEY_FILE`] stays absent). Either way the files are those
+//! [`CertificateAuthority::create`] writes, and [`CertificateAuthority::load`] reopens
+//! them. What is given is checked before anything is written:
+//!
+//! | | root | intermediate |
+//! |---|---|---|
+//! | basicConstraints | CA, pathlen absent or at least 1 | CA, any pathlen |
+//! | keyUsage | present, with keyCertSign | present, with keyCertSign and cRLSign |
+//! | extKeyUsage | absent, or with serverAuth and clientAuth | the same |
+//! | key | ECDSA P-256 or P-384 | ECDSA P-256, not the root's |
+//! | signature | its own, verifying; issuer = subject | the root's, verifying, ECDSA-SHA256 under a P-256 root and ECDSA-SHA384 under a P-384 root; issuer = the root's subject |
+//! | validity | covers now | covers now |
+//!
+//! Why: an intermediate sits under the root, so a root with pathlen 0 would make every
+//! chain invalid; the intermediate signs CRLs (cRLSign); rustls-webpki applies an
+//! intermediate's extKeyUsage to the whole chain, and device certificates need clientAuth
+//! while server certificates need serverAuth; everything the intermediate signs is
+//! verified as ECDSA P-256 with SHA-256, and Tether's verifiers accept only the P-256 +
+//! SHA-256 and P-384 + SHA-384 pairs. A private key (PKCS#8 or SEC1 PEM, unencrypted)
+//! must be its certificate's. Last, as for a created CA, the CA must issue a server
+//! certificate for `localhost` that rustls-webpki verifies.
+//!
 //! The certificate profiles are described in [`profile`].
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -38,6 +66,7 @@ use crate::error::TrustError;
 use crate::keystore::Keystore;
 
 mod csr;
+mod import;
 mod key;
 mod pem;
 pub mod profile;
@@ -215,9 +244,7 @@ impl CertificateAuthority {
         names: &CaNames,
     ) -> Result<Self, TrustError> {
         names.validate()?;
-        if keystore.read(ROOT_CERT_FILE)?.is_some() {
-            return Err(TrustError::AlreadyExists("a CA in this keystore".into()));
-        }
+        refuse_existing(&*keystore)?;
         let now = clock.now();
 
         let root_key = CaKey::generate(&PKCS_ECDSA_P384_SHA384)?;
@@ -226,28 +253,70 @@ impl CertificateAuthority {
         let inter_key = CaKey::generate(&PKCS_ECDSA_P256_SHA256)?;
         let inter_cert = {
             let root_issuer = rcgen::Issuer::new(root_params, &root_key);
-            profile::intermediate(names, now)?
+            profile::intermediate(names, now, None)?
                 .signed_by(&inter_key, &root_issuer)
                 .map_err(rcgen_error)?
         };
+        let certs = CaCertificates::from_der(root_cert.der(), inter_cert.der())?;
+        Self::install(keystore, clock, certs, Some(root_key), inter_key)
+    }
 
-        // The root key is written sealed, then dropped (and wiped): from here on only the
-        // intermediate signs.
-        keystore.store_sealed(ROOT_KEY_FILE, ROOT_KEY_LABEL, &root_key.pkcs8())?;
-        drop(root_key);
+    /// Stores a new CA the way [`CertificateAuthority::load`] reads it back, and returns it
+    /// running. Shared by [`CertificateAuthority::create`] and the imports.
+    ///
+    /// Before anything is written, the CA issues a throwaway server certificate for
+    /// `localhost` (a name the server always serves) and verifies it with rustls-webpki:
+    /// a hierarchy peers would reject (a name that does not chain byte for byte, a
+    /// signature algorithm or constraint they refuse) fails here, not at the first
+    /// handshake. A refused CA leaves the keystore untouched.
+    fn install(
+        keystore: Arc<dyn Keystore>,
+        clock: Arc<dyn Clock>,
+        certs: CaCertificates,
+        root_key: Option<CaKey>,
+        inter_key: CaKey,
+    ) -> Result<Self, TrustError> {
+        let ca = Self::assemble(keystore, clock, certs, inter_key, RevocationList::new())?;
+        ca.check_issuance()?;
+
+        let keystore = &*ca.keystore;
+        if let Some(root_key) = root_key {
+            // The root key is written sealed, then dropped (and wiped): from here on only
+            // the intermediate signs.
+            keystore.store_sealed(ROOT_KEY_FILE, ROOT_KEY_LABEL, &root_key.pkcs8())?;
+        }
         keystore.store_sealed(
             INTERMEDIATE_KEY_FILE,
             INTERMEDIATE_KEY_LABEL,
-            &inter_key.pkcs8(),
+            &ca.signer.key().pkcs8(),
         )?;
-        let revocations = RevocationList::new();
-        revocations.save(&*keystore)?;
-        let certs = CaCertificates::from_der(root_cert.der(), inter_cert.der())?;
-        keystore.write(INTERMEDIATE_CERT_FILE, certs.intermediate_pem().as_bytes())?;
+        ca.revocations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .save(keystore)?;
+        keystore.write(
+            INTERMEDIATE_CERT_FILE,
+            ca.certs.intermediate_pem().as_bytes(),
+        )?;
         // Written last: its presence is what marks the CA as created.
-        keystore.write(ROOT_CERT_FILE, certs.root_pem().as_bytes())?;
+        keystore.write(ROOT_CERT_FILE, ca.certs.root_pem().as_bytes())?;
+        Ok(ca)
+    }
 
-        Self::assemble(keystore, clock, certs, inter_key, revocations)
+    fn check_issuance(&self) -> Result<(), TrustError> {
+        const PROBE_NAME: &str = "localhost";
+        let probe = self.issue_server_certificate(&[PROBE_NAME])?;
+        self.certs
+            .verify_server_chain(&probe.certificate.der, self.clock.now(), PROBE_NAME)
+            .map_err(|e| {
+                let why = match e {
+                    TrustError::CertificateInvalid(why) => why,
+                    other => other.to_string(),
+                };
+                TrustError::CertificateInvalid(format!(
+                    "certificates issued under this CA would not verify: {why}"
+                ))
+            })
     }
 
     /// Reopens the CA stored in `keystore`. Checks that the intermediate is signed by the
@@ -460,6 +529,14 @@ impl CertificateAuthority {
     ) -> Result<VerifiedDevice, TrustError> {
         self.certs.verify_device_chain(cert_der, now, crls)
     }
+}
+
+/// Refuses to make a CA over an existing one.
+fn refuse_existing(keystore: &dyn Keystore) -> Result<(), TrustError> {
+    if keystore.read(ROOT_CERT_FILE)?.is_some() {
+        return Err(TrustError::AlreadyExists("a CA in this keystore".into()));
+    }
+    Ok(())
 }
 
 fn rcgen_error(e: rcgen::Error) -> TrustError {

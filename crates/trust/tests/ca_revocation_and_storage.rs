@@ -13,7 +13,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -123,31 +122,6 @@ fn chain_verification_fails_closed_without_a_current_crl() {
     let foreign = other.ca.crl(T0).unwrap();
     let r = f.ca.verify_device_chain(&issued.der, T0, &[foreign]);
     assert!(matches!(r, Err(TrustError::CertificateInvalid(_))), "{r:?}");
-}
-
-fn files_under(dir: &Path) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.push(std::fs::read(&path).unwrap());
-        }
-    }
-    out
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
-/// The private scalar inside a ring-made PKCS#8 EC key: `ECPrivateKey` starts with
-/// `INTEGER 1` then `OCTET STRING <scalar>`.
-fn ec_scalar(pkcs8: &[u8], len: u8) -> Vec<u8> {
-    let marker = [0x02, 0x01, 0x01, 0x04, len];
-    let at = pkcs8.windows(5).position(|w| w == marker).unwrap() + 5;
-    pkcs8[at..at + len as usize].to_vec()
 }
 
 #[test]

@@ -4,11 +4,16 @@
 //! |---|---|---|---|---|
 //! | key | ECDSA P-384 | ECDSA P-256 | P-256 or Ed25519 (from the CSR) | ECDSA P-256 |
 //! | signed by | itself (ECDSA-SHA384) | root (ECDSA-SHA384) | intermediate (ECDSA-SHA256) | intermediate |
-//! | validity | 10 years | 2 years | exactly 365 days | [`CaConfig::server_cert_validity`] |
+//! | validity | 10 years | 2 years (never past the root's end) | exactly 365 days | [`CaConfig::server_cert_validity`] |
 //! | basicConstraints | CA, pathlen 1 | CA, pathlen 0 | not a CA | not a CA |
 //! | keyUsage | keyCertSign, cRLSign | keyCertSign, cRLSign | digitalSignature | digitalSignature |
 //! | extKeyUsage | – | – | clientAuth | serverAuth |
 //! | subject | CN, O from [`CaNames`] | CN, O | CN = device id | CN = first SAN |
+//!
+//! An imported root (see [`CertificateAuthority::import`]) keeps its own profile; it may be
+//! ECDSA P-256, in which case it signs the intermediate with ECDSA-SHA256. An imported
+//! intermediate ([`CertificateAuthority::import_with_intermediate`]) keeps its own profile
+//! too, within the limits checked at import.
 //!
 //! Every certificate has a random 16-byte positive serial, a subject key identifier, and
 //! (below the root) an authority key identifier. The root, the intermediate and server
@@ -18,6 +23,8 @@
 //!
 //! [`CaConfig::server_cert_validity`]: super::CaConfig::server_cert_validity
 //! [`CaNames`]: super::CaNames
+//! [`CertificateAuthority::import`]: super::CertificateAuthority::import
+//! [`CertificateAuthority::import_with_intermediate`]: super::CertificateAuthority::import_with_intermediate
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -91,16 +98,24 @@ pub(crate) fn root(names: &CaNames, now: UnixMillis) -> Result<CertificateParams
     Ok(b.params)
 }
 
-/// The online intermediate, signed by the root.
+/// The online intermediate, signed by the root. It ends at `root_not_after` if that comes
+/// first (an imported root may have less than two years left): an intermediate never
+/// outlives its root.
 pub(crate) fn intermediate(
     names: &CaNames,
     now: UnixMillis,
+    root_not_after: Option<UnixMillis>,
 ) -> Result<CertificateParams, TrustError> {
     let mut b = base(
         dn(&names.intermediate_common_name, Some(&names.organization)),
         now.saturating_sub(BACKDATE),
         INTERMEDIATE_VALIDITY,
     )?;
+    if let Some(end) = root_not_after.map(time::truncate)
+        && end < b.not_after
+    {
+        b.params.not_after = time::to_offset(end)?;
+    }
     b.params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     b.params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     b.params.use_authority_key_identifier_extension = true;

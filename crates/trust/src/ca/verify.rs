@@ -5,7 +5,7 @@
 //! against CRLs, and a server certificate for TLS server authentication and a name.
 //! Accepted signature algorithms are exactly the two this CA signs with: ECDSA P-384 with
 //! SHA-384 (root → intermediate) and ECDSA P-256 with SHA-256 (intermediate → leaves and
-//! CRLs).
+//! CRLs, and root → intermediate under an imported P-256 root).
 
 use rustls_pki_types::{CertificateDer, ServerName, SignatureVerificationAlgorithm};
 use tether_proto::UnixMillis;
@@ -45,7 +45,8 @@ pub struct CaCertificates {
 
 impl CaCertificates {
     /// From DER. Checks that both are CA certificates, that the root is self-signed and
-    /// that the root signed the intermediate.
+    /// that the root signed the intermediate, naming it byte for byte as verifiers match
+    /// names.
     pub fn from_der(root: &[u8], intermediate: &[u8]) -> Result<Self, TrustError> {
         let r = parse(root, "root")?;
         let i = parse(intermediate, "intermediate")?;
@@ -62,6 +63,11 @@ impl CaCertificates {
         }
         r.verify_signature(None)
             .map_err(|_| TrustError::CertificateInvalid("the root is not self-signed".into()))?;
+        if i.issuer().as_raw() != r.subject().as_raw() {
+            return Err(TrustError::CertificateInvalid(
+                "the intermediate's issuer is not the root's subject".into(),
+            ));
+        }
         i.verify_signature(Some(r.public_key())).map_err(|_| {
             TrustError::CertificateInvalid("the intermediate is not signed by the root".into())
         })?;
@@ -196,7 +202,7 @@ fn webpki_error(e: webpki::Error) -> TrustError {
     }
 }
 
-fn parse<'a>(der: &'a [u8], what: &str) -> Result<X509Certificate<'a>, TrustError> {
+pub(super) fn parse<'a>(der: &'a [u8], what: &str) -> Result<X509Certificate<'a>, TrustError> {
     match X509Certificate::from_der(der) {
         Ok(([], cert)) => Ok(cert),
         _ => Err(TrustError::CertificateInvalid(format!(

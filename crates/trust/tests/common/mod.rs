@@ -1,9 +1,10 @@
 //! Shared fixtures for the CA integration tests: a CA on a manual clock, CSRs made with
-//! rcgen, and a certificate parser.
+//! rcgen, a certificate parser, and a scan of what lies on disk.
 
 // Each test crate uses a different subset of these helpers.
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,4 +74,30 @@ pub(crate) fn csr_error(f: &Fixture, csr: &[u8]) -> CsrRejection {
         }
         other => panic!("expected CsrInvalid, got {other:?}"),
     }
+}
+
+/// The contents of every file under `dir`, recursively.
+pub(crate) fn files_under(dir: &Path) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(std::fs::read(&path).unwrap());
+        }
+    }
+    out
+}
+
+pub(crate) fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The private scalar inside a ring-made PKCS#8 EC key: `ECPrivateKey` starts with
+/// `INTEGER 1` then `OCTET STRING <scalar>`.
+pub(crate) fn ec_scalar(pkcs8: &[u8], len: u8) -> Vec<u8> {
+    let marker = [0x02, 0x01, 0x01, 0x04, len];
+    let at = pkcs8.windows(5).position(|w| w == marker).unwrap() + 5;
+    pkcs8[at..at + len as usize].to_vec()
 }
