@@ -1,0 +1,80 @@
+//! What flows between the server's roles over the bus. Every name and payload shape here is
+//! shared by the gateway (which publishes), the workers (which consume) and the live view.
+//!
+//! - [`TELEMETRY_STREAM`]: one entry per accepted telemetry message, as a
+//!   [`TelemetryRecord`] (JSON). Consumer group [`ANALYTICS_GROUP`] (the AnalyticsWorker)
+//!   reads it; any number of server processes share the group.
+//! - [`LIVE_STREAM`]: one entry per event a user's live clients or an agent session may
+//!   need right now, as a [`LiveEvent`] (JSON). Every server process reads it with its own
+//!   consumer group (`live-<node_id>`) so each process sees every event and fans it out to
+//!   its own connections.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tether_proto::UnixMillis;
+use tether_proto::messages::session::Telemetry;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The bus stream of accepted telemetry.
+pub const TELEMETRY_STREAM: &str = "telemetry";
+/// The consumer group of the AnalyticsWorker on [`TELEMETRY_STREAM`].
+pub const ANALYTICS_GROUP: &str = "analytics";
+/// The bus stream of live events.
+pub const LIVE_STREAM: &str = "live";
+/// Approximate bound on each stream's length (oldest acknowledged entries are trimmed).
+pub const STREAM_MAX_LEN: u64 = 100_000;
+
+/// A telemetry message the gateway verified and accepted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TelemetryRecord {
+    /// The device.
+    pub device_id: String,
+    /// Its owner, if paired.
+    pub owner_id: Option<String>,
+    /// The envelope's message id (idempotency key: stored once).
+    pub message_id: String,
+    /// The envelope's sequence number.
+    pub seq: u64,
+    /// When the gateway accepted it.
+    pub received_at: UnixMillis,
+    /// The body.
+    pub body: Telemetry,
+}
+
+/// What a live event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LiveKind {
+    /// A device came online or went offline: `data` = `{"online": bool, "session_id"?}`.
+    Presence,
+    /// A telemetry sample: `data` = the telemetry body plus `"risk_score"` when known.
+    Telemetry,
+    /// An alert was raised or acknowledged: `data` = the alert as the API shows it.
+    Alert,
+    /// A command changed state (commands issue).
+    CommandStatus,
+}
+
+/// One live event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveEvent {
+    /// What it is.
+    pub kind: LiveKind,
+    /// The device it concerns.
+    pub device_id: String,
+    /// The device's owner (used for access checks when fanning out).
+    pub owner_id: Option<String>,
+    /// When it happened.
+    pub at: UnixMillis,
+    /// Kind-specific content.
+    pub data: Value,
+}
+
+/// Publishes a live event for every server process to fan out.
+pub async fn publish_live(state: &AppState, event: &LiveEvent) -> Result<(), ApiError> {
+    let bytes = serde_json::to_vec(event).map_err(ApiError::internal)?;
+    state.bus.append(LIVE_STREAM, &bytes, STREAM_MAX_LEN).await?;
+    Ok(())
+}
