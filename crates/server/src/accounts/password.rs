@@ -32,8 +32,14 @@ pub async fn verify(password: String, phc: String) -> Result<bool, ApiError> {
     .map_err(ApiError::internal)?
 }
 
-/// A PHC hash of a random password, verified against when the email is unknown so that
-/// a login for an unknown account takes as long as one for a known account.
+static DUMMY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+
+/// A PHC hash of a random password (made once per process), verified against when the
+/// email is unknown so that a login for an unknown account costs one verification, like
+/// one for a known account.
 pub async fn dummy_hash() -> Result<String, ApiError> {
-    hash(crate::random::token()).await
+    DUMMY
+        .get_or_try_init(|| hash(crate::random::token()))
+        .await
+        .cloned()
 }
