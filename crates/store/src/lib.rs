@@ -1,6 +1,6 @@
 //! The Tether store: everything the server must remember durably — accounts, second
-//! factors, refresh-token families, discovery sessions, pairings, devices, settings and the
-//! audit trail.
+//! factors, refresh-token families, discovery sessions, pairings, devices, settings, the
+//! audit trail, and the telemetry pipeline's events, rollups and alerts.
 //!
 //! The server holds an `Arc<dyn Store>`. Two backends implement it with the same
 //! behaviour (the same test suite runs against both): [`SqliteStore`] (the embedded
@@ -35,6 +35,7 @@ pub use mysql::{MysqlDialect, MysqlStore, TestDb};
 pub use sql::{Dialect, SqlStore};
 pub use sqlite::{SqliteDialect, SqliteStore};
 pub use tether_proto::UnixMillis;
+pub use tether_proto::messages::notify::Severity;
 
 /// Result alias for store operations.
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -192,4 +193,86 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn append_audit(&self, e: &NewAuditEvent) -> StoreResult<u64>;
     /// Audit events with `seq > after`, oldest first, at most `limit`.
     async fn audit_after(&self, after: u64, limit: u32) -> StoreResult<Vec<AuditEvent>>;
+
+    // ---- telemetry ----------------------------------------------------------------------
+
+    /// Stores a telemetry event unless one with the same `message_id` is stored already
+    /// (redelivery): returns whether it was inserted. Unknown device →
+    /// [`StoreError::NotFound`]; a non-finite number → [`StoreError::Corrupt`].
+    async fn insert_telemetry_event(&self, e: &NewTelemetryEvent) -> StoreResult<bool>;
+    /// A device's events collected at or after `since`, newest first, at most `limit`.
+    async fn telemetry_events(
+        &self,
+        device_id: &str,
+        since: UnixMillis,
+        limit: u32,
+    ) -> StoreResult<Vec<TelemetryEvent>>;
+    /// The numbers of a device's events collected in `[from, to)`, oldest first, without
+    /// bodies (what rollups read).
+    async fn telemetry_between(
+        &self,
+        device_id: &str,
+        from: UnixMillis,
+        to: UnixMillis,
+    ) -> StoreResult<Vec<TelemetryPoint>>;
+    /// Deletes every device's events collected before `before` (retention); returns how
+    /// many. Rollups are kept.
+    async fn prune_telemetry_before(&self, before: UnixMillis) -> StoreResult<u64>;
+
+    // ---- rollups ----------------------------------------------------------------------
+
+    /// Inserts or replaces the rollup of (`device_id`, `period`, `bucket_start`,
+    /// `metric`). Unknown device → [`StoreError::NotFound`]; a non-finite number →
+    /// [`StoreError::Corrupt`].
+    async fn upsert_rollup(&self, r: &Rollup) -> StoreResult<()>;
+    /// A device's rollups of one period with `bucket_start >= since`, oldest bucket first
+    /// (metrics by name within a bucket), at most `limit` rows.
+    async fn rollups(
+        &self,
+        device_id: &str,
+        period: RollupPeriod,
+        since: UnixMillis,
+        limit: u32,
+    ) -> StoreResult<Vec<Rollup>>;
+
+    // ---- alerts -----------------------------------------------------------------------
+
+    /// Stores a new alert (its `acked_at`/`acked_by` are ignored: a new alert is open).
+    /// Returns false, storing nothing, if the device already has an open (unacknowledged)
+    /// alert of the same kind; atomic across processes, so concurrent raisers store one.
+    /// Unknown device or owner → [`StoreError::NotFound`]; a duplicate id →
+    /// [`StoreError::Conflict`].
+    async fn insert_alert(&self, a: &Alert) -> StoreResult<bool>;
+    /// The alerts raised for a user's devices (by the owner recorded on the alert),
+    /// newest first, at most `limit`; acknowledged ones only if `include_acked`.
+    async fn alerts_for_owner(
+        &self,
+        owner_id: &str,
+        include_acked: bool,
+        limit: u32,
+    ) -> StoreResult<Vec<Alert>>;
+    /// Every alert (admin views), newest first, at most `limit`; acknowledged ones only if
+    /// `include_acked`.
+    async fn all_alerts(&self, include_acked: bool, limit: u32) -> StoreResult<Vec<Alert>>;
+    /// An alert by id.
+    async fn alert(&self, id: &str) -> StoreResult<Option<Alert>>;
+    /// Acknowledges an open alert as `user_id` at `now`. Returns false if the alert does
+    /// not exist or was acknowledged already (the first acknowledgement stands).
+    async fn ack_alert(&self, id: &str, user_id: &str, now: UnixMillis) -> StoreResult<bool>;
+    /// The device's open (unacknowledged) alert of a kind, if any (there is at most one).
+    async fn open_alert(&self, device_id: &str, kind: &str) -> StoreResult<Option<Alert>>;
+    /// The device's newest alert of a kind, open or acknowledged.
+    async fn latest_alert(&self, device_id: &str, kind: &str) -> StoreResult<Option<Alert>>;
+
+    // ---- last seen --------------------------------------------------------------------
+
+    /// Records that the server heard from the device at `at`. Never moves the time
+    /// backwards (a late, older report is ignored). Unknown device →
+    /// [`StoreError::NotFound`].
+    async fn set_last_seen(&self, device_id: &str, at: UnixMillis) -> StoreResult<()>;
+    /// When the server last heard from the device (`None` if never, or no such device).
+    async fn device_last_seen(&self, device_id: &str) -> StoreResult<Option<UnixMillis>>;
+    /// Active devices not heard from since before `before`: last seen before it, or never
+    /// seen and paired before it. Oldest first.
+    async fn devices_last_seen_before(&self, before: UnixMillis) -> StoreResult<Vec<SeenDevice>>;
 }

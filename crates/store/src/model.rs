@@ -1,5 +1,9 @@
 //! The records the store keeps.
 
+mod telemetry;
+
+pub use telemetry::*;
+
 use serde::{Deserialize, Serialize};
 use tether_proto::UnixMillis;
 

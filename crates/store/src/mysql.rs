@@ -22,8 +22,24 @@ impl Dialect for MysqlDialect {
     // `VALUES(col)` rather than MySQL 8's row alias: MariaDB has no row alias.
     const UPSERT_SETTING: &'static str = "INSERT INTO settings (name, value) VALUES (?, ?) \
          ON DUPLICATE KEY UPDATE value = VALUES(value)";
-    const MIGRATIONS: &'static [(i64, &'static str, &'static str)] =
-        &[(1, "init", include_str!("../migrations/mysql/0001_init.sql"))];
+    const UPSERT_HOURLY_ROLLUP: &'static str = "INSERT INTO device_metrics_hourly \
+         (device_id, bucket_start, metric, samples, min_value, max_value, mean_value, p95_value) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE samples = VALUES(samples), \
+         min_value = VALUES(min_value), max_value = VALUES(max_value), \
+         mean_value = VALUES(mean_value), p95_value = VALUES(p95_value)";
+    const UPSERT_DAILY_ROLLUP: &'static str = "INSERT INTO device_metrics_daily \
+         (device_id, bucket_start, metric, samples, min_value, max_value, mean_value, p95_value) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE samples = VALUES(samples), \
+         min_value = VALUES(min_value), max_value = VALUES(max_value), \
+         mean_value = VALUES(mean_value), p95_value = VALUES(p95_value)";
+    const MIGRATIONS: &'static [(i64, &'static str, &'static str)] = &[
+        (1, "init", include_str!("../migrations/mysql/0001_init.sql")),
+        (
+            2,
+            "telemetry",
+            include_str!("../migrations/mysql/0002_telemetry.sql"),
+        ),
+    ];
 
     fn rows_affected(result: &MySqlQueryResult) -> u64 {
         result.rows_affected()

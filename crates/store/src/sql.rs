@@ -18,10 +18,16 @@
 //!   violation means someone else holds it. The two statements run in autocommit on
 //!   purpose: inside one InnoDB transaction two concurrent claims of an absent key would
 //!   each take a gap lock in the `DELETE` and then deadlock on the `INSERT`.
+//! - `insert_alert` is one plain `INSERT` under a unique key on (`device_id`, `open_kind`),
+//!   where `open_kind` is the kind while the alert is open and NULL once acknowledged; and
+//!   `insert_telemetry_event` is one `INSERT` under the unique message id. The loser of
+//!   either race gets a unique-key violation, read as "already there".
 
+mod alerts;
 mod rows;
 mod statements;
 mod store;
+mod telemetry;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -43,6 +49,11 @@ pub trait Dialect: sealed::Sealed + Send + Sync + fmt::Debug + 'static {
     const NAME: &'static str;
     /// Inserts or replaces a setting; binds `name`, `value`.
     const UPSERT_SETTING: &'static str;
+    /// Inserts or replaces an hourly rollup; binds `device_id`, `bucket_start`, `metric`,
+    /// `samples`, `min_value`, `max_value`, `mean_value`, `p95_value`.
+    const UPSERT_HOURLY_ROLLUP: &'static str;
+    /// The same for a daily rollup.
+    const UPSERT_DAILY_ROLLUP: &'static str;
     /// The migrations, oldest first: `(version, description, sql)`.
     const MIGRATIONS: &'static [(i64, &'static str, &'static str)];
 
@@ -113,6 +124,12 @@ pub(crate) fn migrator<D: Dialect>() -> Migrator {
         })
         .collect();
     Migrator::with_migrations(migrations)
+}
+
+/// Whether a sqlx error is a unique-key violation (a lost race for a once-only key, a
+/// duplicate that an idempotent insert ignores).
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.kind() == ErrorKind::UniqueViolation)
 }
 
 /// Maps a sqlx error. `what` names the record (never a value: values may be secrets or

@@ -21,11 +21,30 @@ impl Dialect for SqliteDialect {
     const NAME: &'static str = "sqlite";
     const UPSERT_SETTING: &'static str = "INSERT INTO settings (name, value) VALUES (?, ?) \
          ON CONFLICT (name) DO UPDATE SET value = excluded.value";
-    const MIGRATIONS: &'static [(i64, &'static str, &'static str)] = &[(
-        1,
-        "init",
-        include_str!("../migrations/sqlite/0001_init.sql"),
-    )];
+    const UPSERT_HOURLY_ROLLUP: &'static str = "INSERT INTO device_metrics_hourly \
+         (device_id, bucket_start, metric, samples, min_value, max_value, mean_value, p95_value) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, bucket_start, metric) DO UPDATE \
+         SET samples = excluded.samples, min_value = excluded.min_value, \
+         max_value = excluded.max_value, mean_value = excluded.mean_value, \
+         p95_value = excluded.p95_value";
+    const UPSERT_DAILY_ROLLUP: &'static str = "INSERT INTO device_metrics_daily \
+         (device_id, bucket_start, metric, samples, min_value, max_value, mean_value, p95_value) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, bucket_start, metric) DO UPDATE \
+         SET samples = excluded.samples, min_value = excluded.min_value, \
+         max_value = excluded.max_value, mean_value = excluded.mean_value, \
+         p95_value = excluded.p95_value";
+    const MIGRATIONS: &'static [(i64, &'static str, &'static str)] = &[
+        (
+            1,
+            "init",
+            include_str!("../migrations/sqlite/0001_init.sql"),
+        ),
+        (
+            2,
+            "telemetry",
+            include_str!("../migrations/sqlite/0002_telemetry.sql"),
+        ),
+    ];
 
     fn rows_affected(result: &SqliteQueryResult) -> u64 {
         result.rows_affected()

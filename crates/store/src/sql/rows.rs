@@ -25,6 +25,10 @@ pub(crate) trait RowExt {
     fn flag(&self, col: &'static str) -> StoreResult<bool>;
     /// A nullable binary column.
     fn opt_bytes(&self, col: &'static str) -> StoreResult<Option<Vec<u8>>>;
+    /// A non-null floating-point column.
+    fn real(&self, col: &'static str) -> StoreResult<f64>;
+    /// A nullable floating-point column.
+    fn opt_real(&self, col: &'static str) -> StoreResult<Option<f64>>;
 }
 
 impl<R> RowExt for R
@@ -34,6 +38,7 @@ where
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> f64: Decode<'r, R::Database> + Type<R::Database>,
     for<'a> &'a str: ColumnIndex<R>,
 {
     fn text(&self, col: &'static str) -> StoreResult<String> {
@@ -59,13 +64,24 @@ where
     fn opt_bytes(&self, col: &'static str) -> StoreResult<Option<Vec<u8>>> {
         self.try_get(col).map_err(db_err(col))
     }
+
+    fn real(&self, col: &'static str) -> StoreResult<f64> {
+        self.try_get(col).map_err(db_err(col))
+    }
+
+    fn opt_real(&self, col: &'static str) -> StoreResult<Option<f64>> {
+        self.try_get(col).map_err(db_err(col))
+    }
 }
 
-fn time(row: &impl RowExt, col: &'static str) -> StoreResult<tether_proto::UnixMillis> {
+pub(crate) fn time(row: &impl RowExt, col: &'static str) -> StoreResult<tether_proto::UnixMillis> {
     from_db_time(row.int(col)?, col)
 }
 
-fn opt_time(row: &impl RowExt, col: &'static str) -> StoreResult<Option<tether_proto::UnixMillis>> {
+pub(crate) fn opt_time(
+    row: &impl RowExt,
+    col: &'static str,
+) -> StoreResult<Option<tether_proto::UnixMillis>> {
     row.opt_int(col)?.map(|v| from_db_time(v, col)).transpose()
 }
 

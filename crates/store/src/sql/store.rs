@@ -3,22 +3,17 @@
 //! atomic.
 
 use async_trait::async_trait;
-use sqlx::error::ErrorKind;
 use sqlx::{Database, Encode, Executor, IntoArguments, Type};
 
 use super::rows::{self, RowExt};
 use super::statements::*;
-use super::{Dialect, SqlStore, db_err, from_db_u64, to_db_time, to_db_u64};
+use super::{Dialect, SqlStore, db_err, from_db_u64, is_unique_violation, to_db_time, to_db_u64};
 use crate::{
-    AuditEvent, Ceremony, Device, DiscoveryRecord, DiscoveryStatus, NewAuditEvent, NewUser,
-    PairingRecord, PairingRefusal, PasskeyRecord, RefreshRecord, Role, Rotation, Store, StoreError,
-    StoreResult, TotpRecord, UnixMillis, User,
+    Alert, AuditEvent, Ceremony, Device, DiscoveryRecord, DiscoveryStatus, NewAuditEvent,
+    NewTelemetryEvent, NewUser, PairingRecord, PairingRefusal, PasskeyRecord, RefreshRecord, Role,
+    Rollup, RollupPeriod, Rotation, SeenDevice, Store, StoreError, StoreResult, TelemetryEvent,
+    TelemetryPoint, TotpRecord, UnixMillis, User,
 };
-
-/// Whether a sqlx error is a unique-key violation (a lost race for a once-only key).
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.kind() == ErrorKind::UniqueViolation)
-}
 
 // The bounds say "this sqlx driver can run queries and bind/read the column types the
 // schema uses"; both SqliteDialect and MysqlDialect meet them, so `SqliteStore` and
@@ -34,6 +29,8 @@ where
     for<'q> i64: Encode<'q, D::Db> + Type<D::Db>,
     for<'q> Option<&'q str>: Encode<'q, D::Db> + Type<D::Db>,
     for<'q> Option<i64>: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> f64: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> Option<f64>: Encode<'q, D::Db> + Type<D::Db>,
 {
     fn backend(&self) -> &'static str {
         D::NAME
@@ -647,5 +644,95 @@ where
             .await
             .map_err(db_err("audit event"))?;
         found.iter().map(rows::audit).collect()
+    }
+
+    // ---- telemetry, rollups, last seen (sql/telemetry.rs) --------------------------------
+
+    async fn insert_telemetry_event(&self, e: &NewTelemetryEvent) -> StoreResult<bool> {
+        self.insert_telemetry_event_sql(e).await
+    }
+
+    async fn telemetry_events(
+        &self,
+        device_id: &str,
+        since: UnixMillis,
+        limit: u32,
+    ) -> StoreResult<Vec<TelemetryEvent>> {
+        self.telemetry_events_sql(device_id, since, limit).await
+    }
+
+    async fn telemetry_between(
+        &self,
+        device_id: &str,
+        from: UnixMillis,
+        to: UnixMillis,
+    ) -> StoreResult<Vec<TelemetryPoint>> {
+        self.telemetry_between_sql(device_id, from, to).await
+    }
+
+    async fn prune_telemetry_before(&self, before: UnixMillis) -> StoreResult<u64> {
+        self.prune_telemetry_before_sql(before).await
+    }
+
+    async fn upsert_rollup(&self, r: &Rollup) -> StoreResult<()> {
+        self.upsert_rollup_sql(r).await
+    }
+
+    async fn rollups(
+        &self,
+        device_id: &str,
+        period: RollupPeriod,
+        since: UnixMillis,
+        limit: u32,
+    ) -> StoreResult<Vec<Rollup>> {
+        self.rollups_sql(device_id, period, since, limit).await
+    }
+
+    async fn set_last_seen(&self, device_id: &str, at: UnixMillis) -> StoreResult<()> {
+        self.set_last_seen_sql(device_id, at).await
+    }
+
+    async fn device_last_seen(&self, device_id: &str) -> StoreResult<Option<UnixMillis>> {
+        self.device_last_seen_sql(device_id).await
+    }
+
+    async fn devices_last_seen_before(&self, before: UnixMillis) -> StoreResult<Vec<SeenDevice>> {
+        self.devices_last_seen_before_sql(before).await
+    }
+
+    // ---- alerts (sql/alerts.rs) ----------------------------------------------------------
+
+    async fn insert_alert(&self, a: &Alert) -> StoreResult<bool> {
+        self.insert_alert_sql(a).await
+    }
+
+    async fn alerts_for_owner(
+        &self,
+        owner_id: &str,
+        include_acked: bool,
+        limit: u32,
+    ) -> StoreResult<Vec<Alert>> {
+        self.alerts_for_owner_sql(owner_id, include_acked, limit)
+            .await
+    }
+
+    async fn all_alerts(&self, include_acked: bool, limit: u32) -> StoreResult<Vec<Alert>> {
+        self.all_alerts_sql(include_acked, limit).await
+    }
+
+    async fn alert(&self, id: &str) -> StoreResult<Option<Alert>> {
+        self.alert_sql(id).await
+    }
+
+    async fn ack_alert(&self, id: &str, user_id: &str, now: UnixMillis) -> StoreResult<bool> {
+        self.ack_alert_sql(id, user_id, now).await
+    }
+
+    async fn open_alert(&self, device_id: &str, kind: &str) -> StoreResult<Option<Alert>> {
+        self.open_alert_sql(device_id, kind).await
+    }
+
+    async fn latest_alert(&self, device_id: &str, kind: &str) -> StoreResult<Option<Alert>> {
+        self.latest_alert_sql(device_id, kind).await
     }
 }

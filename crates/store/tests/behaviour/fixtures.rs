@@ -2,8 +2,9 @@
 
 use serde_json::json;
 use tether_store::{
-    Device, DeviceStatus, DiscoveryRecord, DiscoveryStatus, NewAuditEvent, NewUser, PairingRecord,
-    RefreshRecord, Role, Store, UnixMillis, User,
+    Alert, Device, DeviceStatus, DiscoveryRecord, DiscoveryStatus, NewAuditEvent,
+    NewTelemetryEvent, NewUser, PairingRecord, RefreshRecord, Role, Severity, Store, UnixMillis,
+    User,
 };
 
 /// A fixed "now" for the scenarios; times are inputs, nothing sleeps.
@@ -100,5 +101,60 @@ pub(crate) fn audit_event(n: u64) -> NewAuditEvent {
         detail: json!({ "n": n, "nested": { "ok": true, "list": [1, "two"] } }),
         trace_id: n.is_multiple_of(3).then(|| format!("trace-{n}")),
         at: at(i64::try_from(n).unwrap()),
+    }
+}
+
+/// An active device paired to `owner` at `paired_at` (the owner must exist).
+pub(crate) async fn active_device(s: &dyn Store, id: &str, owner: &str, paired_at: UnixMillis) {
+    let mut d = device(id, Some(owner), NOW);
+    d.status = DeviceStatus::Active;
+    d.paired_at = Some(paired_at);
+    s.insert_device(&d).await.unwrap();
+}
+
+/// A telemetry event of `device` collected at `collected_at`, its numbers derived from `n`
+/// (fractional, so float round trips are checked exactly).
+pub(crate) fn telemetry(
+    device: &str,
+    message_id: &str,
+    n: u32,
+    collected_at: UnixMillis,
+) -> NewTelemetryEvent {
+    let x = f64::from(n);
+    NewTelemetryEvent {
+        device_id: device.to_owned(),
+        message_id: message_id.to_owned(),
+        seq: u64::from(n),
+        collected_at,
+        received_at: UnixMillis(collected_at.0 + 250),
+        cpu_pct: 1.25 + x,
+        mem_used_bytes: 1_000_000 + u64::from(n),
+        mem_total_bytes: 16_000_000_000,
+        disk_used_pct: n.is_multiple_of(2).then_some(40.5 + x / 10.0),
+        rx_bps: 1234.5 * x,
+        tx_bps: 0.1 + x,
+        risk_score: x / 100.0,
+        body: json!({ "cpu_pct": 1.25 + x, "disks": [], "n": n }),
+    }
+}
+
+pub(crate) fn alert(
+    id: &str,
+    device: &str,
+    owner: &str,
+    kind: &str,
+    created_at: UnixMillis,
+) -> Alert {
+    Alert {
+        id: id.to_owned(),
+        device_id: device.to_owned(),
+        owner_id: Some(owner.to_owned()),
+        severity: Severity::Warning,
+        kind: kind.to_owned(),
+        message: format!("{kind} on {device} — ünïcode ✓"),
+        risk_score: None,
+        created_at,
+        acked_at: None,
+        acked_by: None,
     }
 }

@@ -72,6 +72,12 @@ behaviour!(
     devices_by_cert_serial,
     settings,
     audit_sequence_and_paging,
+    telemetry_insert_once_and_list,
+    telemetry_between_and_prune,
+    rollups_upsert_and_list,
+    last_seen_and_silent_devices,
+    alerts_raise_list_ack,
+    alerts_concurrent_raise_one_wins,
 );
 
 /// Reopening a store runs no migration twice and keeps the data.

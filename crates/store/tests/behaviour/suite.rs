@@ -1,17 +1,21 @@
 //! The scenarios, one `async fn(Shared)` each, written against `dyn Store` only.
 
+mod alerts;
 mod auth;
 mod devices;
 mod flows;
 mod misc;
 mod refresh;
+mod telemetry;
 mod users;
 
+pub(crate) use alerts::*;
 pub(crate) use auth::*;
 pub(crate) use devices::*;
 pub(crate) use flows::*;
 pub(crate) use misc::*;
 pub(crate) use refresh::*;
+pub(crate) use telemetry::*;
 pub(crate) use users::*;
 
 use std::future::Future;

@@ -1,0 +1,325 @@
+//! Telemetry events, rollups and last-seen times: the statements behind the telemetry
+//! part of [`Store`](crate::Store), shared by both dialects except the rollup upsert.
+//!
+//! Floating-point values must be finite: MySQL cannot store NaN or infinity, and SQLite
+//! would store NaN as NULL, so both refuse them before the database sees them.
+
+use sqlx::{Database, Encode, Executor, IntoArguments, Type};
+
+use super::rows::{RowExt, time};
+use super::{Dialect, SqlStore, db_err, from_db_u64, is_unique_violation, to_db_time, to_db_u64};
+use crate::{
+    Device, NewTelemetryEvent, Rollup, RollupPeriod, SeenDevice, StoreError, StoreResult,
+    TelemetryEvent, TelemetryPoint, UnixMillis,
+};
+
+macro_rules! telemetry_columns {
+    () => {
+        "id, device_id, message_id, seq, collected_at, received_at, cpu_pct, mem_used_bytes, \
+         mem_total_bytes, disk_used_pct, rx_bps, tx_bps, risk_score, body"
+    };
+}
+macro_rules! point_columns {
+    () => {
+        "collected_at, cpu_pct, mem_used_bytes, mem_total_bytes, disk_used_pct, rx_bps, \
+         tx_bps, risk_score"
+    };
+}
+macro_rules! rollup_columns {
+    () => {
+        "device_id, bucket_start, metric, samples, min_value, max_value, mean_value, p95_value"
+    };
+}
+
+const SELECT_TELEMETRY_SINCE: &str = concat!(
+    "SELECT ",
+    telemetry_columns!(),
+    " FROM telemetry_events WHERE device_id = ? AND collected_at >= ? \
+     ORDER BY collected_at DESC, id DESC LIMIT ?"
+);
+const SELECT_TELEMETRY_BETWEEN: &str = concat!(
+    "SELECT ",
+    point_columns!(),
+    " FROM telemetry_events WHERE device_id = ? AND collected_at >= ? AND collected_at < ? \
+     ORDER BY collected_at, id"
+);
+const SELECT_HOURLY: &str = concat!(
+    "SELECT ",
+    rollup_columns!(),
+    " FROM device_metrics_hourly WHERE device_id = ? AND bucket_start >= ? \
+     ORDER BY bucket_start, metric LIMIT ?"
+);
+const SELECT_DAILY: &str = concat!(
+    "SELECT ",
+    rollup_columns!(),
+    " FROM device_metrics_daily WHERE device_id = ? AND bucket_start >= ? \
+     ORDER BY bucket_start, metric LIMIT ?"
+);
+// The device columns of `statements::device_columns!`, qualified, plus the last-seen time.
+const SELECT_SEEN_BEFORE: &str = "SELECT id, name, hwid_hash, agent_pub, os, owner_id, status, \
+     cert_serial, cert_pem, created_at, paired_at, last_seen_at FROM devices \
+     WHERE status = 'active' AND COALESCE(last_seen_at, paired_at, created_at) < ? \
+     ORDER BY COALESCE(last_seen_at, paired_at, created_at), id";
+
+/// Refuses a NaN or infinity (see the module docs).
+pub(super) fn finite(what: &'static str, v: f64) -> StoreResult<f64> {
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(StoreError::Corrupt(format!(
+            "{what} is not a finite number"
+        )))
+    }
+}
+
+fn event(row: &impl RowExt) -> StoreResult<TelemetryEvent> {
+    let body = row.text("body")?;
+    let body = serde_json::from_str(&body)
+        .map_err(|e| StoreError::Corrupt(format!("telemetry body is not JSON: {e}")))?;
+    Ok(TelemetryEvent {
+        id: from_db_u64(row.int("id")?, "telemetry id")?,
+        event: NewTelemetryEvent {
+            device_id: row.text("device_id")?,
+            message_id: row.text("message_id")?,
+            seq: from_db_u64(row.int("seq")?, "seq")?,
+            collected_at: time(row, "collected_at")?,
+            received_at: time(row, "received_at")?,
+            cpu_pct: row.real("cpu_pct")?,
+            mem_used_bytes: from_db_u64(row.int("mem_used_bytes")?, "mem_used_bytes")?,
+            mem_total_bytes: from_db_u64(row.int("mem_total_bytes")?, "mem_total_bytes")?,
+            disk_used_pct: row.opt_real("disk_used_pct")?,
+            rx_bps: row.real("rx_bps")?,
+            tx_bps: row.real("tx_bps")?,
+            risk_score: row.real("risk_score")?,
+            body,
+        },
+    })
+}
+
+fn point(row: &impl RowExt) -> StoreResult<TelemetryPoint> {
+    Ok(TelemetryPoint {
+        collected_at: time(row, "collected_at")?,
+        cpu_pct: row.real("cpu_pct")?,
+        mem_used_bytes: from_db_u64(row.int("mem_used_bytes")?, "mem_used_bytes")?,
+        mem_total_bytes: from_db_u64(row.int("mem_total_bytes")?, "mem_total_bytes")?,
+        disk_used_pct: row.opt_real("disk_used_pct")?,
+        rx_bps: row.real("rx_bps")?,
+        tx_bps: row.real("tx_bps")?,
+        risk_score: row.real("risk_score")?,
+    })
+}
+
+fn rollup(row: &impl RowExt, period: RollupPeriod) -> StoreResult<Rollup> {
+    Ok(Rollup {
+        device_id: row.text("device_id")?,
+        period,
+        bucket_start: time(row, "bucket_start")?,
+        metric: row.text("metric")?,
+        count: from_db_u64(row.int("samples")?, "samples")?,
+        min: row.real("min_value")?,
+        max: row.real("max_value")?,
+        mean: row.real("mean_value")?,
+        p95: row.real("p95_value")?,
+    })
+}
+
+fn seen_device(row: &impl RowExt) -> StoreResult<SeenDevice> {
+    let device: Device = super::rows::device(row)?;
+    Ok(SeenDevice {
+        device,
+        last_seen_at: super::rows::opt_time(row, "last_seen_at")?,
+    })
+}
+
+// The bounds of `impl Store for SqlStore<D>` plus floating-point columns. They name the
+// crate-private `RowExt`, which is fine: the methods are `pub(super)`, for that impl only.
+#[allow(private_bounds, reason = "pub(super) helpers of the Store impl")]
+impl<D: Dialect> SqlStore<D>
+where
+    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
+    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
+    <D::Db as Database>::Row: RowExt,
+    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> i64: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> f64: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> Option<i64>: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> Option<f64>: Encode<'q, D::Db> + Type<D::Db>,
+{
+    pub(super) async fn insert_telemetry_event_sql(
+        &self,
+        e: &NewTelemetryEvent,
+    ) -> StoreResult<bool> {
+        let body = serde_json::to_string(&e.body)
+            .map_err(|err| StoreError::Corrupt(format!("telemetry body: {err}")))?;
+        let disk = e
+            .disk_used_pct
+            .map(|v| finite("disk_used_pct", v))
+            .transpose()?;
+        let inserted = sqlx::query(
+            "INSERT INTO telemetry_events (device_id, message_id, seq, collected_at, \
+             received_at, cpu_pct, mem_used_bytes, mem_total_bytes, disk_used_pct, rx_bps, \
+             tx_bps, risk_score, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(e.device_id.as_str())
+        .bind(e.message_id.as_str())
+        .bind(to_db_u64(e.seq))
+        .bind(to_db_time(e.collected_at))
+        .bind(to_db_time(e.received_at))
+        .bind(finite("cpu_pct", e.cpu_pct)?)
+        .bind(to_db_u64(e.mem_used_bytes))
+        .bind(to_db_u64(e.mem_total_bytes))
+        .bind(disk)
+        .bind(finite("rx_bps", e.rx_bps)?)
+        .bind(finite("tx_bps", e.tx_bps)?)
+        .bind(finite("risk_score", e.risk_score)?)
+        .bind(body.as_str())
+        .execute(self.pool())
+        .await;
+        match inserted {
+            Ok(_) => Ok(true),
+            // The only unique key besides the generated id is the message id.
+            Err(err) if is_unique_violation(&err) => Ok(false),
+            Err(err) => Err(db_err("telemetry event")(err)),
+        }
+    }
+
+    pub(super) async fn telemetry_events_sql(
+        &self,
+        device_id: &str,
+        since: UnixMillis,
+        limit: u32,
+    ) -> StoreResult<Vec<TelemetryEvent>> {
+        let found = sqlx::query(SELECT_TELEMETRY_SINCE)
+            .bind(device_id)
+            .bind(to_db_time(since))
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await
+            .map_err(db_err("telemetry event"))?;
+        found.iter().map(event).collect()
+    }
+
+    pub(super) async fn telemetry_between_sql(
+        &self,
+        device_id: &str,
+        from: UnixMillis,
+        to: UnixMillis,
+    ) -> StoreResult<Vec<TelemetryPoint>> {
+        let found = sqlx::query(SELECT_TELEMETRY_BETWEEN)
+            .bind(device_id)
+            .bind(to_db_time(from))
+            .bind(to_db_time(to))
+            .fetch_all(self.pool())
+            .await
+            .map_err(db_err("telemetry event"))?;
+        found.iter().map(point).collect()
+    }
+
+    pub(super) async fn prune_telemetry_before_sql(&self, before: UnixMillis) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM telemetry_events WHERE collected_at < ?")
+            .bind(to_db_time(before))
+            .execute(self.pool())
+            .await
+            .map_err(db_err("telemetry event"))?;
+        Ok(D::rows_affected(&done))
+    }
+
+    pub(super) async fn upsert_rollup_sql(&self, r: &Rollup) -> StoreResult<()> {
+        let statement = match r.period {
+            RollupPeriod::Hourly => D::UPSERT_HOURLY_ROLLUP,
+            RollupPeriod::Daily => D::UPSERT_DAILY_ROLLUP,
+        };
+        sqlx::query(statement)
+            .bind(r.device_id.as_str())
+            .bind(to_db_time(r.bucket_start))
+            .bind(r.metric.as_str())
+            .bind(to_db_u64(r.count))
+            .bind(finite("rollup min", r.min)?)
+            .bind(finite("rollup max", r.max)?)
+            .bind(finite("rollup mean", r.mean)?)
+            .bind(finite("rollup p95", r.p95)?)
+            .execute(self.pool())
+            .await
+            .map_err(db_err("rollup"))?;
+        Ok(())
+    }
+
+    pub(super) async fn rollups_sql(
+        &self,
+        device_id: &str,
+        period: RollupPeriod,
+        since: UnixMillis,
+        limit: u32,
+    ) -> StoreResult<Vec<Rollup>> {
+        let statement = match period {
+            RollupPeriod::Hourly => SELECT_HOURLY,
+            RollupPeriod::Daily => SELECT_DAILY,
+        };
+        let found = sqlx::query(statement)
+            .bind(device_id)
+            .bind(to_db_time(since))
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await
+            .map_err(db_err("rollup"))?;
+        found.iter().map(|row| rollup(row, period)).collect()
+    }
+
+    pub(super) async fn set_last_seen_sql(
+        &self,
+        device_id: &str,
+        at: UnixMillis,
+    ) -> StoreResult<()> {
+        let at = to_db_time(at);
+        let done = sqlx::query(
+            "UPDATE devices SET last_seen_at = ? \
+             WHERE id = ? AND (last_seen_at IS NULL OR last_seen_at < ?)",
+        )
+        .bind(at)
+        .bind(device_id)
+        .bind(at)
+        .execute(self.pool())
+        .await
+        .map_err(db_err("device"))?;
+        if D::rows_affected(&done) == 1 {
+            return Ok(());
+        }
+        // Nothing changed: tell a later time already recorded from an unknown device.
+        let exists = sqlx::query("SELECT 1 FROM devices WHERE id = ?")
+            .bind(device_id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db_err("device"))?;
+        match exists {
+            Some(_) => Ok(()),
+            None => Err(StoreError::NotFound("device".into())),
+        }
+    }
+
+    pub(super) async fn device_last_seen_sql(
+        &self,
+        device_id: &str,
+    ) -> StoreResult<Option<UnixMillis>> {
+        let row = sqlx::query("SELECT last_seen_at FROM devices WHERE id = ?")
+            .bind(device_id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db_err("device"))?;
+        match row {
+            Some(row) => super::rows::opt_time(&row, "last_seen_at"),
+            None => Ok(None),
+        }
+    }
+
+    pub(super) async fn devices_last_seen_before_sql(
+        &self,
+        before: UnixMillis,
+    ) -> StoreResult<Vec<SeenDevice>> {
+        let found = sqlx::query(SELECT_SEEN_BEFORE)
+            .bind(to_db_time(before))
+            .fetch_all(self.pool())
+            .await
+            .map_err(db_err("device"))?;
+        found.iter().map(seen_device).collect()
+    }
+}

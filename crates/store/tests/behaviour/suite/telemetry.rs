@@ -1,0 +1,314 @@
+//! Telemetry events, rollups and last-seen times.
+
+use tether_store::{Rollup, RollupPeriod, StoreError, UnixMillis};
+
+use crate::fixtures::{NOW, active_device, at, device, telemetry, user};
+use crate::harness::Shared;
+
+pub(crate) async fn telemetry_insert_once_and_list(s: Shared) {
+    user(&*s, "usr_a").await;
+    active_device(&*s, "dev_1", "usr_a", NOW).await;
+    active_device(&*s, "dev_2", "usr_a", NOW).await;
+    let events: Vec<_> = (1..=5)
+        .map(|n| telemetry("dev_1", &format!("msg-{n}"), n, at(i64::from(n) * 1000)))
+        .collect();
+    for e in &events {
+        assert!(s.insert_telemetry_event(e).await.unwrap());
+    }
+    s.insert_telemetry_event(&telemetry("dev_2", "msg-other", 9, at(3000)))
+        .await
+        .unwrap();
+
+    // The same message id again (a redelivery) is not stored twice, whatever it says.
+    let mut again = events[2].clone();
+    again.cpu_pct = 99.0;
+    assert!(!s.insert_telemetry_event(&again).await.unwrap());
+
+    let all = s.telemetry_events("dev_1", NOW, 100).await.unwrap();
+    let got: Vec<_> = all.iter().map(|e| e.event.clone()).collect();
+    let mut newest_first = events.clone();
+    newest_first.reverse();
+    assert_eq!(got, newest_first, "round trip, newest first");
+    assert!(
+        all.windows(2).all(|w| w[0].id > w[1].id),
+        "ids follow insertion"
+    );
+
+    let since = s.telemetry_events("dev_1", at(3000), 100).await.unwrap();
+    assert_eq!(
+        since.iter().map(|e| e.event.seq).collect::<Vec<_>>(),
+        vec![5, 4, 3],
+        "since is inclusive"
+    );
+    let limited = s.telemetry_events("dev_1", NOW, 2).await.unwrap();
+    assert_eq!(
+        limited.iter().map(|e| e.event.seq).collect::<Vec<_>>(),
+        vec![5, 4],
+        "the limit keeps the newest"
+    );
+    assert!(
+        s.telemetry_events("dev_1", at(6000), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.telemetry_events("dev_none", NOW, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let orphan = s
+        .insert_telemetry_event(&telemetry("dev_none", "msg-orphan", 1, NOW))
+        .await;
+    assert!(matches!(orphan, Err(StoreError::NotFound(_))), "{orphan:?}");
+    let mut nan = telemetry("dev_1", "msg-nan", 1, NOW);
+    nan.cpu_pct = f64::NAN;
+    let refused = s.insert_telemetry_event(&nan).await;
+    assert!(
+        matches!(refused, Err(StoreError::Corrupt(_))),
+        "{refused:?}"
+    );
+    let mut inf = telemetry("dev_1", "msg-inf", 1, NOW);
+    inf.disk_used_pct = Some(f64::INFINITY);
+    assert!(s.insert_telemetry_event(&inf).await.is_err());
+    assert_eq!(
+        s.telemetry_events("dev_1", NOW, 100).await.unwrap().len(),
+        5
+    );
+}
+
+pub(crate) async fn telemetry_between_and_prune(s: Shared) {
+    user(&*s, "usr_a").await;
+    active_device(&*s, "dev_1", "usr_a", NOW).await;
+    active_device(&*s, "dev_2", "usr_a", NOW).await;
+    // Inserted out of order: reads come back by collection time.
+    for n in [3, 1, 4, 2, 5] {
+        let e = telemetry("dev_1", &format!("m{n}"), n, at(i64::from(n) * 1000));
+        s.insert_telemetry_event(&e).await.unwrap();
+    }
+    s.insert_telemetry_event(&telemetry("dev_2", "x1", 7, at(1000)))
+        .await
+        .unwrap();
+
+    let window = s
+        .telemetry_between("dev_1", at(2000), at(4000))
+        .await
+        .unwrap();
+    let expected: Vec<_> = [2, 3]
+        .iter()
+        .map(|&n| {
+            let e = telemetry("dev_1", "", n, at(i64::from(n) * 1000));
+            (
+                e.collected_at,
+                e.cpu_pct,
+                e.mem_used_bytes,
+                e.mem_total_bytes,
+                e.disk_used_pct,
+                e.rx_bps,
+                e.tx_bps,
+                e.risk_score,
+            )
+        })
+        .collect();
+    let got: Vec<_> = window
+        .iter()
+        .map(|p| {
+            (
+                p.collected_at,
+                p.cpu_pct,
+                p.mem_used_bytes,
+                p.mem_total_bytes,
+                p.disk_used_pct,
+                p.rx_bps,
+                p.tx_bps,
+                p.risk_score,
+            )
+        })
+        .collect();
+    assert_eq!(got, expected, "[from, to), oldest first");
+    assert!(
+        s.telemetry_between("dev_1", at(6000), at(9000))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.telemetry_between("dev_1", at(3000), at(3000))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Retention: strictly older than the cut-off, every device.
+    assert_eq!(s.prune_telemetry_before(at(3000)).await.unwrap(), 3);
+    let left: Vec<_> = s
+        .telemetry_events("dev_1", NOW, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.event.seq)
+        .collect();
+    assert_eq!(left, vec![5, 4, 3]);
+    assert!(
+        s.telemetry_events("dev_2", NOW, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(s.prune_telemetry_before(at(3000)).await.unwrap(), 0);
+    // A pruned message id may arrive again (it is long past its envelope TTL anyway).
+    assert!(
+        s.insert_telemetry_event(&telemetry("dev_1", "m1", 1, at(1000)))
+            .await
+            .unwrap()
+    );
+}
+
+fn rollup(
+    device: &str,
+    period: RollupPeriod,
+    bucket: UnixMillis,
+    metric: &str,
+    base: f64,
+) -> Rollup {
+    Rollup {
+        device_id: device.to_owned(),
+        period,
+        bucket_start: bucket,
+        metric: metric.to_owned(),
+        count: 12,
+        min: base,
+        max: base + 10.5,
+        mean: base + 4.25,
+        p95: base + 9.75,
+    }
+}
+
+pub(crate) async fn rollups_upsert_and_list(s: Shared) {
+    user(&*s, "usr_a").await;
+    active_device(&*s, "dev_1", "usr_a", NOW).await;
+    active_device(&*s, "dev_2", "usr_a", NOW).await;
+    let h = RollupPeriod::Hourly;
+    let hour = |k: u64| UnixMillis(h.bucket_start(NOW).0 + k * h.millis());
+    assert_eq!(h.bucket_start(hour(2)), hour(2));
+    assert_eq!(h.bucket_start(UnixMillis(hour(2).0 + 3_599_999)), hour(2));
+
+    let r0_cpu = rollup("dev_1", h, hour(0), "cpu_pct", 1.0);
+    let r0_tx = rollup("dev_1", h, hour(0), "tx_bps", 2.0);
+    let r1_cpu = rollup("dev_1", h, hour(1), "cpu_pct", 3.0);
+    let daily = rollup(
+        "dev_1",
+        RollupPeriod::Daily,
+        RollupPeriod::Daily.bucket_start(NOW),
+        "cpu_pct",
+        4.0,
+    );
+    for r in [
+        &r1_cpu,
+        &r0_tx,
+        &r0_cpu,
+        &daily,
+        &rollup("dev_2", h, hour(0), "cpu_pct", 5.0),
+    ] {
+        s.upsert_rollup(r).await.unwrap();
+    }
+    assert_eq!(
+        s.rollups("dev_1", h, hour(0), 100).await.unwrap(),
+        vec![r0_cpu.clone(), r0_tx.clone(), r1_cpu.clone()],
+        "by bucket, then metric"
+    );
+    assert_eq!(
+        s.rollups("dev_1", h, hour(1), 100).await.unwrap(),
+        vec![r1_cpu.clone()]
+    );
+    assert_eq!(
+        s.rollups("dev_1", h, hour(0), 1).await.unwrap(),
+        vec![r0_cpu.clone()]
+    );
+    assert_eq!(
+        s.rollups("dev_1", RollupPeriod::Daily, UnixMillis(0), 100)
+            .await
+            .unwrap(),
+        vec![daily.clone()],
+        "periods are kept apart"
+    );
+
+    // Recomputing a bucket replaces it.
+    let mut again = r0_cpu.clone();
+    again.count = 13;
+    again.max = 77.5;
+    again.p95 = 70.0;
+    s.upsert_rollup(&again).await.unwrap();
+    assert_eq!(
+        s.rollups("dev_1", h, hour(0), 100).await.unwrap(),
+        vec![again, r0_tx, r1_cpu]
+    );
+
+    let orphan = s
+        .upsert_rollup(&rollup("dev_none", h, hour(0), "cpu_pct", 1.0))
+        .await;
+    assert!(matches!(orphan, Err(StoreError::NotFound(_))), "{orphan:?}");
+    let mut nan = rollup("dev_1", h, hour(5), "cpu_pct", 1.0);
+    nan.mean = f64::NAN;
+    assert!(matches!(
+        s.upsert_rollup(&nan).await,
+        Err(StoreError::Corrupt(_))
+    ));
+}
+
+pub(crate) async fn last_seen_and_silent_devices(s: Shared) {
+    user(&*s, "usr_a").await;
+    active_device(&*s, "dev_seen", "usr_a", at(100)).await;
+    active_device(&*s, "dev_never", "usr_a", at(200)).await;
+    active_device(&*s, "dev_fresh", "usr_a", at(300)).await;
+    // Not active: never a candidate.
+    s.insert_device(&device("dev_pending", None, NOW))
+        .await
+        .unwrap();
+
+    assert_eq!(s.device_last_seen("dev_seen").await.unwrap(), None);
+    s.set_last_seen("dev_seen", at(5_000)).await.unwrap();
+    s.set_last_seen("dev_seen", at(4_000)).await.unwrap();
+    assert_eq!(
+        s.device_last_seen("dev_seen").await.unwrap(),
+        Some(at(5_000)),
+        "never moves backwards"
+    );
+    s.set_last_seen("dev_seen", at(5_000)).await.unwrap();
+    s.set_last_seen("dev_fresh", at(60_000)).await.unwrap();
+    let unknown = s.set_last_seen("dev_none", at(1)).await;
+    assert!(
+        matches!(unknown, Err(StoreError::NotFound(_))),
+        "{unknown:?}"
+    );
+    assert_eq!(s.device_last_seen("dev_none").await.unwrap(), None);
+
+    let silent = s.devices_last_seen_before(at(10_000)).await.unwrap();
+    let got: Vec<_> = silent
+        .iter()
+        .map(|d| (d.device.id.as_str(), d.last_seen_at))
+        .collect();
+    // Never seen counts from pairing (at 200); seen from its last time (5 000).
+    assert_eq!(
+        got,
+        vec![("dev_never", None), ("dev_seen", Some(at(5_000)))]
+    );
+    assert_eq!(
+        silent[1].device,
+        s.device("dev_seen").await.unwrap().unwrap()
+    );
+    assert!(
+        s.devices_last_seen_before(at(200))
+            .await
+            .unwrap()
+            .iter()
+            .all(|d| d.device.id != "dev_never")
+    );
+    assert_eq!(s.devices_last_seen_before(at(100)).await.unwrap(), vec![]);
+    assert_eq!(
+        s.devices_last_seen_before(at(60_001)).await.unwrap().len(),
+        3
+    );
+}
