@@ -336,6 +336,9 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         .map_err(|e| StartError::Other(format!("WebAuthn relying party: {e}")))?;
 
     let gateway_signer = gateway_signer(&*keystore)?;
+    let (webhook, webhook_worker) =
+        crate::alerts::Webhook::from_config(&config.alerts, Arc::clone(&clock))
+            .map_err(|e| StartError::Other(e.to_string()))?;
     let state = AppState::new(Inner {
         config: config.clone(),
         public_url: public_url.clone(),
@@ -351,6 +354,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         client_verifier,
         webauthn,
         node_id: crate::random::id("node"),
+        webhook,
     });
 
     let shutdown = CancellationToken::new();
@@ -364,16 +368,21 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
     ));
     let upkeep_task = tokio::spawn(upkeep(state.clone(), shutdown.clone()));
 
+    // The telemetry pipeline: analytics, rollups, offline alerts, the alert webhook.
+    let worker_tasks = crate::workers::spawn_all(&state, webhook_worker, &shutdown);
+
     if let Some(path) = &config.ready_file {
         write_ready_file(path, addr, &public_url, &state)?;
     }
     tracing::info!(%addr, %public_url, store = state.store.backend(), bus = state.bus.backend(), "tether-server listening");
+    let mut tasks = vec![serve_task, upkeep_task];
+    tasks.extend(worker_tasks);
     Ok(Running {
         addr,
         public_url,
         state,
         shutdown,
-        tasks: vec![serve_task, upkeep_task],
+        tasks,
     })
 }
 

@@ -133,6 +133,155 @@ impl Default for PairingConfig {
     }
 }
 
+/// The telemetry pipeline: rollups and retention.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Raw telemetry events collected longer ago than this many days are deleted; the
+    /// hourly and daily rollups are kept.
+    pub retention_days: u32,
+    /// Seconds between runs of the RollupWorker (which also applies retention).
+    pub rollup_every_s: u64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            retention_days: 30,
+            rollup_every_s: 300,
+        }
+    }
+}
+
+/// A secret from the configuration: shown as `<redacted>` in debug output and logs.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Alert rules and the alert webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// Where every raised or acknowledged alert is POSTed as signed JSON. `https://`, or
+    /// `http://` to a loopback address (or anywhere with
+    /// `dangerous_plain_http_webhook`).
+    pub webhook_url: Option<String>,
+    /// The HMAC-SHA256 key of the webhook's `X-Tether-Signature` (at least 16 bytes);
+    /// required with `webhook_url`.
+    pub webhook_secret: Option<Secret>,
+    /// Allows an `http://` webhook to a non-loopback host: alerts then cross the network in
+    /// clear (still signed).
+    pub dangerous_plain_http_webhook: bool,
+    /// CPU percentage that, held for `cpu_high_minutes`, raises a `cpu_high` warning.
+    pub cpu_high_pct: u32,
+    /// Minutes the CPU must stay at or above `cpu_high_pct`.
+    pub cpu_high_minutes: u32,
+    /// Disk use percentage (the fullest disk) that raises a `disk_full` warning.
+    pub disk_high_pct: u32,
+    /// Seconds without a sign of life (no presence, no telemetry) after which an active
+    /// device gets an `offline` warning.
+    pub offline_after_s: u64,
+    /// Seconds between the OfflineWorker's scans.
+    pub offline_check_s: u64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            webhook_url: None,
+            webhook_secret: None,
+            dangerous_plain_http_webhook: false,
+            cpu_high_pct: 90,
+            cpu_high_minutes: 5,
+            disk_high_pct: 95,
+            offline_after_s: 300,
+            offline_check_s: 5,
+        }
+    }
+}
+
+impl AlertsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=100).contains(&self.cpu_high_pct) || !(1..=100).contains(&self.disk_high_pct) {
+            return Err(ConfigError(
+                "alerts.cpu_high_pct and alerts.disk_high_pct must be 1..=100".into(),
+            ));
+        }
+        if !(1..=1440).contains(&self.cpu_high_minutes) {
+            return Err(ConfigError(
+                "alerts.cpu_high_minutes must be 1..=1440".into(),
+            ));
+        }
+        if !(1..=30 * 86_400).contains(&self.offline_after_s)
+            || !(1..=3600).contains(&self.offline_check_s)
+        {
+            return Err(ConfigError(
+                "alerts.offline_after_s must be 1..=2592000 and offline_check_s 1..=3600".into(),
+            ));
+        }
+        match (&self.webhook_url, &self.webhook_secret) {
+            (None, None) => Ok(()),
+            (None, Some(_)) => Err(ConfigError(
+                "alerts.webhook_secret is set but alerts.webhook_url is not".into(),
+            )),
+            (Some(_), None) => Err(ConfigError(
+                "alerts.webhook_url needs alerts.webhook_secret (the HMAC key)".into(),
+            )),
+            (Some(url), Some(secret)) => {
+                if secret.expose().len() < 16 {
+                    return Err(ConfigError(
+                        "alerts.webhook_secret must be at least 16 bytes".into(),
+                    ));
+                }
+                check_webhook_url(url, self.dangerous_plain_http_webhook)
+            }
+        }
+    }
+}
+
+/// An `https://` URL, or `http://` to loopback (or anywhere, if `allow_plain`).
+fn check_webhook_url(url: &str, allow_plain: bool) -> Result<(), ConfigError> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| ConfigError(format!("alerts.webhook_url is not a URL: {e}")))?;
+    // An IPv6 host comes back in brackets.
+    let host = parsed.host_str().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback || allow_plain => Ok(()),
+        "http" => Err(ConfigError(
+            "alerts.webhook_url must be https:// (http:// only to a loopback address, or with \
+             alerts.dangerous_plain_http_webhook)"
+                .into(),
+        )),
+        other => Err(ConfigError(format!(
+            "alerts.webhook_url: unsupported scheme {other}"
+        ))),
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -160,6 +309,12 @@ pub struct Config {
     /// Discovery and pairing.
     #[serde(default)]
     pub pairing: PairingConfig,
+    /// The telemetry pipeline.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+    /// Alert rules and the webhook.
+    #[serde(default)]
+    pub alerts: AlertsConfig,
     /// Write the chosen address to this file once listening (for scripts and tests).
     #[serde(default)]
     pub ready_file: Option<PathBuf>,
@@ -180,6 +335,8 @@ impl Default for Config {
             },
             auth: AuthConfig::default(),
             pairing: PairingConfig::default(),
+            telemetry: TelemetryConfig::default(),
+            alerts: AlertsConfig::default(),
             ready_file: None,
         }
     }
@@ -264,7 +421,13 @@ impl Config {
         {
             return Err(ConfigError("public_url must start with https://".into()));
         }
-        Ok(())
+        let t = &self.telemetry;
+        if !(1..=3650).contains(&t.retention_days) || !(1..=86_400).contains(&t.rollup_every_s) {
+            return Err(ConfigError(
+                "telemetry.retention_days must be 1..=3650 and rollup_every_s 1..=86400".into(),
+            ));
+        }
+        self.alerts.validate()
     }
 
     /// A path relative to the data dir (absolute paths stay as they are).

@@ -6,6 +6,8 @@
 //! from the server's own intermediate CA; agents authenticate with client certificates.
 
 pub mod accounts;
+pub mod alerts;
+pub mod analytics;
 pub mod app;
 pub mod audit;
 pub mod auth;
@@ -21,3 +23,4 @@ pub mod serve;
 pub mod state;
 pub mod tls;
 pub mod trace;
+pub mod workers;

@@ -51,6 +51,8 @@ pub struct Inner {
     pub webauthn: Webauthn,
     /// This process's id on the bus (for presence and consumer names).
     pub node_id: String,
+    /// Where alerts are posted (a no-op without `alerts.webhook_url`).
+    pub webhook: crate::alerts::Webhook,
 }
 
 impl AppState {

@@ -1,0 +1,390 @@
+//! The AnalyticsWorker: consumes [`TELEMETRY_STREAM`] as a member of [`ANALYTICS_GROUP`]
+//! (consumer name: the process's node id) and, for each [`TelemetryRecord`]:
+//!
+//! 1. scores it against the device's baseline ([`crate::analytics`]);
+//! 2. stores it in `telemetry_events` (once per message id) and records the device as
+//!    seen at the record's arrival;
+//! 3. publishes a [`LiveKind::Telemetry`] event (the body plus `risk_score`);
+//! 4. runs the alert rules ([`crate::alerts::rules`]) and raises what fires;
+//! 5. acknowledges the entry.
+//!
+//! Work is never lost: an entry is acknowledged only after its store writes (and alerts)
+//! succeeded. One that failed stays pending and comes back through `claim_stale` (at start
+//! and every 30 s, for entries idle more than 30 s, from this or a dead consumer);
+//! everything it does is idempotent (stored once by message id, at most one open alert
+//! per kind). An entry that cannot ever succeed is acknowledged with a log line: one that
+//! is not a valid record, or whose device does not exist; one that failed
+//! [`MAX_DELIVERIES`] times is first copied to [`DEAD_LETTER_STREAM`].
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::Value;
+use tether_bus::Entry;
+use tether_proto::UnixMillis;
+use tether_proto::validate::Validate;
+use tether_store::{NewTelemetryEvent, StoreError};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::pause;
+use crate::alerts::rules::{RuleState, Thresholds};
+use crate::analytics::{Assessment, DeviceModel, HISTORY, Sample};
+use crate::error::ApiError;
+use crate::events::{
+    ANALYTICS_GROUP, LiveEvent, LiveKind, STREAM_MAX_LEN, TELEMETRY_STREAM, TelemetryRecord,
+    publish_live,
+};
+use crate::state::AppState;
+
+/// Where entries that failed [`MAX_DELIVERIES`] times are copied before being dropped.
+pub const DEAD_LETTER_STREAM: &str = "telemetry-dead";
+/// Deliveries after which an entry goes to the dead-letter stream.
+pub const MAX_DELIVERIES: u64 = 20;
+/// Entries per read.
+const BATCH: usize = 64;
+/// How long a read waits for entries.
+const BLOCK: Duration = Duration::from_secs(1);
+/// Pending entries idle this long are taken over.
+const CLAIM_IDLE: Duration = Duration::from_secs(30);
+/// How often pending entries are looked for.
+const CLAIM_EVERY: Duration = Duration::from_secs(30);
+/// Pause after a bus failure.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// A device's baseline is dropped from memory after this long without telemetry (it is
+/// rebuilt from the store if the device comes back).
+const FORGET_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// What the analytics remember about one device.
+#[derive(Debug, Clone)]
+struct Tracked {
+    model: DeviceModel,
+    rules: RuleState,
+    last_used: UnixMillis,
+}
+
+/// Why a record was not processed.
+#[derive(Debug)]
+enum Failure {
+    /// Retrying will not help: acknowledge and log.
+    Permanent(String),
+    /// Leave it pending; it comes back.
+    Transient(String),
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(_) | StoreError::Corrupt(_) => Failure::Permanent(e.to_string()),
+            _ => Failure::Transient(e.to_string()),
+        }
+    }
+}
+
+impl From<ApiError> for Failure {
+    fn from(e: ApiError) -> Self {
+        use tether_proto::ErrorCode;
+        match e.code() {
+            ErrorCode::NotFound | ErrorCode::InvalidField => Failure::Permanent(e.to_string()),
+            _ => Failure::Transient(e.to_string()),
+        }
+    }
+}
+
+/// The worker.
+#[derive(Debug)]
+pub struct AnalyticsWorker {
+    state: AppState,
+    consumer: String,
+    thresholds: Thresholds,
+    devices: HashMap<String, Tracked>,
+}
+
+impl AnalyticsWorker {
+    /// A worker consuming as this process's node id.
+    pub fn new(state: AppState) -> Self {
+        Self {
+            consumer: state.node_id.clone(),
+            thresholds: Thresholds::from(&state.config.alerts),
+            state,
+            devices: HashMap::new(),
+        }
+    }
+
+    /// Consumes until `shutdown`.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        loop {
+            match self
+                .state
+                .bus
+                .ensure_group(TELEMETRY_STREAM, ANALYTICS_GROUP)
+                .await
+            {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "creating the analytics consumer group failed; retrying");
+                    if !pause(&shutdown, RETRY_AFTER).await {
+                        return;
+                    }
+                }
+            }
+        }
+        let mut next_claim = Instant::now();
+        loop {
+            if Instant::now() >= next_claim {
+                self.claim_stale().await;
+                self.forget_idle();
+                next_claim = Instant::now()
+                    .checked_add(CLAIM_EVERY)
+                    .unwrap_or(next_claim);
+            }
+            let read = tokio::select! {
+                () = shutdown.cancelled() => return,
+                r = self.state.bus.read_group(TELEMETRY_STREAM, ANALYTICS_GROUP, &self.consumer, BATCH, BLOCK) => r,
+            };
+            match read {
+                Ok(entries) => self.process(&entries).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the telemetry stream failed");
+                    if !pause(&shutdown, RETRY_AFTER).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes over entries left pending (by a failure here, or a consumer that died).
+    async fn claim_stale(&mut self) {
+        loop {
+            let claimed = self
+                .state
+                .bus
+                .claim_stale(
+                    TELEMETRY_STREAM,
+                    ANALYTICS_GROUP,
+                    &self.consumer,
+                    CLAIM_IDLE,
+                    BATCH,
+                )
+                .await;
+            match claimed {
+                Ok(entries) if entries.is_empty() => return,
+                Ok(entries) => {
+                    tracing::info!(
+                        entries = entries.len(),
+                        "took over pending telemetry entries"
+                    );
+                    let full = entries.len() >= BATCH;
+                    self.process(&entries).await;
+                    if !full {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming pending telemetry entries failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Handles a batch and acknowledges what is done.
+    async fn process(&mut self, entries: &[Entry]) {
+        let mut done = Vec::with_capacity(entries.len());
+        for entry in entries {
+            if self.handle(entry).await {
+                done.push(entry.id.clone());
+            }
+        }
+        if done.is_empty() {
+            return;
+        }
+        if let Err(e) = self
+            .state
+            .bus
+            .ack(TELEMETRY_STREAM, ANALYTICS_GROUP, &done)
+            .await
+        {
+            // They come back through claim_stale, and processing them again is harmless.
+            tracing::warn!(error = %e, entries = done.len(), "acknowledging telemetry entries failed");
+        }
+    }
+
+    /// Handles one entry; returns whether it may be acknowledged.
+    async fn handle(&mut self, entry: &Entry) -> bool {
+        let record: TelemetryRecord = match serde_json::from_slice(&entry.payload) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(entry = %entry.id, error = %e, "malformed telemetry entry dropped");
+                return true;
+            }
+        };
+        if let Err(e) = record.body.validate() {
+            tracing::warn!(entry = %entry.id, device = %record.device_id, error = %e, "invalid telemetry entry dropped");
+            return true;
+        }
+        if entry.deliveries > MAX_DELIVERIES {
+            return self.dead_letter(entry, &record).await;
+        }
+        match self.record(&record).await {
+            Ok(()) => true,
+            Err(Failure::Permanent(why)) => {
+                tracing::warn!(entry = %entry.id, device = %record.device_id, %why, "telemetry entry dropped");
+                true
+            }
+            Err(Failure::Transient(why)) => {
+                tracing::warn!(entry = %entry.id, device = %record.device_id, %why, "telemetry entry left pending for a retry");
+                false
+            }
+        }
+    }
+
+    /// Copies an entry that keeps failing to the dead-letter stream; true once copied.
+    async fn dead_letter(&self, entry: &Entry, record: &TelemetryRecord) -> bool {
+        match self
+            .state
+            .bus
+            .append(DEAD_LETTER_STREAM, &entry.payload, STREAM_MAX_LEN)
+            .await
+        {
+            Ok(id) => {
+                tracing::error!(entry = %entry.id, device = %record.device_id, dead_letter = %id, deliveries = entry.deliveries, "telemetry entry failed too often: moved to the dead-letter stream");
+                true
+            }
+            Err(e) => {
+                tracing::error!(entry = %entry.id, error = %e, "moving a telemetry entry to the dead-letter stream failed");
+                false
+            }
+        }
+    }
+
+    /// Scores, stores, publishes and alerts one record.
+    async fn record(&mut self, record: &TelemetryRecord) -> Result<(), Failure> {
+        let state = self.state.clone();
+        // A sample cannot have been taken after it arrived: an agent clock running ahead
+        // must not put samples into future rollup buckets.
+        let collected_at = record.body.collected_at.min(record.received_at);
+        let sample = Sample::from_telemetry(&record.body, collected_at);
+        // Taken out of the map while in use: on failure it is dropped and rebuilt from the
+        // store next time, so memory never holds a half-applied record.
+        let mut tracked = match self.devices.remove(&record.device_id) {
+            Some(t) => t,
+            None => self.rebuild(&record.device_id).await?,
+        };
+        let scored = tracked.model.score(&sample);
+        let body = serde_json::to_value(&record.body)
+            .map_err(|e| Failure::Permanent(format!("telemetry body: {e}")))?;
+        let event = NewTelemetryEvent {
+            device_id: record.device_id.clone(),
+            message_id: record.message_id.clone(),
+            seq: record.seq,
+            collected_at,
+            received_at: record.received_at,
+            cpu_pct: sample.cpu_pct,
+            mem_used_bytes: record.body.mem_used_bytes,
+            mem_total_bytes: record.body.mem_total_bytes,
+            disk_used_pct: sample.disk_used_pct,
+            rx_bps: sample.rx_bps,
+            tx_bps: sample.tx_bps,
+            risk_score: scored.risk,
+            body: body.clone(),
+        };
+        let inserted = state.store.insert_telemetry_event(&event).await?;
+        state
+            .store
+            .set_last_seen(&record.device_id, record.received_at)
+            .await?;
+        if inserted {
+            publish_telemetry(&state, record, body, scored.risk).await;
+        } else {
+            tracing::debug!(message = %record.message_id, "telemetry already stored (redelivery)");
+        }
+        // Rules run for a redelivery too: a crash may have come between storing and
+        // raising; raising is idempotent while the alert is open.
+        let mut rules = tracked.rules.clone();
+        for firing in rules.observe(&self.thresholds, &sample, &scored) {
+            crate::alerts::raise(
+                &state,
+                &record.device_id,
+                firing.kind,
+                firing.severity,
+                &firing.message,
+                firing.risk_score,
+            )
+            .await?;
+        }
+        tracked.rules = rules;
+        if inserted {
+            tracked.model.update(&sample);
+        }
+        tracked.last_used = state.now();
+        self.devices.insert(record.device_id.clone(), tracked);
+        Ok(())
+    }
+
+    /// A device's baseline and rule state, replayed from its last stored samples.
+    async fn rebuild(&self, device_id: &str) -> Result<Tracked, Failure> {
+        let mut history = self
+            .state
+            .store
+            .telemetry_events(device_id, UnixMillis(0), HISTORY)
+            .await?;
+        history.reverse();
+        let mut model = DeviceModel::default();
+        let mut rules = RuleState::default();
+        for stored in &history {
+            let e = &stored.event;
+            let sample = Sample {
+                at: e.collected_at,
+                cpu_pct: e.cpu_pct,
+                mem_used_pct: crate::analytics::percent(e.mem_used_bytes, e.mem_total_bytes),
+                disk_used_pct: e.disk_used_pct,
+                rx_bps: e.rx_bps,
+                tx_bps: e.tx_bps,
+            };
+            // The stored score stands in for a re-score: the replay only rebuilds which
+            // rules are mid-episode, and fires nothing.
+            let scored = Assessment {
+                risk: e.risk_score,
+                metrics: Vec::new(),
+            };
+            let _ = rules.observe(&self.thresholds, &sample, &scored);
+            model.update(&sample);
+        }
+        tracing::debug!(
+            device = device_id,
+            samples = history.len(),
+            "rebuilt the device's baseline"
+        );
+        Ok(Tracked {
+            model,
+            rules,
+            last_used: self.state.now(),
+        })
+    }
+
+    /// Drops baselines of devices silent for [`FORGET_AFTER`].
+    fn forget_idle(&mut self) {
+        let cutoff = self.state.now().saturating_sub(FORGET_AFTER);
+        self.devices.retain(|_, t| t.last_used >= cutoff);
+    }
+}
+
+/// Publishes the live telemetry event: the body plus `risk_score`. Best effort.
+async fn publish_telemetry(state: &AppState, record: &TelemetryRecord, body: Value, risk: f64) {
+    let mut data = body;
+    if let Value::Object(map) = &mut data {
+        map.insert("risk_score".into(), Value::from(risk));
+    }
+    let live = LiveEvent {
+        kind: LiveKind::Telemetry,
+        device_id: record.device_id.clone(),
+        owner_id: record.owner_id.clone(),
+        at: record.received_at,
+        data,
+    };
+    if let Err(e) = publish_live(state, &live).await {
+        tracing::warn!(device = %record.device_id, error = %e, "publishing live telemetry failed");
+    }
+}
