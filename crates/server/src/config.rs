@@ -153,10 +153,18 @@ impl Default for TelemetryConfig {
     }
 }
 
-/// A secret from the configuration: shown as `<redacted>` in debug output and logs.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A secret from the configuration: shown as `<redacted>` in debug output, logs and
+/// `print-config` (it serializes redacted; it is only ever read from the file or the
+/// environment).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
 
 impl Secret {
     /// Wraps a secret.
@@ -439,3 +447,6 @@ impl Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

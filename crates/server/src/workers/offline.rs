@@ -1,8 +1,8 @@
 //! The OfflineWorker: every `alerts.offline_check_s` it looks for active devices the server
 //! has not heard from for `alerts.offline_after_s` — no telemetry since (or, if never any,
 //! since pairing) and no presence key on the bus — and raises an `offline` warning for
-//! each, once per silence: not again while the newest `offline` alert of the device is
-//! younger than its last sign of life.
+//! each, once per silence: not again while the device's newest `offline` alert was raised
+//! after its last sign of life (acknowledged or not).
 //!
 //! A device that holds a presence key is online even without telemetry (an agent that
 //! only sends heartbeats): the worker records it as seen now, so its silence is counted
@@ -62,8 +62,10 @@ impl OfflineWorker {
                 continue;
             }
             let since = last_sign_of_life(&silent);
+            // Told already if the newest offline alert came after the last sign of life
+            // (an alert is raised only well after it, so equal times mean it came back).
             if let Some(told) = state.store.latest_alert(id, KIND_OFFLINE).await?
-                && told.created_at >= since
+                && told.created_at > since
             {
                 continue;
             }
