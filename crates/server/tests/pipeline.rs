@@ -268,6 +268,10 @@ async fn a_cpu_spike_raises_an_anomaly_alert_in_the_store_live_and_at_the_webhoo
         .collect();
     assert_eq!(scored.len(), 21);
     assert!(scored.iter().all(|e| e.device_id == device));
+    let last = scored.last().unwrap();
+    assert_eq!(last.data["cpu_pct"], 99.0);
+    assert_eq!(last.data["message_id"], format!("{device}-21").as_str());
+    assert!(last.data["risk_score"].as_f64().unwrap() > 0.8);
     let live_alert = live
         .iter()
         .find(|e| e.kind == LiveKind::Alert)

@@ -371,11 +371,14 @@ impl AnalyticsWorker {
     }
 }
 
-/// Publishes the live telemetry event: the body plus `risk_score`. Best effort.
+/// Publishes the live telemetry event: the body plus `risk_score` (and `message_id`, so a
+/// client that also got the gateway's unscored event for the sample can match the two).
+/// Best effort.
 async fn publish_telemetry(state: &AppState, record: &TelemetryRecord, body: Value, risk: f64) {
     let mut data = body;
     if let Value::Object(map) = &mut data {
         map.insert("risk_score".into(), Value::from(risk));
+        map.insert("message_id".into(), Value::from(record.message_id.as_str()));
     }
     let live = LiveEvent {
         kind: LiveKind::Telemetry,
