@@ -14,12 +14,20 @@ use clap::{Args, Parser, Subcommand};
 /// code both sides show. Every later run connects with the device certificate it
 /// received.
 ///
+/// While the server is unreachable the agent keeps collecting telemetry into an
+/// encrypted offline queue in the state dir (queue.db) and delivers it, oldest first,
+/// after reconnecting. The queue is bounded (--queue-max, --queue-max-bytes): when it is
+/// full, the OLDEST samples are dropped first.
+///
 /// Examples:
 ///
 ///   tether-agent run --server https://tether.example:8443 --state-dir /var/lib/tether-agent \
 ///       --ca-fingerprint 3A:1F:...:C2
 ///
 ///   tether-agent status --state-dir /var/lib/tether-agent
+///
+///   sudo tether-agent install --server https://tether.example:8443 \
+///       --state-dir /var/lib/tether-agent --ca-fingerprint 3A:1F:...:C2 --enable
 #[derive(Debug, Parser)]
 #[command(
     name = "tether-agent",
@@ -39,8 +47,15 @@ pub struct Cli {
 pub enum Command {
     /// Pair this PC if it is not paired yet, then stay connected (until Ctrl-C or SIGTERM).
     Run(RunArgs),
-    /// Show whether this PC is paired, with which server, and when its certificate expires.
+    /// Show whether this PC is paired, with which server, when its certificate expires,
+    /// and how much telemetry waits in the offline queue.
     Status(StatusArgs),
+    /// Install the agent as a system service that runs `tether-agent run` with these
+    /// options at every boot (Linux: a systemd unit). Windows: comes with the Windows
+    /// service work.
+    Install(InstallArgs),
+    /// Remove the system service written by `install` (the state dir is kept).
+    Uninstall(UninstallArgs),
 }
 
 /// `tether-agent run`.
@@ -60,6 +75,46 @@ pub struct RunArgs {
     /// The name the owner sees for this PC [default: the hostname].
     #[arg(long, value_name = "NAME")]
     pub device_name: Option<String>,
+    /// The offline queue keeps at most this many telemetry samples; when full, the
+    /// OLDEST samples are dropped first.
+    #[arg(long, value_name = "N", default_value_t = crate::queue::DEFAULT_MAX_ENTRIES)]
+    pub queue_max: u64,
+    /// The offline queue keeps at most this many bytes (encrypted); when full, the
+    /// OLDEST samples are dropped first. At least 65536.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::queue::DEFAULT_MAX_BYTES)]
+    pub queue_max_bytes: u64,
+    /// For tests and troubleshooting: while the server is unreachable, sample telemetry
+    /// every N seconds (1..=3600) instead of at the interval the server last asked for.
+    /// Connected, the server's interval always applies.
+    #[arg(long, value_name = "N")]
+    pub telemetry_interval_s: Option<u32>,
+}
+
+/// `tether-agent install`.
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// The options the service runs `tether-agent run` with.
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Where to write tether-agent.service [default: /etc/systemd/system].
+    #[arg(long, value_name = "DIR")]
+    pub unit_dir: Option<PathBuf>,
+    /// Also run `systemctl daemon-reload` and `systemctl enable --now tether-agent`
+    /// (otherwise they are printed for you to run).
+    #[arg(long)]
+    pub enable: bool,
+}
+
+/// `tether-agent uninstall`.
+#[derive(Debug, Args)]
+pub struct UninstallArgs {
+    /// Where tether-agent.service was written [default: /etc/systemd/system].
+    #[arg(long, value_name = "DIR")]
+    pub unit_dir: Option<PathBuf>,
+    /// Also run `systemctl disable --now tether-agent` first and `systemctl
+    /// daemon-reload` after.
+    #[arg(long)]
+    pub disable: bool,
 }
 
 /// The first-contact trust choice: at most one of these.

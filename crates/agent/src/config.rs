@@ -2,9 +2,11 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::cli::RunArgs;
 use crate::error::AgentError;
+use crate::queue::{self, QueueLimits};
 
 /// A server base URL: `https://host[:port]`, without a trailing slash, path, query or
 /// fragment.
@@ -115,6 +117,10 @@ pub struct RunConfig {
     pub trust: TrustSource,
     /// The name to pair under, when given.
     pub device_name: Option<DeviceName>,
+    /// The offline queue's bounds.
+    pub queue: QueueLimits,
+    /// The telemetry interval while offline, when overridden (tests, troubleshooting).
+    pub offline_telemetry_interval: Option<Duration>,
 }
 
 impl RunConfig {
@@ -135,12 +141,72 @@ impl RunConfig {
             .as_deref()
             .map(DeviceName::parse)
             .transpose()?;
+        if !(1..=10_000_000).contains(&args.queue_max) {
+            return Err(AgentError::Config(
+                "--queue-max must be 1 to 10000000 samples".into(),
+            ));
+        }
+        if args.queue_max_bytes < queue::MIN_MAX_BYTES {
+            return Err(AgentError::Config(format!(
+                "--queue-max-bytes must be at least {}",
+                queue::MIN_MAX_BYTES
+            )));
+        }
+        let offline_telemetry_interval = match args.telemetry_interval_s {
+            None => None,
+            Some(n @ 1..=3600) => Some(Duration::from_secs(u64::from(n))),
+            Some(_) => {
+                return Err(AgentError::Config(
+                    "--telemetry-interval-s must be 1 to 3600 seconds".into(),
+                ));
+            }
+        };
         Ok(Self {
             server,
             state_dir: args.state_dir,
             trust,
             device_name,
+            queue: QueueLimits {
+                max_entries: args.queue_max,
+                max_bytes: args.queue_max_bytes,
+            },
+            offline_telemetry_interval,
         })
+    }
+
+    /// The `run` arguments that reproduce this configuration (for a service unit).
+    /// Paths are taken as given: make them absolute first.
+    pub fn to_run_args(&self) -> Vec<String> {
+        let mut a = vec!["run".to_owned(), "--state-dir".to_owned()];
+        a.push(self.state_dir.display().to_string());
+        if let Some(s) = &self.server {
+            a.extend(["--server".to_owned(), s.as_str().to_owned()]);
+        }
+        match &self.trust {
+            TrustSource::StateOnly => {}
+            TrustSource::CaFile(p) => {
+                a.extend(["--ca-file".to_owned(), p.display().to_string()]);
+            }
+            TrustSource::Fingerprint(fp) => a.extend(["--ca-fingerprint".to_owned(), fp.clone()]),
+            TrustSource::DangerousTrustOnFirstUse => a.push("--trust-on-first-use".to_owned()),
+        }
+        if let Some(n) = &self.device_name {
+            a.extend(["--device-name".to_owned(), n.as_str().to_owned()]);
+        }
+        let defaults = QueueLimits::default();
+        if self.queue.max_entries != defaults.max_entries {
+            a.extend(["--queue-max".to_owned(), self.queue.max_entries.to_string()]);
+        }
+        if self.queue.max_bytes != defaults.max_bytes {
+            a.extend([
+                "--queue-max-bytes".to_owned(),
+                self.queue.max_bytes.to_string(),
+            ]);
+        }
+        if let Some(i) = self.offline_telemetry_interval {
+            a.extend(["--telemetry-interval-s".to_owned(), i.as_secs().to_string()]);
+        }
+        a
     }
 }
 
@@ -167,7 +233,7 @@ pub fn normalize_fingerprint(s: &str) -> Result<String, AgentError> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
 
     use super::*;
 
@@ -193,6 +259,68 @@ mod tests {
         assert_eq!(normalize_fingerprint(&want.to_lowercase()).unwrap(), want);
         assert!(normalize_fingerprint("AB:CD").is_err());
         assert!(normalize_fingerprint(&"zz".repeat(32)).is_err());
+    }
+
+    fn args(extra: &[&str]) -> RunArgs {
+        use clap::Parser;
+        let mut argv = vec!["tether-agent", "run", "--state-dir", "/var/lib/t"];
+        argv.extend_from_slice(extra);
+        match crate::cli::Cli::try_parse_from(argv).unwrap().command {
+            crate::cli::Command::Run(a) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn queue_and_interval_flags_are_checked() {
+        let c = RunConfig::from_args(args(&[])).unwrap();
+        assert_eq!(c.queue, QueueLimits::default());
+        assert_eq!(c.offline_telemetry_interval, None);
+        let c = RunConfig::from_args(args(&["--queue-max", "5", "--telemetry-interval-s", "2"]))
+            .unwrap();
+        assert_eq!(c.queue.max_entries, 5);
+        assert_eq!(c.offline_telemetry_interval, Some(Duration::from_secs(2)));
+        assert!(RunConfig::from_args(args(&["--queue-max", "0"])).is_err());
+        assert!(RunConfig::from_args(args(&["--queue-max-bytes", "1000"])).is_err());
+        assert!(RunConfig::from_args(args(&["--telemetry-interval-s", "0"])).is_err());
+        assert!(RunConfig::from_args(args(&["--telemetry-interval-s", "3601"])).is_err());
+    }
+
+    #[test]
+    fn run_args_round_trip() {
+        let fp = vec!["AB"; 32].join(":");
+        let c = RunConfig::from_args(args(&[
+            "--server",
+            "https://t.example:8443",
+            "--ca-fingerprint",
+            &fp,
+            "--queue-max",
+            "7",
+        ]))
+        .unwrap();
+        let again = c.to_run_args();
+        assert_eq!(
+            again,
+            [
+                "run",
+                "--state-dir",
+                "/var/lib/t",
+                "--server",
+                "https://t.example:8443",
+                "--ca-fingerprint",
+                &fp,
+                "--queue-max",
+                "7"
+            ]
+        );
+        let mut argv = vec!["tether-agent".to_owned()];
+        argv.extend(again);
+        assert!(matches!(
+            <crate::cli::Cli as clap::Parser>::try_parse_from(argv)
+                .unwrap()
+                .command,
+            crate::cli::Command::Run(_)
+        ));
     }
 
     #[test]

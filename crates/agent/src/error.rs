@@ -15,6 +15,9 @@ pub enum AgentError {
     /// There is no trusted CA for the server yet and no way to get one was given.
     #[error("{0}")]
     Trust(String),
+    /// This platform does not offer the operation (yet).
+    #[error("{0}")]
+    Unsupported(String),
 
     // --- the state directory ---
     /// Reading or writing a file failed.
@@ -36,6 +39,14 @@ pub enum AgentError {
     /// Key, CSR or QR code generation failed.
     #[error("{0}")]
     Crypto(String),
+    /// The offline queue's database or its encryption failed.
+    #[error("offline queue {}: {reason}", .path.display())]
+    Queue {
+        /// The queue's file.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
 
     // --- the server ---
     /// The server could not be reached or answered an HTTP error.
@@ -75,10 +86,10 @@ impl AgentError {
     }
 
     /// The process exit code for this error: 2 for something the user must fix in the
-    /// command line or trust setup, 1 otherwise.
+    /// command line or trust setup (or a command this platform lacks), 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            AgentError::Config(_) | AgentError::Trust(_) => 2,
+            AgentError::Config(_) | AgentError::Trust(_) | AgentError::Unsupported(_) => 2,
             _ => 1,
         }
     }

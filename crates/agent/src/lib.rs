@@ -6,7 +6,9 @@
 //! proof and pair request over HTTPS, a QR code for the owner, and polling until the
 //! signed `device_activate` arrives with the device certificate. From then on it keeps one
 //! mutual-TLS session to the gateway (flow 3): signed `auth`, verified `connected`,
-//! heartbeats, and reconnection with backoff.
+//! heartbeats and signed telemetry at the intervals the server names, and reconnection
+//! with backoff. While the server is unreachable, telemetry keeps being collected into an
+//! encrypted, bounded offline queue and is delivered in order after the next `connected`.
 //!
 //! Lines on stdout are for the person at the PC (and for tests that wait for them);
 //! diagnostics go to stderr through `tracing` (`TETHER_LOG=debug` for more).
@@ -22,17 +24,22 @@ pub mod identity;
 pub mod pairing;
 pub mod platform;
 pub mod qr;
+pub mod queue;
 pub mod random;
 pub mod sequence;
+pub mod service;
 pub mod session;
 pub mod socket;
 pub mod state;
 pub mod status;
+pub mod telemetry;
 pub mod trust;
+pub mod uplink;
 pub mod wire;
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rand_core::OsRng;
 use tether_proto::{Clock, SystemClock};
@@ -42,9 +49,11 @@ use crate::cli::{Cli, Command, RunArgs};
 use crate::config::{DeviceName, RunConfig, ServerUrl};
 use crate::error::AgentError;
 use crate::identity::AgentIdentity;
+use crate::queue::Queue;
 use crate::sequence::SeqCounter;
-use crate::state::{ServerRecord, StateDir};
+use crate::state::{PairedDevice, ServerRecord, StateDir};
 use crate::trust::TrustedCa;
+use crate::uplink::{DEFAULT_TELEMETRY_INTERVAL_S, Uplink};
 use crate::wire::Outbox;
 
 /// Sends diagnostics to stderr, filtered by `TETHER_LOG` (default `warn`).
@@ -61,7 +70,9 @@ pub fn init_logging() {
 pub async fn main(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args).await,
-        Command::Status(args) => status::print(&args.state_dir),
+        Command::Status(args) => status::print(&args.state_dir).await,
+        Command::Install(args) => service::install(args),
+        Command::Uninstall(args) => service::uninstall(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -133,7 +144,7 @@ async fn run(args: RunArgs) -> Result<(), AgentError> {
         shutdown,
         started: tokio::time::Instant::now(),
     };
-    let result = run_paired(&mut ctx, cfg.device_name).await;
+    let result = run_paired(&mut ctx, &cfg).await;
     signals.abort();
     if ctx.shutdown.is_cancelled() {
         say!("tether-agent stopped.");
@@ -141,11 +152,11 @@ async fn run(args: RunArgs) -> Result<(), AgentError> {
     result
 }
 
-async fn run_paired(ctx: &mut Context, name: Option<DeviceName>) -> Result<(), AgentError> {
+async fn run_paired(ctx: &mut Context, cfg: &RunConfig) -> Result<(), AgentError> {
     let device = match ctx.state.device()? {
         Some(d) => d,
         None => {
-            let name = name.unwrap_or_else(|| {
+            let name = cfg.device_name.clone().unwrap_or_else(|| {
                 DeviceName::sanitize(&platform::hostname().unwrap_or_else(|| "pc".to_owned()))
             });
             match pairing::pair(ctx, &name).await? {
@@ -160,7 +171,46 @@ async fn run_paired(ctx: &mut Context, name: Option<DeviceName>) -> Result<(), A
             device.record.server_url, ctx.server
         )));
     }
-    session::run(ctx, &device).await
+    connected_with_telemetry(ctx, cfg, &device).await
+}
+
+/// The session, with the telemetry sampler and the offline queue around it.
+async fn connected_with_telemetry(
+    ctx: &mut Context,
+    cfg: &RunConfig,
+    device: &PairedDevice,
+) -> Result<(), AgentError> {
+    let queue = Queue::open_or_reset(&ctx.state, cfg.queue).await?;
+    // Until a server names an interval in this run, the last one it named applies.
+    let last_interval_s = ctx
+        .state
+        .session()
+        .ok()
+        .flatten()
+        .and_then(|s| s.telemetry_interval_s)
+        .unwrap_or(DEFAULT_TELEMETRY_INTERVAL_S);
+    let server_interval = Duration::from_secs(u64::from(last_interval_s.clamp(1, 3600)));
+    let (interval_tx, interval_rx) = tokio::sync::watch::channel(server_interval);
+    let (samples_tx, samples_rx) = tokio::sync::mpsc::channel(16);
+    let sampler = telemetry::spawn_sampler(
+        ctx.clock.clone(),
+        interval_rx,
+        samples_tx,
+        ctx.shutdown.child_token(),
+    );
+    let mut uplink = Uplink::new(
+        queue,
+        samples_rx,
+        interval_tx,
+        cfg.offline_telemetry_interval,
+        server_interval,
+        ctx.clock.clone(),
+    );
+    let result = session::run(ctx, device, &mut uplink).await;
+    sampler.abort();
+    let _ = sampler.await;
+    uplink.close().await;
+    result
 }
 
 fn resolve_server(state: &StateDir, given: Option<&ServerUrl>) -> Result<ServerUrl, AgentError> {

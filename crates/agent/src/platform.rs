@@ -49,6 +49,18 @@ pub fn hostname() -> Option<String> {
     imp::hostname()
 }
 
+/// Whether a disk belongs in telemetry. Read-only images that are always full (snap's
+/// squashfs loops on Linux) would only add noise.
+pub fn report_disk(mount: &str, file_system: &str) -> bool {
+    imp::report_disk(mount, file_system)
+}
+
+/// Whether a network interface is the loopback, whose traffic never leaves the machine
+/// and is left out of the network counters.
+pub fn is_loopback_interface(name: &str) -> bool {
+    imp::is_loopback_interface(name)
+}
+
 /// Resolves when the user or the service manager asks the agent to stop.
 pub async fn shutdown_signal() {
     imp::shutdown_signal().await;

@@ -43,20 +43,29 @@ impl SeqCounter {
 
     /// The next number, reserving (and persisting) a new block when needed.
     pub fn take(&mut self) -> Result<u64, AgentError> {
-        if self.next > MAX_SEQ {
-            return Err(AgentError::Protocol(
-                "the sequence counter is exhausted; pair this PC again".into(),
-            ));
-        }
-        if self.next > self.reserved_through {
-            let through = self.next.saturating_add(BLOCK).min(MAX_SEQ);
+        self.take_run(1)
+    }
+
+    /// `n` consecutive numbers (n ≥ 1); returns the first. Nothing else is ever given a
+    /// number in the run, so a caller may use the lower ones later for frames that must
+    /// come before the highest one (the offline queue does, see `queue`).
+    pub fn take_run(&mut self, n: u64) -> Result<u64, AgentError> {
+        let last = self
+            .next
+            .checked_add(n.max(1).saturating_sub(1))
+            .filter(|last| *last <= MAX_SEQ)
+            .ok_or_else(|| {
+                AgentError::Protocol("the sequence counter is exhausted; pair this PC again".into())
+            })?;
+        if last > self.reserved_through {
+            let through = last.saturating_add(BLOCK).min(MAX_SEQ);
             self.state
                 .write_atomic(files::SEQ, through.to_string().as_bytes(), false)?;
             self.reserved_through = through;
         }
-        let n = self.next;
-        self.next = n.saturating_add(1);
-        Ok(n)
+        let first = self.next;
+        self.next = last.saturating_add(1);
+        Ok(first)
     }
 }
 
@@ -83,6 +92,21 @@ mod tests {
         }
         let mut again = SeqCounter::load(&s).unwrap();
         assert!(again.take().unwrap() > b + BLOCK * 2);
+    }
+
+    #[test]
+    fn runs_are_consecutive_and_persisted() {
+        let t = tempfile::tempdir().unwrap();
+        let s = StateDir::open(t.path()).unwrap();
+        let mut c = SeqCounter::load(&s).unwrap();
+        assert_eq!(c.take().unwrap(), 1);
+        assert_eq!(c.take_run(9).unwrap(), 2);
+        assert_eq!(c.take().unwrap(), 11);
+        let first = c.take_run(BLOCK * 3).unwrap();
+        assert_eq!(first, 12);
+        drop(c);
+        let mut c = SeqCounter::load(&s).unwrap();
+        assert!(c.take().unwrap() > first + BLOCK * 3 - 1);
     }
 
     #[test]

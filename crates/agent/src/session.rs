@@ -1,14 +1,16 @@
 //! Flow 3: the mutual-TLS session to the gateway, kept up for as long as the agent runs.
 //!
 //! One attempt: connect with the device certificate, send a signed `auth`, require a
-//! `connected` signed by a pinned gateway key, then heartbeat until the connection ends.
-//! Between attempts the agent waits with [`Backoff`]; a revoked device keeps retrying at
-//! the slowest pace, so an owner who re-enables it does not need to visit the PC.
+//! `connected` signed by a pinned gateway key, flush the offline queue, then send
+//! heartbeats and telemetry at the intervals `connected` named until the connection
+//! ends. Between attempts the agent waits with [`Backoff`] while telemetry keeps going
+//! into the queue ([`Uplink`]); a revoked device keeps retrying at the slowest pace, so
+//! an owner who re-enables it does not need to visit the PC.
 
 use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
-use tether_client::ClientIdentity;
+use tether_client::{ClientIdentity, WsStream};
 use tether_proto::messages::notify::ErrorFrame;
 use tether_proto::messages::session::{Auth, Connected, Heartbeat, HeartbeatStatus};
 use tether_proto::validate::b64url_encode;
@@ -19,11 +21,14 @@ use crate::backoff::Backoff;
 use crate::error::AgentError;
 use crate::socket::Incoming;
 use crate::state::{PairedDevice, SessionRecord};
+use crate::uplink::Uplink;
 use crate::wire::{UnverifiedFrame, gateway_key_set, verify};
 use crate::{Context, random, socket};
 
 /// How long the gateway may take to answer `auth`.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long opening the connection (TCP, TLS, WebSocket) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Clock difference to the server above which the agent warns (envelopes allow 60 s).
 const SKEW_WARNING_MS: u64 = 30_000;
 
@@ -40,12 +45,18 @@ enum End {
 }
 
 /// Keeps the device connected until the agent is asked to stop.
-pub async fn run(ctx: &mut Context, device: &PairedDevice) -> Result<(), AgentError> {
+pub async fn run(
+    ctx: &mut Context,
+    device: &PairedDevice,
+    uplink: &mut Uplink,
+) -> Result<(), AgentError> {
     let keys = gateway_key_set(&device.record.gateway_keys)?;
     let chain = certificate_chain(device)?;
     let mut backoff = Backoff::default();
     loop {
-        match attempt(ctx, device, &keys, &chain).await {
+        let end = attempt(ctx, device, &keys, &chain, uplink).await;
+        uplink.go_offline();
+        match end {
             End::Stopped => return Ok(()),
             End::Lost { connected, reason } => {
                 say!("disconnected: {reason}");
@@ -67,9 +78,17 @@ pub async fn run(ctx: &mut Context, device: &PairedDevice) -> Result<(), AgentEr
         }
         let delay = backoff.next_delay(random::u32());
         say!("reconnecting in {:.1}s", delay.as_secs_f64());
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = ctx.shutdown.cancelled() => return Ok(()),
+        let shutdown = ctx.shutdown.clone();
+        let stopped = uplink
+            .while_offline(&mut ctx.outbox, async {
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => false,
+                    () = shutdown.cancelled() => true,
+                }
+            })
+            .await;
+        if stopped {
+            return Ok(());
         }
     }
 }
@@ -99,21 +118,23 @@ async fn attempt(
     device: &PairedDevice,
     keys: &StaticKeys,
     chain: &[CertificateDer<'static>],
+    uplink: &mut Uplink,
 ) -> End {
     let mut gateway_seq = SequenceTracker::<()>::new();
-    let shutdown = ctx.shutdown.clone();
-    let (mut ws, connected) = tokio::select! {
-        r = connect_and_auth(ctx, device, keys, chain, &mut gateway_seq) => match r {
-            Ok(ok) => ok,
+    let (mut ws, connected, auth_seq) =
+        match connect_and_auth(ctx, device, keys, chain, &mut gateway_seq, uplink).await {
+            Ok(Some(ok)) => ok,
+            Ok(None) => return End::Stopped,
             Err(e) => return failed(e, false),
-        },
-        () = shutdown.cancelled() => return End::Stopped,
-    };
+        };
     say!("connected: session {}", connected.session_id);
+    uplink.go_online(connected.telemetry_interval_s);
     let now = ctx.clock.now();
     if let Err(e) = ctx.state.save_session(&SessionRecord {
         session_id: connected.session_id.clone(),
         connected_at: now.0,
+        heartbeat_interval_s: Some(connected.heartbeat_interval_s),
+        telemetry_interval_s: Some(connected.telemetry_interval_s),
     }) {
         tracing::warn!(error = %e, "could not record the session");
     }
@@ -123,6 +144,28 @@ async fn attempt(
              messages will be refused",
             now.0.abs_diff(connected.server_time.0) / 1000
         );
+    }
+
+    // What was collected offline goes first, in order, before anything new.
+    match uplink
+        .flush(&mut ctx.outbox, &mut ws, auth_seq, &ctx.shutdown)
+        .await
+    {
+        Ok(r) => {
+            if r.sent > 0 || r.expired > 0 {
+                say!("flushed {} queued messages", r.sent);
+            }
+            if r.expired > 0 {
+                say!("dropped {} queued messages that had expired", r.expired);
+            }
+            if r.resealed > 0 {
+                tracing::info!(resealed = r.resealed, "queued messages signed again");
+            }
+        }
+        Err(e) => {
+            socket::close(&mut ws).await;
+            return failed(e, true);
+        }
     }
 
     let period = Duration::from_secs(u64::from(connected.heartbeat_interval_s.max(5)));
@@ -135,25 +178,29 @@ async fn attempt(
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut refusal: Option<End> = None;
     loop {
-        tokio::select! {
+        let sent = tokio::select! {
             () = ctx.shutdown.cancelled() => {
                 socket::close(&mut ws).await;
                 return End::Stopped;
             }
             _ = ticker.tick() => {
+                let stats = uplink.stats().await;
                 let hb = Heartbeat {
-                    status: HeartbeatStatus::Alive,
+                    status: if uplink.near_limit(&stats) {
+                        HeartbeatStatus::Degraded
+                    } else {
+                        HeartbeatStatus::Alive
+                    },
                     uptime_s: ctx.started.elapsed().as_secs(),
-                    queue_depth: 0,
+                    queue_depth: u32::try_from(stats.entries).unwrap_or(u32::MAX),
                 };
-                let sent = match ctx.outbox.seal(&hb) {
+                match ctx.outbox.seal(&hb) {
                     Ok(frame) => socket::send(&mut ws, frame).await,
                     Err(e) => Err(e),
-                };
-                if let Err(e) = sent {
-                    socket::close(&mut ws).await;
-                    return failed(e, true);
                 }
+            }
+            sample = uplink.next_sample() => {
+                uplink.send_live(&mut ctx.outbox, &mut ws, &sample).await
             }
             incoming = socket::next(&mut ws) => match incoming {
                 Err(e) => return refusal.unwrap_or_else(|| failed(e, true)),
@@ -172,23 +219,39 @@ async fn attempt(
                             if let Some(end) = handle(v) {
                                 refusal = Some(end);
                             }
+                            Ok(())
                         }
-                        Err(e) => {
-                            socket::close(&mut ws).await;
-                            return failed(e, true);
-                        }
+                        Err(e) => Err(e),
                     }
                 }
             }
+        };
+        if let Err(e) = sent {
+            socket::close(&mut ws).await;
+            return failed(e, true);
         }
     }
 }
 
 /// A frame the gateway sent during the session. Returns the refusal when it is an
-/// `error` (the gateway closes the socket right after).
+/// `error` for the session as a whole (the gateway closes the socket right after); an
+/// `error` naming one of our messages (`ref_message_id`) refuses only that message and
+/// the session goes on.
 fn handle(v: Verified) -> Option<End> {
     match v.header.msg_type {
         MessageType::Error => match v.into_body::<ErrorFrame>() {
+            Ok(ErrorFrame {
+                code,
+                message,
+                ref_message_id: Some(id),
+            }) => {
+                say!(
+                    "the server refused message {id}: {} {}: {message}",
+                    code.number(),
+                    code.name()
+                );
+                None
+            }
             Ok(e) => Some(End::Refused {
                 code: e.code,
                 message: e.message,
@@ -208,19 +271,44 @@ fn handle(v: Verified) -> Option<End> {
     }
 }
 
+/// Connects and authenticates; telemetry collected meanwhile goes into the queue.
+/// `None` when the agent is asked to stop. Returns the socket, `connected` and the
+/// `seq` the auth carried.
 async fn connect_and_auth(
     ctx: &mut Context,
     device: &PairedDevice,
     keys: &StaticKeys,
     chain: &[CertificateDer<'static>],
     gateway_seq: &mut SequenceTracker<()>,
-) -> Result<(tether_client::WsStream, Connected), AgentError> {
+    uplink: &mut Uplink,
+) -> Result<Option<(WsStream, Connected, u64)>, AgentError> {
     let identity = ClientIdentity {
         chain: chain.to_vec(),
         key: ctx.identity.tls_key(),
     };
-    let mut ws =
-        tether_client::connect_agent_ws(ctx.server.as_str(), &ctx.ca.pem, Some(identity)).await?;
+    let (server, ca_pem) = (ctx.server.as_str().to_owned(), ctx.ca.pem.clone());
+    let shutdown = ctx.shutdown.clone();
+    let opened = uplink
+        .while_offline(&mut ctx.outbox, async {
+            tokio::select! {
+                r = tokio::time::timeout(
+                    CONNECT_TIMEOUT,
+                    tether_client::connect_agent_ws(&server, &ca_pem, Some(identity)),
+                ) => Some(r),
+                () = shutdown.cancelled() => None,
+            }
+        })
+        .await;
+    let mut ws = match opened {
+        None => return Ok(None),
+        Some(Err(_)) => {
+            return Err(AgentError::Connection(format!(
+                "no connection within {}s",
+                CONNECT_TIMEOUT.as_secs()
+            )));
+        }
+        Some(Ok(r)) => r?,
+    };
     let auth = Auth {
         device_id: device.record.device_id.clone(),
         nonce: b64url_encode(&random::bytes::<32>()),
@@ -229,19 +317,42 @@ async fn connect_and_auth(
         // resume from yet.
         last_seq_received: 0,
     };
-    socket::send(&mut ws, ctx.outbox.seal(&auth)?).await?;
-    let frame = match socket::next_within(&mut ws, AUTH_TIMEOUT).await? {
-        Incoming::Frame(f) => f,
-        Incoming::Closed(reason) => {
-            return Err(AgentError::Protocol(format!(
-                "the gateway closed the connection before `connected` ({})",
-                reason.unwrap_or_else(|| "no reason given".into())
-            )));
+    // With a queue to deliver, the auth takes a number reserved below the queue's head,
+    // so every queued frame follows it in order.
+    let (auth_frame, auth_seq) = match uplink.auth_seq().await {
+        Some(seq) => (ctx.outbox.seal_reserved(&auth, seq)?, seq),
+        None => {
+            let sealed = ctx.outbox.seal_live(&auth)?;
+            (sealed.frame, sealed.seq)
         }
+    };
+    socket::send(&mut ws, auth_frame).await?;
+    let answer = uplink
+        .while_offline(&mut ctx.outbox, async {
+            tokio::select! {
+                r = socket::next_within(&mut ws, AUTH_TIMEOUT) => Some(r),
+                () = shutdown.cancelled() => None,
+            }
+        })
+        .await;
+    let frame = match answer {
+        None => {
+            socket::close(&mut ws).await;
+            return Ok(None);
+        }
+        Some(r) => match r? {
+            Incoming::Frame(f) => f,
+            Incoming::Closed(reason) => {
+                return Err(AgentError::Protocol(format!(
+                    "the gateway closed the connection before `connected` ({})",
+                    reason.unwrap_or_else(|| "no reason given".into())
+                )));
+            }
+        },
     };
     let v = read_gateway_frame(ctx, keys, gateway_seq, &frame)?;
     match v.header.msg_type {
-        MessageType::Connected => Ok((ws, v.into_body::<Connected>()?)),
+        MessageType::Connected => Ok(Some((ws, v.into_body::<Connected>()?, auth_seq))),
         MessageType::Error => {
             let e = v.into_body::<ErrorFrame>()?;
             socket::close(&mut ws).await;

@@ -12,7 +12,11 @@
 //!   device.json      written last at pairing: device id, server, pinned gateway and owner keys
 //!   device-cert.pem  the device certificate (same key as agent-key.pk8)
 //!   ca-chain.pem     intermediate then root, as sent at activation
-//!   session.json     {"session_id","connected_at"} of the latest session
+//!   session.json     {"session_id","connected_at",…} of the latest session, with the
+//!                    intervals the server asked for
+//!   queue.db         the offline queue (SQLite, encrypted rows; see `queue`), with its
+//!                    -wal and -shm files
+//!   queue.key        the offline queue's AES-256-GCM key (owner-only on Unix)
 //! ```
 //!
 //! Every file is written atomically (a temporary file in the same directory, then a
@@ -54,6 +58,10 @@ pub mod files {
     pub const CA_CHAIN: &str = "ca-chain.pem";
     /// The latest session.
     pub const SESSION: &str = "session.json";
+    /// The offline queue.
+    pub const QUEUE_DB: &str = "queue.db";
+    /// The offline queue's key.
+    pub const QUEUE_KEY: &str = "queue.key";
 }
 
 /// Which server this state directory belongs to.
@@ -116,6 +124,13 @@ pub struct SessionRecord {
     pub session_id: String,
     /// When `connected` arrived, ms since the Unix epoch.
     pub connected_at: u64,
+    /// The heartbeat interval the server asked for, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_interval_s: Option<u32>,
+    /// The telemetry interval the server asked for, seconds: offline collection keeps
+    /// to it across restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry_interval_s: Option<u32>,
 }
 
 /// A paired device: the record plus its certificate files.

@@ -8,7 +8,7 @@ use crate::error::AgentError;
 use crate::state::StateDir;
 
 /// Prints the state of the agent in `dir`.
-pub fn print(dir: &Path) -> Result<(), AgentError> {
+pub async fn print(dir: &Path) -> Result<(), AgentError> {
     let state = StateDir::existing(dir)?;
     let server = state.server()?;
     let server_url = server
@@ -47,6 +47,15 @@ pub fn print(dir: &Path) -> Result<(), AgentError> {
             s.session_id,
             rfc3339_ms(s.connected_at)
         );
+    }
+    match crate::queue::peek(&state).await {
+        Ok(Some(q)) => say!(
+            "queued:       {} telemetry messages ({} bytes encrypted)",
+            q.entries,
+            q.bytes
+        ),
+        Ok(None) => say!("queued:       0 telemetry messages"),
+        Err(e) => say!("queued:       (unreadable: {e})"),
     }
     Ok(())
 }

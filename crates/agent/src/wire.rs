@@ -17,8 +17,23 @@ use crate::random;
 use crate::sequence::SeqCounter;
 use crate::state::GatewayKey;
 
-/// TTL of the envelopes the agent sends, seconds.
+/// TTL of the envelopes the agent sends live, seconds.
 pub const ENVELOPE_TTL_S: u32 = 60;
+
+/// TTL of telemetry sealed for the offline queue: the protocol's longest (7 days), so a
+/// sample buffered through a long outage is still valid when it is finally delivered.
+pub const QUEUED_TTL_S: u32 = tether_proto::envelope::MAX_TTL_S;
+
+/// A frame sealed for the offline queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed {
+    /// The frame (text, as sent on the WebSocket).
+    pub frame: String,
+    /// Its envelope `seq`.
+    pub seq: u64,
+    /// `iat + ttl`: after this the server refuses it.
+    pub expires_at: UnixMillis,
+}
 
 /// Seals the agent's envelopes: its key, its clock and its one sequence counter.
 #[derive(Debug)]
@@ -34,18 +49,59 @@ impl Outbox {
         Self { signer, clock, seq }
     }
 
-    /// Signs `body` into a frame (text, as sent on the WebSocket).
+    /// Signs `body` into a frame to send now (text, as sent on the WebSocket).
     pub fn seal<T: Message>(&mut self, body: &T) -> Result<String, AgentError> {
+        Ok(self.seal_live(body)?.frame)
+    }
+
+    /// [`seal`](Self::seal), also telling the number it took.
+    pub fn seal_live<T: Message>(&mut self, body: &T) -> Result<Sealed, AgentError> {
+        let seq = self.seq.take()?;
+        self.seal_stamped(body, ENVELOPE_TTL_S, seq)
+    }
+
+    /// Signs `body` with a sequence number reserved earlier (see
+    /// [`seal_queued`](Self::seal_queued)).
+    pub fn seal_reserved<T: Message>(&mut self, body: &T, seq: u64) -> Result<String, AgentError> {
+        Ok(self.seal_stamped(body, ENVELOPE_TTL_S, seq)?.frame)
+    }
+
+    /// Signs `body` for the offline queue: the long [`QUEUED_TTL_S`], and a sequence
+    /// number with [`crate::queue::AUTH_SLOTS`] unused numbers just below it, which the
+    /// `auth` of the session that delivers this frame may use.
+    pub fn seal_queued<T: Message>(&mut self, body: &T) -> Result<Sealed, AgentError> {
+        let first = self
+            .seq
+            .take_run(crate::queue::AUTH_SLOTS.saturating_add(1))?;
+        self.seal_stamped(
+            body,
+            QUEUED_TTL_S,
+            first.saturating_add(crate::queue::AUTH_SLOTS),
+        )
+    }
+
+    fn seal_stamped<T: Message>(
+        &mut self,
+        body: &T,
+        ttl: u32,
+        seq: u64,
+    ) -> Result<Sealed, AgentError> {
+        let iat = self.clock.now();
         let stamp = Stamp {
-            iat: self.clock.now(),
-            ttl: ENVELOPE_TTL_S,
-            seq: self.seq.take()?,
+            iat,
+            ttl,
+            seq,
             message_id: MessageId::from_random_bytes(random::bytes::<16>()),
             trace_id: TraceId::from_random_bytes(random::bytes::<16>()),
         };
         let frame = self.signer.seal(stamp, body)?;
-        String::from_utf8(frame)
-            .map_err(|_| AgentError::Protocol("sealed frame is not UTF-8".into()))
+        let frame = String::from_utf8(frame)
+            .map_err(|_| AgentError::Protocol("sealed frame is not UTF-8".into()))?;
+        Ok(Sealed {
+            frame,
+            seq,
+            expires_at: UnixMillis(iat.0.saturating_add(u64::from(ttl).saturating_mul(1000))),
+        })
     }
 }
 
@@ -162,6 +218,26 @@ mod tests {
         let a = verify(out.seal(&hb).unwrap().as_bytes(), &keys, &SystemClock).unwrap();
         let b = verify(out.seal(&hb).unwrap().as_bytes(), &keys, &SystemClock).unwrap();
         assert!(b.header.seq > a.header.seq);
+        // A queued frame keeps numbers free below it for an auth, and expires in 7 days.
+        let q = out.seal_queued(&hb).unwrap();
+        let vq = verify(q.frame.as_bytes(), &keys, &SystemClock).unwrap();
+        assert_eq!(vq.header.seq, q.seq);
+        assert_eq!(q.seq, b.header.seq + crate::queue::AUTH_SLOTS + 1);
+        assert_eq!(vq.header.ttl, QUEUED_TTL_S);
+        assert_eq!(
+            q.expires_at.0,
+            vq.header.iat.0 + u64::from(QUEUED_TTL_S) * 1000
+        );
+        let r = out.seal_reserved(&hb, q.seq - 1).unwrap();
+        assert_eq!(
+            verify(r.as_bytes(), &keys, &SystemClock)
+                .unwrap()
+                .header
+                .seq,
+            q.seq - 1
+        );
+        let c = verify(out.seal(&hb).unwrap().as_bytes(), &keys, &SystemClock).unwrap();
+        assert!(c.header.seq > q.seq);
     }
 
     #[test]

@@ -111,6 +111,50 @@ impl Proc {
         self.lines.lock().map(|l| l.join("\n")).unwrap_or_default()
     }
 
+    /// How many lines printed so far contain `needle`.
+    pub fn count_lines(&self, needle: &str) -> usize {
+        self.lines
+            .lock()
+            .map(|l| l.iter().filter(|l| l.contains(needle)).count())
+            .unwrap_or(0)
+    }
+
+    /// Waits for a line containing `needle` beyond the first `seen` such lines (those
+    /// printed before some step of the test); returns it.
+    pub fn wait_for_new_line(&mut self, needle: &str, seen: usize, timeout: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(l) = self
+                .lines
+                .lock()
+                .ok()
+                .and_then(|l| l.iter().filter(|l| l.contains(needle)).nth(seen).cloned())
+            {
+                return l;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "{} exited ({status}) before printing {needle:?} again; output:\n{}",
+                    self.name,
+                    self.output()
+                );
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "{} did not print {needle:?} again within {timeout:?}; output:\n{}",
+                self.name,
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the process (as a crash or a power cut would end it) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Waits until a line contains `needle`; returns that line.
     pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> String {
         let start = Instant::now();
@@ -205,17 +249,59 @@ pub struct Server {
     pub ca_file: PathBuf,
     /// The data dir.
     pub dir: tempfile::TempDir,
+    backends: Backends,
 }
 
 impl Server {
     /// Starts the server binary on port 0.
     pub fn start(backends: &Backends) -> Server {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
-        let ready = dir.path().join("ready.json");
+        let (proc, url, ca_pem) = Self::spawn(dir.path(), "127.0.0.1:0", backends);
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, &ca_pem).unwrap_or_else(|e| panic!("writing ca.pem: {e}"));
+        Server {
+            proc,
+            url,
+            ca_pem,
+            ca_file,
+            dir,
+            backends: backends.clone(),
+        }
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {}", self.url))
+    }
+
+    /// Kills the server (as a crash would); its data dir stays.
+    pub fn kill(&mut self) {
+        self.proc.kill();
+    }
+
+    /// Starts the server again on the same data dir and port (killing it first if it
+    /// still runs). `proc` is then the new process: take the old one's output first.
+    pub fn restart(&mut self) {
+        self.kill();
+        let listen = format!("127.0.0.1:{}", self.port());
+        let (proc, url, ca_pem) = Self::spawn(self.dir.path(), &listen, &self.backends);
+        assert_eq!(url, self.url, "the restarted server has another URL");
+        assert_eq!(ca_pem, self.ca_pem, "the restarted server has another CA");
+        self.proc = proc;
+    }
+
+    /// Runs the binary on `data_dir` and waits until it is listening.
+    fn spawn(data_dir: &Path, listen: &str, backends: &Backends) -> (Proc, String, String) {
+        let ready = data_dir.join("ready.json");
+        let _ = std::fs::remove_file(&ready);
         let mut cmd = Command::new(binary("tether-server"));
         cmd.arg("--data-dir")
-            .arg(dir.path())
-            .args(["--listen", "127.0.0.1:0"])
+            .arg(data_dir)
+            .args(["--listen", listen])
             .arg("--ready-file")
             .arg(&ready);
         cmd.env("TETHER_LOG", "info,sqlx=warn");
@@ -235,15 +321,7 @@ impl Server {
         let r = wait_for_json(&ready, Duration::from_secs(60), &mut proc);
         let url = r["public_url"].as_str().unwrap_or_default().to_owned();
         let ca_pem = r["ca_pem"].as_str().unwrap_or_default().to_owned();
-        let ca_file = dir.path().join("ca.pem");
-        std::fs::write(&ca_file, &ca_pem).unwrap_or_else(|e| panic!("writing ca.pem: {e}"));
-        Server {
-            proc,
-            url,
-            ca_pem,
-            ca_file,
-            dir,
-        }
+        (proc, url, ca_pem)
     }
 
     /// An API client trusting this server's CA.
@@ -251,4 +329,57 @@ impl Server {
         tether_client::Api::new(&self.url, &self.ca_pem)
             .unwrap_or_else(|e| panic!("api client: {e}"))
     }
+}
+
+/// Registers `email` with a fixed password, logs in, and returns a client acting as
+/// that user.
+pub async fn register_user(server: &Server, email: &str) -> tether_client::Api {
+    let api = server.api();
+    let creds = serde_json::json!({"email": email, "password": "correct horse battery"});
+    let (s, _): (u16, Value) = api.post("/api/register", &creds).await.unwrap();
+    assert_eq!(s, 201, "register {email}");
+    let (s, login): (u16, Value) = api.post("/api/login", &creds).await.unwrap();
+    assert_eq!(s, 200, "login {email}: {login}");
+    server
+        .api()
+        .with_bearer(login["access_token"].as_str().unwrap())
+}
+
+/// Starts `tether-agent run` against `server` with a fresh state dir (trusting the
+/// server's CA file), lets `user` confirm the pairing, and waits until the agent is
+/// connected. `extra` are more `run` arguments.
+pub async fn pair_agent(
+    server: &Server,
+    user: &tether_client::Api,
+    device_name: &str,
+    extra: &[&str],
+) -> (Proc, tempfile::TempDir) {
+    let state = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(binary("tether-agent"));
+    cmd.arg("run")
+        .args(["--server", &server.url])
+        .arg("--state-dir")
+        .arg(state.path())
+        .arg("--ca-file")
+        .arg(&server.ca_file)
+        .args(["--device-name", device_name])
+        .args(extra);
+    let mut agent = Proc::spawn("tether-agent", cmd);
+    let pairing = wait_for_json(
+        &state.path().join("pairing.json"),
+        Duration::from_secs(60),
+        &mut agent,
+    );
+    let (s, confirmed): (u16, Value) = user
+        .post(
+            "/api/pair/confirm",
+            &serde_json::json!({"pair_token": pairing["pair_url"]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, 200, "pair confirm: {confirmed}");
+    let code = confirmed["pairing_code"].as_str().unwrap().to_owned();
+    agent.wait_for_line(&code, Duration::from_secs(60));
+    agent.wait_for_line("connected: session", Duration::from_secs(60));
+    (agent, state)
 }

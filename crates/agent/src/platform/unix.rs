@@ -45,6 +45,14 @@ pub(super) fn hostname() -> Option<String> {
     })
 }
 
+pub(super) fn report_disk(_mount: &str, file_system: &str) -> bool {
+    !file_system.eq_ignore_ascii_case("squashfs")
+}
+
+pub(super) fn is_loopback_interface(name: &str) -> bool {
+    name == "lo"
+}
+
 pub(super) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {

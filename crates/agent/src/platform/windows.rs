@@ -30,6 +30,14 @@ pub(super) fn hostname() -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+pub(super) fn report_disk(_mount: &str, _file_system: &str) -> bool {
+    true
+}
+
+pub(super) fn is_loopback_interface(name: &str) -> bool {
+    name.to_ascii_lowercase().contains("loopback")
+}
+
 pub(super) async fn shutdown_signal() {
     use tokio::signal::windows::{ctrl_break, ctrl_shutdown};
     let (Ok(mut brk), Ok(mut shutdown)) = (ctrl_break(), ctrl_shutdown()) else {

@@ -144,9 +144,19 @@ fn session_and_server_records_round_trip() {
     let sess = SessionRecord {
         session_id: "sess_1".into(),
         connected_at: 5,
+        heartbeat_interval_s: Some(30),
+        telemetry_interval_s: Some(10),
     };
     s.save_session(&sess).unwrap();
     assert_eq!(s.session().unwrap().unwrap(), sess);
+    // A record written before the intervals were kept still reads.
+    s.write_atomic(
+        files::SESSION,
+        br#"{"session_id":"sess_0","connected_at":4}"#,
+        false,
+    )
+    .unwrap();
+    assert_eq!(s.session().unwrap().unwrap().telemetry_interval_s, None);
     let srv = ServerRecord {
         server_url: "https://x".into(),
         ca_fingerprint: "AB".into(),
