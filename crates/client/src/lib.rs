@@ -1,9 +1,14 @@
 //! Client plumbing shared by `tether-agent` and `tether`: how to trust a Tether server
 //! (its root CA from a file, or pinned by fingerprint on first use), typed JSON calls
 //! that turn error bodies into [`ClientError::Api`], and WSS connections with or without
-//! a client certificate. TLS is rustls with the ring provider, TLS 1.3 only.
+//! a client certificate, and Server-Sent Events streams ([`sse`]). TLS is rustls with the
+//! ring provider, TLS 1.3 only.
+
+pub mod sse;
 
 use std::sync::Arc;
+
+use futures_util::StreamExt;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -178,11 +183,17 @@ pub async fn fetch_ca_for_pinning(base_url: &str) -> Result<(String, String), Cl
     Ok((pem, fingerprint(&der)))
 }
 
+/// How long an event stream may stay silent before the client gives up on it: three of
+/// the server's 15 s keep-alive intervals.
+pub const STREAM_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(45);
+
 /// A typed JSON API client bound to one server.
 #[derive(Debug, Clone)]
 pub struct Api {
     base: String,
     http: reqwest::Client,
+    /// Kept for streams, whose client has no total timeout (see [`Api::get_stream`]).
+    tls: rustls::ClientConfig,
     bearer: Option<String>,
 }
 
@@ -191,13 +202,14 @@ impl Api {
     pub fn new(base_url: &str, root_pem: &str) -> Result<Self, ClientError> {
         let cfg = tls_config(root_pem, None)?;
         let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(cfg)
+            .tls_backend_preconfigured(cfg.clone())
             .timeout(std::time::Duration::from_secs(30))
             .build()
             .map_err(transport)?;
         Ok(Self {
             base: base_url.trim_end_matches('/').to_owned(),
             http,
+            tls: cfg,
             bearer: None,
         })
     }
@@ -288,6 +300,48 @@ impl Api {
         Self::finish(req).await
     }
 
+    /// `GET path` as a Server-Sent Events stream (`Accept: text/event-stream`). Returns
+    /// once the server has answered with its headers; an error status is decoded like
+    /// any other call's. The stream has no total timeout, only [`STREAM_READ_TIMEOUT`]
+    /// between reads.
+    pub async fn get_stream(&self, path: &str) -> Result<sse::EventStream, ClientError> {
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(self.tls.clone())
+            .connect_timeout(std::time::Duration::from_secs(30))
+            .read_timeout(STREAM_READ_TIMEOUT)
+            .build()
+            .map_err(transport)?;
+        let mut req = http
+            .get(format!("{}{path}", self.base))
+            .header("accept", "text/event-stream");
+        if let Some(t) = &self.bearer {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            let bytes = resp.bytes().await.map_err(transport)?;
+            return Err(error_from(status, &bytes));
+        }
+        let is_sse = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if !is_sse {
+            return Err(ClientError::Decode(format!(
+                "HTTP {status} but not an event stream"
+            )));
+        }
+        let body = resp.bytes_stream().map(|chunk| {
+            chunk.map(|b| b.to_vec()).map_err(|e| match transport(e) {
+                ClientError::Transport(m) => m,
+                other => other.to_string(),
+            })
+        });
+        Ok(sse::EventStream::new(body))
+    }
+
     async fn finish<R: DeserializeOwned>(
         req: reqwest::RequestBuilder,
     ) -> Result<(u16, R), ClientError> {
@@ -304,16 +358,21 @@ impl Api {
                 .map(|r| (status, r))
                 .map_err(|e| ClientError::Decode(e.to_string()));
         }
-        match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(body) => Err(ClientError::Api { status, body }),
-            Err(_) => Err(ClientError::Decode(format!(
-                "HTTP {status}: {}",
-                String::from_utf8_lossy(&bytes)
-                    .chars()
-                    .take(200)
-                    .collect::<String>()
-            ))),
-        }
+        Err(error_from(status, &bytes))
+    }
+}
+
+/// The error an HTTP error answer means: our error body, or its first bytes.
+fn error_from(status: u16, bytes: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(body) => ClientError::Api { status, body },
+        Err(_) => ClientError::Decode(format!(
+            "HTTP {status}: {}",
+            String::from_utf8_lossy(bytes)
+                .chars()
+                .take(200)
+                .collect::<String>()
+        )),
     }
 }
 
