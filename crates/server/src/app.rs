@@ -355,6 +355,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         webauthn,
         node_id: crate::random::id("node"),
         webhook,
+        live: crate::live::LiveHub::new(),
     });
 
     let shutdown = CancellationToken::new();
@@ -367,6 +368,8 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         Duration::from_secs(10),
     ));
     let upkeep_task = tokio::spawn(upkeep(state.clone(), shutdown.clone()));
+    // The live hub: fans the bus's live events out to this process's clients and agents.
+    let live_task = tokio::spawn(crate::live::LiveHub::run(state.clone(), shutdown.clone()));
 
     // The telemetry pipeline: analytics, rollups, offline alerts, the alert webhook.
     let worker_tasks = crate::workers::spawn_all(&state, webhook_worker, &shutdown);
@@ -375,7 +378,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         write_ready_file(path, addr, &public_url, &state)?;
     }
     tracing::info!(%addr, %public_url, store = state.store.backend(), bus = state.bus.backend(), "tether-server listening");
-    let mut tasks = vec![serve_task, upkeep_task];
+    let mut tasks = vec![serve_task, upkeep_task, live_task];
     tasks.extend(worker_tasks);
     Ok(Running {
         addr,

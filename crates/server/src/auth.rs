@@ -65,17 +65,27 @@ impl FromRequestParts<AppState> for Caller {
                     "Authorization must be `Bearer <token>`",
                 )
             })?;
-        let claims = state
-            .validator
-            .validate(token, API_AUDIENCE, TokenType::Access, state.now())
-            .map_err(ApiError::from)?;
-        let user = state.store.user_by_id(&claims.sub).await?.ok_or_else(|| {
-            ApiError::with_message(ErrorCode::TokenInvalid, "the token's user no longer exists")
-        })?;
-        Ok(Caller {
+        Ok(authenticate(state, token).await?.0)
+    }
+}
+
+/// The caller an access token speaks for, and when the token expires (Unix seconds).
+/// For routes that take the token from somewhere other than the `Authorization` header
+/// (the live view's `?access_token=`); everything else uses the [`Caller`] extractor.
+pub async fn authenticate(state: &AppState, token: &str) -> Result<(Caller, u64), ApiError> {
+    let claims = state
+        .validator
+        .validate(token, API_AUDIENCE, TokenType::Access, state.now())
+        .map_err(ApiError::from)?;
+    let user = state.store.user_by_id(&claims.sub).await?.ok_or_else(|| {
+        ApiError::with_message(ErrorCode::TokenInvalid, "the token's user no longer exists")
+    })?;
+    Ok((
+        Caller {
             user,
             session_id: claims.sid,
             amr: claims.amr,
-        })
-    }
+        },
+        claims.exp,
+    ))
 }

@@ -1,7 +1,8 @@
 //! Request extractors whose rejections are our own error shape.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use tether_proto::ErrorCode;
 use tether_proto::validate::Validate;
@@ -56,5 +57,25 @@ fn reject(r: JsonRejection) -> ApiError {
             }
         }
         other => ApiError::with_message(ErrorCode::MalformedFrame, other.body_text()),
+    }
+}
+
+/// A query string parsed into `T`; a malformed one or a wrong or unknown parameter
+/// (with `#[serde(deny_unknown_fields)]` on `T`) becomes 1005 (422) in our error shape.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Query(v) = axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::with_message(ErrorCode::InvalidField, e.body_text()))?;
+        Ok(ApiQuery(v))
     }
 }

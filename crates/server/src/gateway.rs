@@ -6,10 +6,14 @@
 //! - **a client certificate issued by our intermediate and not revoked** (checked in the
 //!   handshake): the first frame must be `auth`, signed by the device key the certificate
 //!   was issued for; the gateway answers `connected`, records presence with a TTL and
-//!   keeps the session (heartbeats refresh presence).
+//!   keeps the session (heartbeats and telemetry refresh presence). Accepted telemetry
+//!   goes to the bus's telemetry stream and, as a live event, to the live view; presence
+//!   changes are live events too; alerts for the device come back as `alert_push`.
 //!
-//! Every frame the gateway sends is a signed envelope; every refusal is a signed `error`
-//! frame with a stable code, followed by a close.
+//! Every frame the gateway sends is a signed envelope. A refused session gets a signed
+//! `error` frame with a stable code, followed by a close; a single refused frame on an
+//! authenticated session is dropped and answered with an `error` frame naming it, and the
+//! session goes on (see `gateway/telemetry.rs`).
 
 use std::time::Duration;
 
@@ -24,17 +28,22 @@ use tether_proto::messages::notify::ErrorFrame;
 use tether_proto::messages::session::{Auth, Connected};
 use tether_proto::validate::b64url_decode;
 use tether_proto::{
-    ErrorCode, KeyId, MAX_FRAME_BYTES, Message, MessageId, MessageType, ProtoError,
+    ErrorCode, KeyId, MAX_FRAME_BYTES, Message, MessageId, MessageType, Payload, ProtoError,
     SequenceTracker, StaticKeys, TraceId, Verifier,
 };
-use tether_store::{DeviceStatus, DiscoveryRecord, DiscoveryStatus};
+use tether_store::{Device, DeviceStatus, DiscoveryRecord, DiscoveryStatus};
 use tether_trust::TokenType;
 
 use crate::audit::{self, Outcome};
+use crate::live::AgentMailbox;
 use crate::routes::devices::presence_key;
 use crate::routes::pairing::DISCOVERY_AUDIENCE;
 use crate::serve::Peer;
 use crate::state::AppState;
+
+mod telemetry;
+
+pub use telemetry::{FRAME_REJECTED, TELEMETRY_REJECTED};
 
 /// How long a new socket may take to send its first frame.
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(15);
@@ -42,8 +51,12 @@ const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(15);
 pub const HEARTBEAT_INTERVAL_S: u32 = 30;
 /// Telemetry interval told to agents.
 pub const TELEMETRY_INTERVAL_S: u32 = 10;
-/// Presence lives this long after the last heartbeat.
-pub const PRESENCE_TTL: Duration = Duration::from_secs(90);
+/// Presence lives this long after the last heartbeat (or telemetry): two heartbeat
+/// intervals, so one lost heartbeat does not take a device offline.
+pub const PRESENCE_TTL: Duration = Duration::from_secs(60);
+/// A session ends after this many refused frames in a row (one bad frame is dropped and
+/// answered; a stream of them is a broken or hostile agent).
+pub const MAX_REJECTED_IN_A_ROW: u32 = 10;
 
 /// `GET /agent/ws`.
 pub async fn upgrade(
@@ -352,6 +365,7 @@ impl Session {
         )
         .await
         .map_err(|e| (e.code(), e.to_string()))?;
+        let mut mailbox = state.live.register_agent(&device.id, &session_id);
         self.send(&Connected {
             session_id: session_id.clone(),
             heartbeat_interval_s: HEARTBEAT_INTERVAL_S,
@@ -361,33 +375,90 @@ impl Session {
         })
         .await?;
         tracing::info!(device = %device.id, session = %session_id, "agent connected");
+        telemetry::publish_presence(&state, &device, &session_id, true).await;
 
+        let mut device = device;
+        let result = self
+            .session_loop(&keys, &mut seqs, &mut device, &session_id, &mut mailbox)
+            .await;
+        drop(mailbox);
+        telemetry::end_presence(&state, &device, &session_id).await;
+        let _ = audit::record(
+            &state,
+            &device.id,
+            "device.disconnect",
+            Some(&device.id),
+            Outcome::Success,
+            json!({"session_id": session_id}),
+        )
+        .await;
+        tracing::info!(device = %device.id, session = %session_id, "agent disconnected");
+        result
+    }
+
+    /// The frames of an authenticated session until it ends. A frame that fails its
+    /// checks is dropped and answered with an `error` frame (see [`telemetry`]); the
+    /// session ends after [`MAX_REJECTED_IN_A_ROW`] such frames in a row, at a
+    /// revocation, or at a verified frame of a type agents may not send.
+    async fn session_loop(
+        &mut self,
+        keys: &StaticKeys,
+        seqs: &mut SequenceTracker<()>,
+        device: &mut Device,
+        session_id: &str,
+        mailbox: &mut AgentMailbox,
+    ) -> Result<(), Refusal> {
+        let state = self.state.clone();
         let idle = Duration::from_secs(u64::from(HEARTBEAT_INTERVAL_S).saturating_mul(3));
-        let result = loop {
-            let frame = match self.next_frame(idle).await {
-                Ok(Some(f)) => f,
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(e),
+        let mut rejected_in_a_row: u32 = 0;
+        loop {
+            let frame = tokio::select! {
+                f = self.next_frame(idle) => f,
+                Some(push) = mailbox.recv() => {
+                    self.send(&push).await?;
+                    continue;
+                }
             };
-            let v = match Verifier::new(&keys, &*state.clock).verify(&frame) {
-                Ok(v) => v,
-                Err(e) => break Err(refusal(&e)),
+            let Some(frame) = frame? else {
+                return Ok(());
             };
-            if let Err(e) = seqs.accept(&(), v.header.seq) {
-                break Err(refusal(&e));
-            }
+            // The sequence high-water mark lives only as long as this session: it is not
+            // persisted or resumed across sessions yet, so a frame replayed into a *new*
+            // session passes here and is caught downstream by its message_id (telemetry
+            // is stored once per message_id).
+            let checked = Verifier::new(keys, &*state.clock)
+                .verify(&frame)
+                .and_then(|v| seqs.accept(&(), v.header.seq).map(|()| v));
+            let v = match checked {
+                Ok(v) => {
+                    rejected_in_a_row = 0;
+                    v
+                }
+                Err(e) => {
+                    rejected_in_a_row = rejected_in_a_row.saturating_add(1);
+                    self.reject_frame(&device.id, session_id, &frame, &e).await;
+                    if rejected_in_a_row >= MAX_REJECTED_IN_A_ROW {
+                        return Err((
+                            e.code(),
+                            format!("{MAX_REJECTED_IN_A_ROW} frames in a row were refused"),
+                        ));
+                    }
+                    continue;
+                }
+            };
             match v.header.msg_type {
                 MessageType::Heartbeat | MessageType::Telemetry => {
                     // A revocation ends the session at the next heartbeat at the latest
                     // (new handshakes already fail on the CRL).
                     match state.store.device(&device.id).await {
                         Ok(Some(d)) if d.status == DeviceStatus::Revoked => {
-                            break Err((
+                            return Err((
                                 ErrorCode::DeviceRevoked,
                                 "this device has been revoked".into(),
                             ));
                         }
-                        Ok(_) => {}
+                        Ok(Some(d)) => *device = d,
+                        Ok(None) => {}
                         Err(e) => tracing::warn!(error = %e, "device status check failed"),
                     }
                     if let Err(e) = state
@@ -401,30 +472,18 @@ impl Session {
                     {
                         tracing::warn!(error = %e, "presence refresh failed");
                     }
+                    if let Payload::Telemetry(body) = v.payload {
+                        self.accept_telemetry(device, &v.header, body).await;
+                    }
                 }
                 other => {
-                    break Err((
+                    return Err((
                         ErrorCode::UnexpectedMessage,
                         format!("{} is not accepted on an agent session", other.name()),
                     ));
                 }
             }
-        };
-        let _ = state
-            .bus
-            .delete_if(&presence_key(&device.id), session_id.as_bytes())
-            .await;
-        let _ = audit::record(
-            &state,
-            &device.id,
-            "device.disconnect",
-            Some(&device.id),
-            Outcome::Success,
-            json!({"session_id": session_id}),
-        )
-        .await;
-        tracing::info!(device = %device.id, session = %session_id, "agent disconnected");
-        result
+        }
     }
 }
 

@@ -16,6 +16,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod gateway;
+pub mod live;
 pub mod random;
 pub mod ratelimit;
 pub mod routes;

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod devices;
+pub mod live;
 pub mod pairing;
 pub mod passkeys;
 
@@ -22,7 +23,7 @@ use crate::state::AppState;
 /// The OpenAPI document.
 #[derive(Debug, OpenApi)]
 #[openapi(
-    info(title = "Tether API", description = "Accounts, discovery, pairing and devices. Errors are `{code, error, message, trace_id}` with the stable codes of docs/protocol.md."),
+    info(title = "Tether API", description = "Accounts, discovery, pairing, devices and the live view (Server-Sent Events). Errors are `{code, error, message, trace_id}` with the stable codes of docs/protocol.md."),
     paths(
         health, jwks, ca_pem,
         accounts::register, accounts::login, accounts::refresh, accounts::logout,
@@ -31,6 +32,7 @@ use crate::state::AppState;
         devices::list, devices::get_one, devices::approve, devices::revoke, devices::get_settings, devices::put_settings,
         devices::gateway_keys,
         passkeys::register_start, passkeys::register_finish, passkeys::login_start, passkeys::login_finish,
+        live::stream,
     ),
     modifiers(&BearerAuth),
 )]
@@ -94,6 +96,7 @@ pub fn router(state: AppState) -> Router {
             get(devices::get_settings).put(devices::put_settings),
         )
         .route("/api/gateway/keys", get(devices::gateway_keys))
+        .route("/api/live", get(live::stream))
         .route("/agent/ws", get(crate::gateway::upgrade))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -53,6 +53,8 @@ pub struct Inner {
     pub node_id: String,
     /// Where alerts are posted (a no-op without `alerts.webhook_url`).
     pub webhook: crate::alerts::Webhook,
+    /// This process's fan-out of live events to live-view clients and agent sessions.
+    pub live: crate::live::LiveHub,
 }
 
 impl AppState {

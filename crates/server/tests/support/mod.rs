@@ -12,6 +12,8 @@
     clippy::arithmetic_side_effects
 )]
 
+pub mod live;
+
 use std::sync::Arc;
 use std::time::Duration;
 

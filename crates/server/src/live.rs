@@ -1,0 +1,245 @@
+//! The live hub: one per server process. It reads every [`LiveEvent`] on the bus's
+//! [`LIVE_STREAM`] with this process's own consumer group (`live-<node_id>`, so every
+//! process sees every event) and fans each one out to what is connected *here*:
+//!
+//! - every live-view subscriber (`GET /api/live`), through a broadcast channel; each
+//!   subscriber applies its own access check per event;
+//! - for an [`LiveKind::Alert`], the agent session of that device if it is connected to
+//!   this process, which sends the agent a signed `alert_push`.
+//!
+//! Agent sessions register a small bounded mailbox per device instead of subscribing to
+//! the broadcast, so an event wakes only the one session it concerns (a process may hold
+//! ten thousand idle agents). Delivery is best effort: a subscriber that falls behind is
+//! told how many events it missed, a full agent mailbox drops the push (the alert stays
+//! listed in the API).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tether_proto::messages::notify::AlertPush;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::alerts::AlertView;
+use crate::events::{LIVE_STREAM, LiveEvent, LiveKind};
+use crate::state::AppState;
+
+/// How many events a slow live-view subscriber may fall behind before it misses some.
+const BROADCAST_CAPACITY: usize = 1024;
+/// How many alert pushes may wait for one agent session.
+const AGENT_MAILBOX: usize = 8;
+/// How many entries one bus read takes.
+const READ_BATCH: usize = 256;
+/// How long one bus read waits for entries.
+const READ_BLOCK: Duration = Duration::from_secs(1);
+/// Pause after a bus failure before trying again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+type Mailboxes = Arc<Mutex<HashMap<String, Mailbox>>>;
+
+#[derive(Debug)]
+struct Mailbox {
+    session_id: String,
+    tx: mpsc::Sender<AlertPush>,
+}
+
+/// This process's fan-out point for live events.
+#[derive(Debug)]
+pub struct LiveHub {
+    tx: broadcast::Sender<Arc<LiveEvent>>,
+    agents: Mailboxes,
+    stopped: CancellationToken,
+}
+
+impl Default for LiveHub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LiveHub {
+    /// A hub with no subscribers.
+    pub fn new() -> Self {
+        let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
+        Self {
+            tx,
+            agents: Arc::default(),
+            stopped: CancellationToken::new(),
+        }
+    }
+
+    /// Cancelled when the hub stops (at shutdown): live-view streams end then, so open
+    /// streams do not hold up the server's drain.
+    pub fn stopped(&self) -> CancellationToken {
+        self.stopped.clone()
+    }
+
+    /// A new live-view subscription: every event fanned out from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
+        self.tx.subscribe()
+    }
+
+    /// Registers the agent session of `device_id` for alert pushes. The registration ends
+    /// when the returned value is dropped (a newer session of the same device replaces
+    /// an older one, and the older one's drop leaves the newer in place).
+    pub fn register_agent(&self, device_id: &str, session_id: &str) -> AgentMailbox {
+        let (tx, rx) = mpsc::channel(AGENT_MAILBOX);
+        lock(&self.agents).insert(
+            device_id.to_owned(),
+            Mailbox {
+                session_id: session_id.to_owned(),
+                tx,
+            },
+        );
+        AgentMailbox {
+            rx,
+            device_id: device_id.to_owned(),
+            session_id: session_id.to_owned(),
+            agents: Arc::clone(&self.agents),
+        }
+    }
+
+    /// Hands one event to everything connected to this process.
+    pub fn fan_out(&self, event: LiveEvent) {
+        if event.kind == LiveKind::Alert {
+            self.push_alert(&event);
+        }
+        // No subscriber is not an error: nobody is watching.
+        let _ = self.tx.send(Arc::new(event));
+    }
+
+    fn push_alert(&self, event: &LiveEvent) {
+        let Some(push) = alert_push(event) else {
+            return;
+        };
+        let agents = lock(&self.agents);
+        let Some(mailbox) = agents.get(&event.device_id) else {
+            return;
+        };
+        if let Err(e) = mailbox.tx.try_send(push) {
+            tracing::warn!(device = %event.device_id, error = %e, "alert push to the agent dropped");
+        }
+    }
+
+    /// Consumes the live stream until `shutdown`: read as this process's group, fan out,
+    /// acknowledge. Events dated before the hub started are skipped, so a process (whose
+    /// group is new at every start) does not replay old history to its clients.
+    pub async fn run(state: AppState, shutdown: CancellationToken) {
+        Self::consume(&state, &shutdown).await;
+        state.live.stopped.cancel();
+    }
+
+    async fn consume(state: &AppState, shutdown: &CancellationToken) {
+        let group = format!("live-{}", state.node_id);
+        let consumer = state.node_id.clone();
+        let started = state.now();
+        loop {
+            let ready = tokio::select! {
+                () = shutdown.cancelled() => return,
+                r = state.bus.ensure_group(LIVE_STREAM, &group) => r,
+            };
+            match ready {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "live hub: cannot create its consumer group");
+                    if pause(shutdown).await {
+                        return;
+                    }
+                }
+            }
+        }
+        loop {
+            let read = tokio::select! {
+                () = shutdown.cancelled() => return,
+                r = state.bus.read_group(LIVE_STREAM, &group, &consumer, READ_BATCH, READ_BLOCK) => r,
+            };
+            let entries = match read {
+                Ok(entries) => entries,
+                Err(e) => {
+                    tracing::warn!(error = %e, "live hub: reading the live stream failed");
+                    if pause(shutdown).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            if entries.is_empty() {
+                continue;
+            }
+            let mut ids = Vec::with_capacity(entries.len());
+            for entry in entries {
+                match serde_json::from_slice::<LiveEvent>(&entry.payload) {
+                    Ok(event) if event.at >= started => state.live.fan_out(event),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(id = %entry.id, error = %e, "live hub: skipping an unreadable live event");
+                    }
+                }
+                ids.push(entry.id);
+            }
+            if let Err(e) = state.bus.ack(LIVE_STREAM, &group, &ids).await {
+                tracing::warn!(error = %e, "live hub: acknowledging live events failed");
+            }
+        }
+    }
+}
+
+/// Waits [`RETRY_AFTER`]; true when shutdown came first.
+async fn pause(shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        () = shutdown.cancelled() => true,
+        () = tokio::time::sleep(RETRY_AFTER) => false,
+    }
+}
+
+fn lock(
+    m: &Mutex<HashMap<String, Mailbox>>,
+) -> std::sync::MutexGuard<'_, HashMap<String, Mailbox>> {
+    // The map holds no invariant a panicking holder could break halfway.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One agent session's alert pushes. Dropping it unregisters the session.
+#[derive(Debug)]
+pub struct AgentMailbox {
+    rx: mpsc::Receiver<AlertPush>,
+    device_id: String,
+    session_id: String,
+    agents: Mailboxes,
+}
+
+impl AgentMailbox {
+    /// The next push for this session (pending forever once the hub replaced it).
+    pub async fn recv(&mut self) -> Option<AlertPush> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for AgentMailbox {
+    fn drop(&mut self) {
+        let mut agents = lock(&self.agents);
+        if agents
+            .get(&self.device_id)
+            .is_some_and(|m| m.session_id == self.session_id)
+        {
+            agents.remove(&self.device_id);
+        }
+    }
+}
+
+/// The `alert_push` for an alert event: a newly raised alert (its data an
+/// [`AlertView`] without `acked_at`); an acknowledgement is not pushed to the agent.
+pub fn alert_push(event: &LiveEvent) -> Option<AlertPush> {
+    let view = AlertView::deserialize(&event.data).ok()?;
+    if view.acked_at.is_some() || view.device_id != event.device_id {
+        return None;
+    }
+    let push = view.alert_push();
+    tether_proto::validate::Validate::validate(&push).ok()?;
+    Some(push)
+}
+
+#[cfg(test)]
+mod tests;

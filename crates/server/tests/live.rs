@@ -1,0 +1,370 @@
+//! The telemetry path and the live view (issue 4), against an in-process server with a
+//! manual clock and real TLS, keys and envelopes: accepted telemetry reaches the bus and
+//! its owner's live view; refused telemetry is dropped with its error code and the
+//! session goes on; presence changes and alerts are live events; nobody sees another
+//! user's devices. Waits are for network delivery only, never for time to pass.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+
+mod support;
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use support::live::{
+    DELIVERY, eventually, expect_refused, live, marker, next_event, next_of, online, pair_for,
+    paired, rejected_audit, sample, seal_unchecked, send_raw, stamp, subscribe, telemetry_len,
+    user_id, wait_telemetry_len,
+};
+use support::{TestServer, code_of, read_verified};
+use tether_proto::messages::notify::Severity;
+use tether_proto::messages::session::{DiskUsage, Heartbeat, HeartbeatStatus, Telemetry};
+use tether_proto::validate::b64url_encode;
+use tether_proto::{Clock, ErrorCode, Message, MessageType, Payload, UnixMillis};
+use tether_server::events::{LIVE_STREAM, TELEMETRY_STREAM, TelemetryRecord};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+#[tokio::test]
+async fn accepted_telemetry_reaches_the_bus_and_the_owners_live_view() {
+    let srv = TestServer::start().await;
+    let (mut agent, alice) = paired(&srv, "alice@lab.example").await;
+    let device_id = agent.device_id.clone().unwrap();
+    let mut view = subscribe(&alice, &format!("?device={device_id}")).await;
+    let (mut ws, _) = online(&srv, &mut agent).await;
+
+    agent.send(&mut ws, &srv, &sample(12.5)).await;
+    let seq = agent.seq;
+    let t = next_of(&mut view, "telemetry").await;
+    assert_eq!(t.device_id, device_id);
+    assert_eq!(t.owner_id.as_deref(), Some(user_id(&alice).await.as_str()));
+    assert_eq!(t.data["cpu_pct"], 12.5);
+    assert!(
+        t.data["risk_score"].is_number(),
+        "scored by the analytics on the way"
+    );
+
+    wait_telemetry_len(&srv, 1).await;
+    let bus = &srv.state().bus;
+    bus.ensure_group(TELEMETRY_STREAM, "test-reader")
+        .await
+        .unwrap();
+    let entries = bus
+        .read_group(TELEMETRY_STREAM, "test-reader", "t", 10, Duration::ZERO)
+        .await
+        .unwrap();
+    let record: TelemetryRecord = serde_json::from_slice(&entries[0].payload).unwrap();
+    assert_eq!(record.device_id, device_id);
+    assert_eq!(record.owner_id, t.owner_id);
+    assert_eq!(record.seq, seq);
+    assert_eq!(record.body, sample(12.5));
+    assert_eq!(record.received_at, srv.clock.now());
+
+    let _ = ws.close(None).await;
+    drop(view);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_user_cannot_subscribe_to_or_see_another_users_device() {
+    let srv = TestServer::start().await;
+    let (mut agent, alice) = paired(&srv, "alice@lab.example").await;
+    let device_id = agent.device_id.clone().unwrap();
+    let (mallory, _, _) = srv.user("mallory@lab.example").await;
+
+    for query in [
+        format!("?device={device_id}"),
+        "?device=dev_doesnotexist".to_owned(),
+    ] {
+        let e = mallory
+            .get_stream(&format!("/api/live{query}"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            code_of(&e),
+            ErrorCode::NotFound,
+            "foreign and unknown look the same"
+        );
+    }
+    let e = srv.api().get_stream("/api/live").await.unwrap_err();
+    assert_eq!(code_of(&e), ErrorCode::Unauthenticated);
+
+    let mut theirs = subscribe(&mallory, "").await;
+    let mut mine = subscribe(&alice, "").await;
+    let (mut ws, _) = online(&srv, &mut agent).await;
+    agent.send(&mut ws, &srv, &sample(50.0)).await;
+    let _ = next_of(&mut mine, "telemetry").await;
+    // Everything about alice's device was fanned out before this marker.
+    marker(&srv, &user_id(&mallory).await).await;
+    let first = next_event(&mut theirs).await;
+    assert_eq!(
+        (first.event.as_str(), live(&first).device_id.as_str()),
+        ("command_status", "dev_marker"),
+        "mallory's first event is the marker: she saw nothing of alice's device"
+    );
+
+    let _ = ws.close(None).await;
+    drop((theirs, mine));
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn the_access_token_may_come_in_the_query_for_event_source() {
+    let srv = TestServer::start().await;
+    let (alice, login, _) = srv.user("alice@lab.example").await;
+    let token = login["access_token"].as_str().unwrap();
+    let mut view = subscribe(&srv.api(), &format!("?access_token={token}")).await;
+    marker(&srv, &user_id(&alice).await).await;
+    assert_eq!(next_event(&mut view).await.event, "command_status");
+    let e = srv
+        .api()
+        .get_stream("/api/live?access_token=not-a-token")
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&e), ErrorCode::TokenInvalid);
+    let e = alice.get_stream("/api/live?devices=x").await.unwrap_err();
+    assert_eq!(code_of(&e), ErrorCode::InvalidField);
+    drop(view);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn the_stream_ends_when_the_access_token_expires() {
+    let srv = TestServer::start().await;
+    let (alice, _, _) = srv.user("alice@lab.example").await;
+    let alice_id = user_id(&alice).await;
+    let mut view = subscribe(&alice, "").await;
+    srv.advance(srv.state().config.auth.access_ttl_s + 1);
+    // Any event wakes the subscription (an idle one notices within 5 s by itself); the
+    // event already under way may still be delivered, then the stream ends.
+    marker(&srv, &alice_id).await;
+    let ended = tokio::time::timeout(DELIVERY, async {
+        while view.next_event().await.unwrap().is_some() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream ends once the token has expired");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn bad_telemetry_is_dropped_with_its_code_and_the_session_goes_on() {
+    let srv = TestServer::start().await;
+    let (alice, _, _) = srv.user("alice@lab.example").await;
+    let mut agent = pair_for(&srv, &alice).await;
+    let device_id = agent.device_id.clone().unwrap();
+    // Another device paired by the same user: its key is real, but not this device's.
+    let other = pair_for(&srv, &alice).await;
+    let (mut ws, _) = online(&srv, &mut agent).await;
+
+    // A bad signature: one byte of a valid signature changed.
+    let st = agent.stamp(srv.clock.now());
+    let good = agent.signer.seal(st, &sample(10.0)).unwrap();
+    let mut env: Value = serde_json::from_slice(&good).unwrap();
+    let mut sig = tether_proto::validate::b64url_decode(env["sig"].as_str().unwrap()).unwrap();
+    sig[7] ^= 0x01;
+    env["sig"] = json!(b64url_encode(&sig));
+    let tampered = tether_proto::canonical::canonicalize(&env)
+        .unwrap()
+        .into_bytes();
+    expect_refused(&srv, &mut ws, tampered, ErrorCode::SignatureInvalid).await;
+
+    // A replayed sequence number: accepted once, then the same seq again.
+    agent.send(&mut ws, &srv, &sample(11.0)).await;
+    let replay = agent
+        .signer
+        .seal(stamp(&srv, agent.seq), &sample(11.0))
+        .unwrap();
+    expect_refused(&srv, &mut ws, replay, ErrorCode::SequenceReplay).await;
+
+    // Signed by another paired device's key, on this device's session.
+    let st = stamp(&srv, agent.seq + 100);
+    let foreign = other.signer.seal(st, &sample(12.0)).unwrap();
+    expect_refused(&srv, &mut ws, foreign, ErrorCode::UnknownKid).await;
+
+    // Over telemetry's 16 KiB limit (well under the transport's 256 KiB), validly signed.
+    let mut big = sample(13.0);
+    big.disks = (0..64)
+        .map(|i| DiskUsage {
+            mount: format!("/mnt/{i}/{}", "x".repeat(240)),
+            used_bytes: 1,
+            total_bytes: 2,
+        })
+        .collect();
+    let st = agent.stamp(srv.clock.now());
+    let oversized = seal_unchecked(
+        &agent.key,
+        Telemetry::TYPE,
+        &st,
+        serde_json::to_value(&big).unwrap(),
+    );
+    assert!(oversized.len() > MessageType::Telemetry.max_frame_bytes());
+    expect_refused(&srv, &mut ws, oversized, ErrorCode::FrameTooLarge).await;
+
+    // Only the one good frame went on, and the session still takes telemetry.
+    wait_telemetry_len(&srv, 1).await;
+    agent.send(&mut ws, &srv, &sample(14.0)).await;
+    wait_telemetry_len(&srv, 2).await;
+    // ... and only the good ones reach the store (the AnalyticsWorker stores what the
+    // stream carries).
+    let stored = eventually("both good frames stored", || async {
+        let events = srv
+            .state()
+            .store
+            .telemetry_events(&device_id, UnixMillis(0), 100)
+            .await
+            .unwrap();
+        (events.len() >= 2).then_some(events)
+    })
+    .await;
+    let mut cpus: Vec<f64> = stored.iter().map(|e| e.event.cpu_pct).collect();
+    cpus.sort_by(f64::total_cmp);
+    assert_eq!(cpus, [11.0, 14.0]);
+
+    // Each refusal is a security event with its code.
+    let codes: Vec<u64> = rejected_audit(&srv, &device_id)
+        .await
+        .iter()
+        .map(|d| d["code"].as_u64().unwrap())
+        .collect();
+    assert_eq!(codes, [2001, 2006, 2002, 1002]);
+
+    let _ = ws.close(None).await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn ten_bad_frames_in_a_row_end_the_session() {
+    let srv = TestServer::start().await;
+    let (mut agent, _alice) = paired(&srv, "alice@lab.example").await;
+    let (mut ws, _) = online(&srv, &mut agent).await;
+    let max = tether_server::gateway::MAX_REJECTED_IN_A_ROW;
+    for i in 0..max {
+        // Stale: an expired TTL (2004), fresh seq each time.
+        let mut st = agent.stamp(srv.clock.now());
+        st.iat = UnixMillis(st.iat.0 - 120_000);
+        let frame = agent.signer.seal(st, &sample(1.0)).unwrap();
+        if i + 1 < max {
+            expect_refused(&srv, &mut ws, frame, ErrorCode::TtlExpired).await;
+        } else {
+            send_raw(&mut ws, frame).await;
+        }
+    }
+    // The tenth is answered, then the session is refused and closed.
+    assert_eq!(
+        support::error_code(&read_verified(&mut ws, &srv).await),
+        ErrorCode::TtlExpired
+    );
+    assert_eq!(
+        support::error_code(&read_verified(&mut ws, &srv).await),
+        ErrorCode::TtlExpired
+    );
+    let closed = tokio::time::timeout(DELIVERY, async {
+        while let Some(Ok(m)) = ws.next().await {
+            if matches!(m, WsMessage::Close(_)) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the gateway closes the session");
+    assert_eq!(telemetry_len(&srv).await, 0);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn presence_changes_are_live_events() {
+    let srv = TestServer::start().await;
+    let (mut agent, alice) = paired(&srv, "alice@lab.example").await;
+    let device_id = agent.device_id.clone().unwrap();
+    let mut view = subscribe(&alice, "").await;
+
+    let (mut ws, session_id) = online(&srv, &mut agent).await;
+    let on = next_of(&mut view, "presence").await;
+    assert_eq!(on.device_id, device_id);
+    assert_eq!(on.data, json!({"online": true, "session_id": session_id}));
+    // Heartbeats keep it; the presence key lives 60 s per heartbeat.
+    agent
+        .send(
+            &mut ws,
+            &srv,
+            &Heartbeat {
+                status: HeartbeatStatus::Alive,
+                uptime_s: 5,
+                queue_depth: 0,
+            },
+        )
+        .await;
+    assert_eq!(
+        tether_server::gateway::PRESENCE_TTL,
+        Duration::from_secs(60)
+    );
+
+    ws.close(None).await.unwrap();
+    let off = next_of(&mut view, "presence").await;
+    assert_eq!(off.device_id, device_id);
+    assert_eq!(off.data["online"], false);
+    let (_, d): (u16, Value) = alice
+        .get(&format!("/api/devices/{device_id}"))
+        .await
+        .unwrap();
+    assert_eq!(d["online"], false);
+    drop(view);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn an_alert_is_pushed_to_the_devices_agent_and_its_owners_live_view() {
+    let srv = TestServer::start().await;
+    let (mut agent, alice) = paired(&srv, "alice@lab.example").await;
+    let device_id = agent.device_id.clone().unwrap();
+    let alice_id = user_id(&alice).await;
+    let mut view = subscribe(&alice, "").await;
+    let (mut ws, _) = online(&srv, &mut agent).await;
+    let _ = next_of(&mut view, "presence").await;
+
+    let raised = tether_server::alerts::raise(
+        srv.state(),
+        &device_id,
+        "anomaly",
+        Severity::Critical,
+        "CPU jumped to 99 %",
+        Some(0.95),
+    )
+    .await
+    .unwrap()
+    .expect("a new alert");
+
+    match read_verified(&mut ws, &srv).await {
+        Payload::AlertPush(p) => {
+            assert_eq!(p.alert_id, raised.id);
+            assert_eq!(p.device_id, device_id);
+            assert_eq!(p.risk_score, Some(0.95));
+        }
+        other => panic!("expected alert_push, got {:?}", other.message_type()),
+    }
+    let seen = next_of(&mut view, "alert").await;
+    assert_eq!(seen.data["id"], raised.id.as_str());
+    assert_eq!(seen.owner_id.as_deref(), Some(alice_id.as_str()));
+    assert!(srv.state().bus.stream_len(LIVE_STREAM).await.unwrap() >= 2);
+
+    let _ = ws.close(None).await;
+    drop(view);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn the_live_view_is_in_the_openapi_document_as_an_event_stream() {
+    let srv = TestServer::start().await;
+    let (_, doc): (u16, Value) = srv.api().get("/api/openapi.json").await.unwrap();
+    let op = &doc["paths"]["/api/live"]["get"];
+    assert!(
+        op["responses"]["200"]["content"]["text/event-stream"].is_object(),
+        "{op}"
+    );
+    srv.stop().await;
+}
