@@ -2,8 +2,10 @@
 //! documents. Every route answers bad input with our error shape.
 
 pub mod accounts;
+pub mod alerts;
 pub mod devices;
 pub mod live;
+pub mod metrics;
 pub mod pairing;
 pub mod passkeys;
 
@@ -23,7 +25,7 @@ use crate::state::AppState;
 /// The OpenAPI document.
 #[derive(Debug, OpenApi)]
 #[openapi(
-    info(title = "Tether API", description = "Accounts, discovery, pairing, devices and the live view (Server-Sent Events). Errors are `{code, error, message, trace_id}` with the stable codes of docs/protocol.md."),
+    info(title = "Tether API", description = "Accounts, discovery, pairing, devices, the live view (Server-Sent Events), alerts and metrics. Errors are `{code, error, message, trace_id}` with the stable codes of docs/protocol.md."),
     paths(
         health, jwks, ca_pem,
         accounts::register, accounts::login, accounts::refresh, accounts::logout,
@@ -32,7 +34,7 @@ use crate::state::AppState;
         devices::list, devices::get_one, devices::approve, devices::revoke, devices::get_settings, devices::put_settings,
         devices::gateway_keys,
         passkeys::register_start, passkeys::register_finish, passkeys::login_start, passkeys::login_finish,
-        live::stream,
+        live::stream, alerts::list, alerts::ack, metrics::metrics, metrics::telemetry,
     ),
     modifiers(&BearerAuth),
 )]
@@ -97,6 +99,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/gateway/keys", get(devices::gateway_keys))
         .route("/api/live", get(live::stream))
+        .route("/api/alerts", get(alerts::list))
+        .route("/api/alerts/{id}/ack", post(alerts::ack))
+        .route("/api/devices/{id}/metrics", get(metrics::metrics))
+        .route("/api/devices/{id}/telemetry", get(metrics::telemetry))
         .route("/agent/ws", get(crate::gateway::upgrade))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
