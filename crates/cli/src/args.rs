@@ -19,6 +19,9 @@ Examples:
   tether totp enroll                                  turn on two-factor authentication
   tether pair 'https://HOST/pair#token=…'             pair the PC showing that QR code
   tether devices                                      list your PCs
+  tether watch                                        follow them live (Ctrl-C stops)
+  tether alerts                                       list open alerts; --ack ID acknowledges
+  tether metrics DEVICE --daily                       daily statistics of one PC
 
 Exit status: 0 success, 1 the server refused (the error code is printed), \
 2 usage or local problem, 3 the server could not be reached.
@@ -115,6 +118,33 @@ pub enum Command {
     Device {
         /// The device id (see `tether devices`).
         id: String,
+    },
+    /// Follow your devices live: presence, telemetry, alerts (one line per event, or one
+    /// JSON object per line with --json) until Ctrl-C. Reconnects by itself.
+    Watch {
+        /// Only these devices (default: every device you may see).
+        #[arg(value_name = "DEVICE")]
+        devices: Vec<String>,
+    },
+    /// List alerts on your devices (admins and auditors: every device), or acknowledge one.
+    Alerts {
+        /// Acknowledged alerts too (default: open ones only).
+        #[arg(long)]
+        all: bool,
+        /// Acknowledge this alert instead of listing.
+        #[arg(long, value_name = "ALERT_ID", conflicts_with = "all")]
+        ack: Option<String>,
+    },
+    /// Print a device's hourly or daily statistics (min / max / mean / p95 per metric).
+    Metrics {
+        /// The device id (see `tether devices`).
+        device: String,
+        /// One row per hour of the last two days (the default).
+        #[arg(long, conflicts_with = "daily")]
+        hourly: bool,
+        /// One row per day of the last 30 days.
+        #[arg(long)]
+        daily: bool,
     },
     /// Administration (admin accounts only).
     #[command(subcommand)]

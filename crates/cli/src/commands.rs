@@ -1,13 +1,16 @@
 //! One module per command; each prints its own result through [`Output`](crate::output::Output).
 
 mod admin;
+mod alerts;
 mod devices;
 mod errors;
 mod login;
+mod metrics;
 mod pair;
 mod register;
 mod status;
 mod totp;
+mod watch;
 mod whoami;
 
 use crate::args::Command;
@@ -33,6 +36,9 @@ pub(crate) async fn run(command: Command, ctx: &Ctx) -> Result<(), CliError> {
         Command::Pair { url_or_token } => pair::run(ctx, &url_or_token).await,
         Command::Devices => devices::list(ctx).await,
         Command::Device { id } => devices::show(ctx, &id).await,
+        Command::Watch { devices } => watch::run(ctx, &devices).await,
+        Command::Alerts { all, ack } => alerts::run(ctx, all, ack.as_deref()).await,
+        Command::Metrics { device, daily, .. } => metrics::run(ctx, &device, daily).await,
         Command::Admin(c) => admin::run(ctx, c).await,
         Command::Errors { code } => errors::run(ctx, code.as_deref()),
     }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tether_client::sse::EventStream;
 use tether_client::{Api, ClientError};
 use tether_proto::Clock;
 
@@ -143,6 +144,18 @@ impl Conn {
             .call(|token| {
                 let api = self.api.clone().with_bearer(&token);
                 async move { api.put(path, body).await.map(|(_, r)| r) }
+            })
+            .await
+    }
+
+    /// Authenticated Server-Sent Events stream (`GET`), the token refreshed first when it
+    /// is about to expire, or once after a refusal for an expired one.
+    pub async fn stream(&self, path: &str) -> Result<EventStream, CliError> {
+        let refresher = ApiRefresher(&self.api);
+        self.authed(&refresher)
+            .call(|token| {
+                let api = self.api.clone().with_bearer(&token);
+                async move { api.get_stream(path).await }
             })
             .await
     }

@@ -3,6 +3,8 @@
 //! (device names above all, which a PC chooses) is shown with control characters
 //! replaced, so it cannot move the cursor or recolour the terminal.
 
+pub mod live;
+
 use std::borrow::Cow;
 
 use serde::Serialize;
@@ -37,6 +39,18 @@ impl Output {
             if !text.is_empty() {
                 println!("{}", text.trim_end_matches('\n'));
             }
+        }
+    }
+
+    /// Prints one record of a stream: `value` as one line of compact JSON, or `human`.
+    pub fn line<T: Serialize + ?Sized>(&self, value: &T, human: impl FnOnce() -> String) {
+        if self.json {
+            match serde_json::to_string(value) {
+                Ok(s) => println!("{s}"),
+                Err(e) => println!("{{\"error\":{{\"message\":\"encoding the output: {e}\"}}}}"),
+            }
+        } else {
+            println!("{}", human());
         }
     }
 

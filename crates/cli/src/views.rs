@@ -112,3 +112,82 @@ pub struct RevokedView {
     /// Refresh tokens revoked.
     pub revoked: u64,
 }
+
+/// An alert (`GET /api/alerts`, `POST /api/alerts/{id}/ack`, live `alert` events).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertView {
+    /// Id (`alr_…`).
+    pub id: String,
+    /// The device.
+    pub device_id: String,
+    /// `info`, `warning` or `critical`.
+    pub severity: String,
+    /// The rule that fired (`anomaly`, `cpu_high`, `disk_full`, `offline`, …).
+    pub kind: String,
+    /// What happened.
+    pub message: String,
+    /// The risk score that fired it, when one did.
+    #[serde(default)]
+    pub risk_score: Option<f64>,
+    /// When it was raised (ms since the epoch).
+    pub created_at: u64,
+    /// When it was acknowledged, or null while open.
+    #[serde(default)]
+    pub acked_at: Option<u64>,
+    /// Who acknowledged it.
+    #[serde(default)]
+    pub acked_by: Option<String>,
+}
+
+/// One metric over one bucket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricStats {
+    /// Samples.
+    pub count: u64,
+    /// Smallest.
+    pub min: f64,
+    /// Largest.
+    pub max: f64,
+    /// Mean.
+    pub mean: f64,
+    /// 95th percentile.
+    pub p95: f64,
+}
+
+/// One rollup bucket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bucket {
+    /// The bucket's first millisecond.
+    pub bucket_start: u64,
+    /// Statistics by metric (`cpu_pct`, `mem_used_pct`, `disk_used_pct`, `rx_bps`,
+    /// `tx_bps`, `risk_score`).
+    pub metrics: std::collections::BTreeMap<String, MetricStats>,
+}
+
+/// A device's rollups (`GET /api/devices/{id}/metrics`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricsView {
+    /// The device.
+    pub device_id: String,
+    /// `hourly` or `daily`.
+    pub period: String,
+    /// Oldest first.
+    pub buckets: Vec<Bucket>,
+}
+
+/// One event of the live view (`GET /api/live`), as its SSE data carries it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveEventView {
+    /// `presence`, `telemetry`, `alert` or `command_status`.
+    pub kind: String,
+    /// The device.
+    pub device_id: String,
+    /// Its owner.
+    #[serde(default)]
+    pub owner_id: Option<String>,
+    /// When it happened (ms since the epoch).
+    pub at: u64,
+    /// Kind-specific content.
+    #[serde(default)]
+    pub data: serde_json::Value,
+}

@@ -598,3 +598,59 @@ fn admin_commands_and_refusals() {
     assert_eq!(e["name"], "SECOND_FACTOR_INVALID");
     server.tether(&student, &["errors", "NOPE"], "").fails(2);
 }
+
+#[test]
+fn alerts_metrics_and_watch_commands() {
+    let server = Server::start();
+    let alice = server.logged_in("alice", "alice@example.com");
+
+    let list = server.tether(&alice, &["alerts", "--json"], "").ok().json();
+    assert_eq!(list, Value::Array(vec![]));
+    let human = server.tether(&alice, &["alerts", "--all"], "").ok();
+    assert!(human.stdout.contains("No alerts."), "{human:#?}");
+    let r = server
+        .tether(&alice, &["alerts", "--ack", "alr_nope"], "")
+        .fails(1);
+    assert!(r.stderr.contains("error 9003 NOT_FOUND"), "{r:#?}");
+    server
+        .tether(&alice, &["alerts", "--ack", "../x"], "")
+        .fails(2);
+
+    let r = server.tether(&alice, &["metrics", "dev_nope"], "").fails(1);
+    assert!(r.stderr.contains("error 9003 NOT_FOUND"), "{r:#?}");
+    server
+        .tether(&alice, &["metrics", "dev_nope", "--hourly", "--daily"], "")
+        .fails(2);
+
+    // Someone else's (or no) device: refused at once, not retried.
+    let r = server.tether(&alice, &["watch", "dev_nope"], "").fails(1);
+    assert!(r.stderr.contains("error 9003 NOT_FOUND"), "{r:#?}");
+
+    // A good subscription stays open until interrupted.
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .arg("--profile-dir")
+        .arg(&alice)
+        .arg("watch")
+        .env_remove("TETHER_SERVER")
+        .env_remove("TETHER_PROFILE_DIR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = watch.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert!(first.starts_with("Watching"), "{first}");
+    assert!(watch.try_wait().unwrap().is_none(), "still watching");
+    watch.kill().unwrap();
+    let _ = watch.wait();
+}
