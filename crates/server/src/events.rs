@@ -75,6 +75,9 @@ pub struct LiveEvent {
 /// Publishes a live event for every server process to fan out.
 pub async fn publish_live(state: &AppState, event: &LiveEvent) -> Result<(), ApiError> {
     let bytes = serde_json::to_vec(event).map_err(ApiError::internal)?;
-    state.bus.append(LIVE_STREAM, &bytes, STREAM_MAX_LEN).await?;
+    state
+        .bus
+        .append(LIVE_STREAM, &bytes, STREAM_MAX_LEN)
+        .await?;
     Ok(())
 }
