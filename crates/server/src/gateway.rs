@@ -66,6 +66,13 @@ pub async fn upgrade(
 ) -> Response {
     ws.max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
+        // Idle sessions must be cheap (docs/benchmarks.md). tungstenite's defaults, a
+        // 128 KiB read buffer that it zero-fills and a 128 KiB write-coalescing buffer,
+        // cost ~150 KB per session here. Agents send one small frame at a time: read in
+        // 4 KiB steps (a bigger frame grows the buffer as it arrives) and write each
+        // frame straight through.
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| async move {
             let mut s = Session {
                 state,

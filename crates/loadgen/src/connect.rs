@@ -1,0 +1,373 @@
+//! Holds N idle agent sessions and measures what they cost the server.
+//!
+//! Each session is what a paired agent keeps open: an mTLS WebSocket with the device
+//! certificate, a signed `auth`, a signed `connected` back, then one signed heartbeat per
+//! `heartbeat_interval_s` (which the gateway answers by refreshing presence on the bus).
+//! At most `concurrency` sessions are being set up at once; once all are up (or failed),
+//! they stay idle for `hold` while the server's `VmRSS` is sampled every second.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde::Serialize;
+use tether_client::WsStream;
+use tether_proto::envelope::EnvelopeSigner;
+use tether_proto::messages::session::{Auth, Heartbeat, HeartbeatStatus};
+use tether_proto::validate::b64url_encode;
+use tether_proto::{Clock, MAX_FRAME_BYTES, Payload, StaticKeys};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::MissedTickBehavior;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::sync::CancellationToken;
+
+use crate::LoadError;
+use crate::identities::{DeviceIdentity, IdentityFile};
+use crate::rss::{self, Memory};
+use crate::target::{Target, gateway_key_set, verify_gateway_frame};
+use crate::wire::{Outbox, next_frame, random, send};
+
+/// How long the gateway may take to answer `auth`.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a closing session waits for the server's close.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often memory is sampled while the sessions are held.
+const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// How many sessions (at most the number of identities).
+    pub count: usize,
+    /// How many sessions are being set up at once.
+    pub concurrency: usize,
+    /// How long all sessions stay idle once they are up.
+    pub hold: Duration,
+    /// How long setting all of them up may take.
+    pub setup_timeout: Duration,
+    /// The server process whose memory is sampled.
+    pub server_pid: Option<u32>,
+}
+
+/// What a run measured. Memory is in KiB (`/proc`'s "kB").
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ConnectReport {
+    /// Sessions asked for.
+    pub requested: usize,
+    /// Sessions that got `connected`.
+    pub established: usize,
+    /// Sessions that failed before `connected`.
+    pub failed: usize,
+    /// Established sessions that ended before the hold was over, or were sent a frame
+    /// (an idle session expects none: an `error` frame means a heartbeat was refused).
+    pub dropped: usize,
+    /// Heartbeats sent while the sessions were held.
+    pub heartbeats_sent: u64,
+    /// The server's heartbeat interval, from `connected`.
+    pub heartbeat_interval_s: u64,
+    /// From the first connect to the last `connected` (or failure), seconds.
+    pub establish_s: f64,
+    /// How long the sessions were held once all were up, seconds.
+    pub hold_s: f64,
+    /// Server `VmRSS` before the first connection.
+    pub rss_before_kib: Option<u64>,
+    /// Server `VmRSS` right after the last session was established.
+    pub rss_connected_kib: Option<u64>,
+    /// Highest server `VmRSS` sampled while all sessions were held.
+    pub rss_held_peak_kib: Option<u64>,
+    /// Server `VmRSS` at the end of the hold.
+    pub rss_held_end_kib: Option<u64>,
+    /// Server `VmRSS` after every session was closed.
+    pub rss_closed_kib: Option<u64>,
+    /// Server `VmHWM` (peak resident size since it started) at the end of the hold.
+    pub hwm_kib: Option<u64>,
+    /// `(rss_held_peak − rss_before) / established`, in bytes.
+    pub bytes_per_connection: Option<u64>,
+    /// Failure reasons and how often each happened.
+    pub errors: BTreeMap<String, usize>,
+}
+
+impl ConnectReport {
+    /// The bytes per connection in KiB, for display.
+    pub fn kib_per_connection(&self) -> Option<f64> {
+        self.bytes_per_connection.map(|b| b as f64 / 1024.0)
+    }
+}
+
+/// What every session task shares.
+struct Shared {
+    target: Target,
+    keys: StaticKeys,
+    clock: Arc<dyn Clock>,
+    setup: Semaphore,
+    stop: CancellationToken,
+    established: AtomicUsize,
+    failed: AtomicUsize,
+    dropped: AtomicUsize,
+    heartbeats: AtomicU64,
+    interval_s: AtomicU64,
+    errors: Mutex<BTreeMap<String, usize>>,
+}
+
+impl Shared {
+    fn record(&self, counter: &AtomicUsize, why: String) {
+        counter.fetch_add(1, Ordering::Relaxed);
+        let mut errors = self
+            .errors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = errors.entry(why).or_insert(0);
+        *n = n.saturating_add(1);
+    }
+
+    fn settled(&self) -> usize {
+        self.established
+            .load(Ordering::Relaxed)
+            .saturating_add(self.failed.load(Ordering::Relaxed))
+    }
+}
+
+fn sample(pid: Option<u32>) -> Result<Option<Memory>, LoadError> {
+    pid.map(rss::sample).transpose()
+}
+
+/// Opens `opts.count` sessions with the identities in `file`, holds them, closes them,
+/// and reports.
+pub async fn run(
+    target: &Target,
+    file: &IdentityFile,
+    opts: &ConnectOptions,
+    clock: Arc<dyn Clock>,
+) -> Result<ConnectReport, LoadError> {
+    if opts.count > file.devices.len() {
+        return Err(LoadError::Unmet(format!(
+            "{} sessions asked for, but the identities file holds {} devices",
+            opts.count,
+            file.devices.len()
+        )));
+    }
+    let shared = Arc::new(Shared {
+        target: target.clone(),
+        keys: gateway_key_set(&file.gateway_keys)?,
+        clock,
+        setup: Semaphore::new(opts.concurrency.max(1)),
+        stop: CancellationToken::new(),
+        established: AtomicUsize::new(0),
+        failed: AtomicUsize::new(0),
+        dropped: AtomicUsize::new(0),
+        heartbeats: AtomicU64::new(0),
+        interval_s: AtomicU64::new(0),
+        errors: Mutex::new(BTreeMap::new()),
+    });
+    let mut report = ConnectReport {
+        requested: opts.count,
+        rss_before_kib: sample(opts.server_pid)?.map(|m| m.rss_kib),
+        ..ConnectReport::default()
+    };
+
+    let started = Instant::now();
+    let mut sessions = JoinSet::new();
+    for device in file.devices.iter().take(opts.count) {
+        sessions.spawn(session(device.clone(), Arc::clone(&shared)));
+    }
+    let deadline = started.checked_add(opts.setup_timeout);
+    while shared.settled() < opts.count {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            eprintln!(
+                "setup timed out after {}s with {} of {} sessions settled",
+                opts.setup_timeout.as_secs(),
+                shared.settled(),
+                opts.count
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    report.establish_s = started.elapsed().as_secs_f64();
+    report.rss_connected_kib = sample(opts.server_pid)?.map(|m| m.rss_kib);
+    eprintln!(
+        "{} established, {} failed in {:.1}s; holding for {}s",
+        shared.established.load(Ordering::Relaxed),
+        shared.failed.load(Ordering::Relaxed),
+        report.establish_s,
+        opts.hold.as_secs()
+    );
+
+    let held = Instant::now();
+    let mut last = None;
+    while held.elapsed() < opts.hold {
+        tokio::time::sleep(SAMPLE_EVERY.min(opts.hold.saturating_sub(held.elapsed()))).await;
+        if let Some(m) = sample(opts.server_pid)? {
+            report.rss_held_peak_kib = report.rss_held_peak_kib.max(Some(m.rss_kib));
+            last = Some(m);
+        }
+    }
+    if opts.hold.is_zero() {
+        last = sample(opts.server_pid)?;
+        report.rss_held_peak_kib = last.map(|m| m.rss_kib);
+    }
+    report.hold_s = held.elapsed().as_secs_f64();
+    report.rss_held_end_kib = last.map(|m| m.rss_kib);
+    report.hwm_kib = last.map(|m| m.hwm_kib);
+    report.established = shared.established.load(Ordering::Relaxed);
+    report.failed = shared.failed.load(Ordering::Relaxed);
+    report.dropped = shared.dropped.load(Ordering::Relaxed);
+    report.heartbeats_sent = shared.heartbeats.load(Ordering::Relaxed);
+    report.heartbeat_interval_s = shared.interval_s.load(Ordering::Relaxed);
+    report.bytes_per_connection = match (report.rss_before_kib, report.rss_held_peak_kib) {
+        (Some(before), Some(peak)) if report.established > 0 => peak
+            .saturating_sub(before)
+            .saturating_mul(1024)
+            .checked_div(u64::try_from(report.established).unwrap_or(u64::MAX)),
+        _ => None,
+    };
+
+    shared.stop.cancel();
+    while sessions.join_next().await.is_some() {}
+    // Let the server finish its disconnect bookkeeping before the last sample.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    report.rss_closed_kib = sample(opts.server_pid)?.map(|m| m.rss_kib);
+    report.errors = std::mem::take(
+        &mut *shared
+            .errors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    Ok(report)
+}
+
+/// One agent session: set up under the semaphore, then idle until told to stop.
+async fn session(device: DeviceIdentity, shared: Arc<Shared>) {
+    let opened = {
+        let Ok(_permit) = shared.setup.acquire().await else {
+            return;
+        };
+        tokio::select! {
+            r = open(&device, &shared) => r,
+            () = shared.stop.cancelled() => Err(LoadError::Unmet("stopped before connected".into())),
+        }
+    };
+    let (mut ws, mut outbox, interval) = match opened {
+        Ok(s) => s,
+        Err(e) => {
+            shared.record(&shared.failed, e.to_string());
+            return;
+        }
+    };
+    shared
+        .interval_s
+        .store(interval.as_secs(), Ordering::Relaxed);
+    shared.established.fetch_add(1, Ordering::Relaxed);
+
+    let connected_at = Instant::now();
+    let mut ticker = tokio::time::interval_at(
+        tokio::time::Instant::now()
+            .checked_add(interval)
+            .unwrap_or_else(tokio::time::Instant::now),
+        interval,
+    );
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shared.stop.cancelled() => {
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+                    let _ = ws.close(None).await;
+                    while let Some(Ok(_)) = ws.next().await {}
+                })
+                .await;
+                return;
+            }
+            _ = ticker.tick() => {
+                let hb = Heartbeat {
+                    status: HeartbeatStatus::Alive,
+                    uptime_s: connected_at.elapsed().as_secs(),
+                    queue_depth: 0,
+                };
+                let sent = match outbox.seal(shared.clock.now(), &hb) {
+                    Ok(frame) => send(&mut ws, frame).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = sent {
+                    shared.record(&shared.dropped, format!("heartbeat: {e}"));
+                    return;
+                }
+                shared.heartbeats.fetch_add(1, Ordering::Relaxed);
+            }
+            incoming = ws.next() => match incoming {
+                Some(Ok(WsMessage::Text(t))) => {
+                    let why = match verify_gateway_frame(t.as_bytes(), &shared.keys, &*shared.clock) {
+                        Err(e) => e.to_string(),
+                        Ok(p) => format!("unexpected {} frame", p.message_type().name()),
+                    };
+                    shared.record(&shared.dropped, why);
+                    return;
+                }
+                Some(Ok(WsMessage::Close(c))) => {
+                    let reason = c.map(|c| c.reason.to_string()).unwrap_or_default();
+                    shared.record(&shared.dropped, format!("closed by the server ({reason})"));
+                    return;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    shared.record(&shared.dropped, format!("websocket: {e}"));
+                    return;
+                }
+                None => {
+                    shared.record(&shared.dropped, "connection ended".into());
+                    return;
+                }
+            },
+        }
+    }
+}
+
+/// mTLS connect, signed `auth`, verified `connected`; returns the open socket, the
+/// session's outbox and the heartbeat interval.
+async fn open(
+    device: &DeviceIdentity,
+    shared: &Shared,
+) -> Result<(WsStream, Outbox, Duration), LoadError> {
+    let key = device.signing_key()?;
+    let tls =
+        tether_client::tls_config(&shared.target.ca_pem, Some(device.client_identity(&key)?))?;
+    // Small buffers: the client's memory does not count, but 10,000 sockets with the
+    // 128 KiB defaults would still take over a gigabyte here.
+    let ws_config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_message_size(Some(MAX_FRAME_BYTES))
+        .max_frame_size(Some(MAX_FRAME_BYTES));
+    let (mut ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+        tether_client::agent_ws_url(&shared.target.url),
+        Some(ws_config),
+        false,
+        Some(tokio_tungstenite::Connector::Rustls(Arc::new(tls))),
+    )
+    .await
+    .map_err(|e| LoadError::Socket(e.to_string()))?;
+
+    let mut outbox = Outbox::new(EnvelopeSigner::new(key));
+    let auth = Auth {
+        device_id: device.device_id.clone(),
+        nonce: b64url_encode(&random::<32>()),
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        last_seq_received: 0,
+    };
+    send(&mut ws, outbox.seal(shared.clock.now(), &auth)?).await?;
+    let frame = next_frame(&mut ws, AUTH_TIMEOUT).await?;
+    match verify_gateway_frame(&frame, &shared.keys, &*shared.clock)? {
+        Payload::Connected(c) => Ok((
+            ws,
+            outbox,
+            Duration::from_secs(u64::from(c.heartbeat_interval_s.max(5))),
+        )),
+        other => Err(LoadError::Protocol(format!(
+            "expected connected, got {}",
+            other.message_type().name()
+        ))),
+    }
+}

@@ -1,0 +1,23 @@
+//! `tether-loadgen`: a benchmarking tool, not part of any deployment.
+//!
+//! Two steps, each run as its own process so that only the server's memory is measured:
+//! - [`enroll`] pairs N devices through the server's real API, exactly as agents and an
+//!   owner would (discovery over the agent WebSocket, confirm, pair request, owner
+//!   confirm, activation), and writes their keys and certificates to an identities file;
+//! - [`connect`] opens one mTLS WebSocket per identity, sends a signed `auth`, waits for
+//!   a `connected` signed by a gateway key, then keeps the session idle with heartbeats at
+//!   the interval the gateway asked for, while sampling the server's resident memory
+//!   (`VmRSS` in `/proc/<pid>/status`, Linux only).
+//!
+//! Everything talks to the one server it is pointed at (the benchmark script uses
+//! 127.0.0.1), with bounded concurrency, and stops by itself.
+
+pub mod connect;
+pub mod enroll;
+pub mod error;
+pub mod identities;
+pub mod rss;
+pub mod target;
+pub mod wire;
+
+pub use error::LoadError;

@@ -1,0 +1,227 @@
+//! `tether-loadgen`: pairs devices with a Tether server, then holds idle agent sessions
+//! and reports what they cost the server. A benchmarking tool (see docs/benchmarks.md
+//! and bench/idle_connections.sh); never point it at a server that matters.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tether_loadgen::LoadError;
+use tether_loadgen::connect::{self, ConnectOptions, ConnectReport};
+use tether_loadgen::enroll::{self, EnrollOptions};
+use tether_loadgen::identities::IdentityFile;
+use tether_loadgen::target::Target;
+use tether_proto::{Clock, SystemClock};
+
+/// Load generator for the Tether gateway: many idle mTLS agent sessions.
+///
+/// Step 1, `enroll`, pairs N devices through the server's real API (discovery, confirm,
+/// pair request, owner confirm, activate) and writes their keys and certificates to a
+/// file. The server must allow that many pairings a minute from one address
+/// (pairing.discovery_per_minute) and must not require admin approval.
+///
+/// Step 2, `connect`, opens one mTLS WebSocket per device, authenticates, keeps the
+/// sessions idle with heartbeats, and samples the server's VmRSS (pass --server-pid).
+/// Run it as its own process so that only the server's memory is measured.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about, verbatim_doc_comment)]
+struct Args {
+    /// The JSON file `tether-server --ready-file` wrote (the URL and the root CA).
+    #[arg(long, global = true, value_name = "FILE")]
+    ready_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Pair N devices through the API and write their identities to a file.
+    Enroll {
+        /// How many devices.
+        #[arg(long)]
+        count: usize,
+        /// Where to write the identities (device keys: keep it to benchmarks).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// How many pairings run at once.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// The owner account (registered if missing).
+        #[arg(long, default_value = "loadgen@bench.example")]
+        email: String,
+        /// The owner's password.
+        #[arg(long, default_value = "loadgen-benchmark-password")]
+        password: String,
+    },
+    /// Hold N idle agent sessions and report the server's memory.
+    Connect {
+        /// The identities file `enroll` wrote.
+        #[arg(long, value_name = "FILE")]
+        identities: PathBuf,
+        /// How many sessions [default: every identity in the file].
+        #[arg(long)]
+        count: Option<usize>,
+        /// How many sessions are being set up at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Seconds to hold all sessions idle once they are up (at least one heartbeat
+        /// interval, so that presence refreshes are part of the figure).
+        #[arg(long, default_value_t = 45)]
+        hold_s: u64,
+        /// Seconds that setting up every session may take.
+        #[arg(long, default_value_t = 600)]
+        setup_timeout_s: u64,
+        /// The server's process id, whose VmRSS is sampled.
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// Also write the report as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Exit with an error when the server's memory per connection is this many KiB
+        /// or more.
+        #[arg(long, value_name = "KIB")]
+        max_kib_per_connection: Option<f64>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), LoadError> {
+    let ready = args
+        .ready_file
+        .ok_or_else(|| LoadError::Unmet("--ready-file is required".into()))?;
+    let target = Target::from_ready_file(&ready)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    match args.command {
+        Command::Enroll {
+            count,
+            out,
+            concurrency,
+            email,
+            password,
+        } => {
+            let opts = EnrollOptions {
+                count,
+                concurrency,
+                email,
+                password,
+            };
+            let (file, report) = enroll::enroll(&target, &opts, clock).await?;
+            file.write(&out)?;
+            let secs = report.elapsed.as_secs_f64();
+            println!(
+                "enrolled {} devices ({} failed) in {secs:.1}s ({:.0}/s) -> {}",
+                report.enrolled,
+                report.failed,
+                report.enrolled as f64 / secs.max(0.001),
+                out.display()
+            );
+            for (why, n) in &report.errors {
+                println!("  {n} × {why}");
+            }
+            if report.failed > 0 {
+                return Err(LoadError::Unmet(format!(
+                    "{} devices could not be enrolled",
+                    report.failed
+                )));
+            }
+            Ok(())
+        }
+        Command::Connect {
+            identities,
+            count,
+            concurrency,
+            hold_s,
+            setup_timeout_s,
+            server_pid,
+            json,
+            max_kib_per_connection,
+        } => {
+            let file = IdentityFile::read(&identities)?;
+            let opts = ConnectOptions {
+                count: count.unwrap_or(file.devices.len()),
+                concurrency,
+                hold: Duration::from_secs(hold_s),
+                setup_timeout: Duration::from_secs(setup_timeout_s),
+                server_pid,
+            };
+            let report = connect::run(&target, &file, &opts, clock).await?;
+            print_report(&report);
+            if let Some(path) = json {
+                let body = serde_json::to_vec_pretty(&report)
+                    .map_err(|e| LoadError::Format(e.to_string()))?;
+                std::fs::write(&path, body)
+                    .map_err(LoadError::io(format!("writing {}", path.display())))?;
+            }
+            check(&report, max_kib_per_connection)
+        }
+    }
+}
+
+fn kib(v: Option<u64>) -> String {
+    v.map_or_else(
+        || "-".into(),
+        |k| format!("{k} KiB ({:.1} MiB)", k as f64 / 1024.0),
+    )
+}
+
+fn print_report(r: &ConnectReport) {
+    println!("connections requested:   {}", r.requested);
+    println!("established / failed:    {} / {}", r.established, r.failed);
+    println!("dropped while held:      {}", r.dropped);
+    println!(
+        "time to establish:       {:.1} s ({:.0} connections/s)",
+        r.establish_s,
+        r.established as f64 / r.establish_s.max(0.001)
+    );
+    println!(
+        "held idle:               {:.0} s, {} heartbeats sent (interval {} s)",
+        r.hold_s, r.heartbeats_sent, r.heartbeat_interval_s
+    );
+    println!("server RSS before:       {}", kib(r.rss_before_kib));
+    println!("server RSS connected:    {}", kib(r.rss_connected_kib));
+    println!("server RSS held (peak):  {}", kib(r.rss_held_peak_kib));
+    println!("server RSS held (end):   {}", kib(r.rss_held_end_kib));
+    println!("server RSS after close:  {}", kib(r.rss_closed_kib));
+    println!("server VmHWM:            {}", kib(r.hwm_kib));
+    match (r.bytes_per_connection, r.kib_per_connection()) {
+        (Some(b), Some(k)) => {
+            println!(
+                "per connection:          {k:.1} KiB ({b} bytes) = (held peak - before) / established"
+            );
+        }
+        _ => println!("per connection:          - (pass --server-pid)"),
+    }
+    for (why, n) in &r.errors {
+        println!("  {n} × {why}");
+    }
+}
+
+fn check(r: &ConnectReport, max_kib: Option<f64>) -> Result<(), LoadError> {
+    if r.failed > 0 || r.dropped > 0 || r.established < r.requested {
+        return Err(LoadError::Unmet(format!(
+            "{} of {} sessions established, {} failed, {} dropped",
+            r.established, r.requested, r.failed, r.dropped
+        )));
+    }
+    if let (Some(max), Some(k)) = (max_kib, r.kib_per_connection())
+        && k >= max
+    {
+        return Err(LoadError::Unmet(format!(
+            "{k:.1} KiB per connection is not under {max} KiB"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! Smoke test of the load generator: a real `tether-server` (debug build, port 0, temp
+//! dir), 20 devices enrolled through the API, 20 idle sessions held for a second. The
+//! 10,000-session benchmark is `bench/idle_connections.sh`, not part of `cargo test`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Kills the server when the test ends, however it ends.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn loadgen(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_tether-loadgen"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tether-loadgen {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn wait_for_file(path: &Path, server: &mut Server) {
+    let start = Instant::now();
+    while !path.exists() {
+        if let Ok(Some(status)) = server.0.try_wait() {
+            panic!("tether-server exited ({status}) before it was ready");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "tether-server not ready"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn enrolls_and_holds_twenty_idle_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bench.toml");
+    std::fs::write(
+        &config,
+        "[auth]\nlogin_per_minute = 1000\n[pairing]\ndiscovery_per_minute = 1000\n",
+    )
+    .unwrap();
+    let ready = dir.path().join("ready.json");
+    let child = Command::new(tether_e2e::binary("tether-server"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--ready-file")
+        .arg(&ready)
+        .env("TETHER_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let mut server = Server(child);
+    wait_for_file(&ready, &mut server);
+
+    let ready = ready.to_str().unwrap();
+    let ids = dir.path().join("identities.json");
+    let ids = ids.to_str().unwrap();
+    let out = loadgen(&[
+        "--ready-file",
+        ready,
+        "enroll",
+        "--count",
+        "20",
+        "--concurrency",
+        "8",
+        "--out",
+        ids,
+    ]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("enrolled 20 devices (0 failed)"));
+
+    let report = dir.path().join("report.json");
+    loadgen(&[
+        "--ready-file",
+        ready,
+        "connect",
+        "--identities",
+        ids,
+        "--server-pid",
+        &pid,
+        "--hold-s",
+        "1",
+        "--json",
+        report.to_str().unwrap(),
+    ]);
+    let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["requested"], 20);
+    assert_eq!(r["established"], 20);
+    assert_eq!(r["failed"], 0);
+    assert_eq!(r["dropped"], 0);
+    assert_eq!(r["heartbeat_interval_s"], 30);
+    assert!(r["rss_before_kib"].as_u64().unwrap() > 0);
+    assert!(r["bytes_per_connection"].is_u64());
+}
