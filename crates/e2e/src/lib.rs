@@ -10,6 +10,7 @@
     clippy::indexing_slicing
 )]
 
+use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -250,13 +251,24 @@ pub struct Server {
     /// The data dir.
     pub dir: tempfile::TempDir,
     backends: Backends,
+    env: Vec<(String, String)>,
 }
 
 impl Server {
     /// Starts the server binary on port 0.
     pub fn start(backends: &Backends) -> Server {
+        Self::start_with(backends, &[])
+    }
+
+    /// Starts the server binary on port 0 with extra environment variables (e.g.
+    /// `TETHER_SERVER_GATEWAY__PRESENCE_TTL_S`), kept for restarts.
+    pub fn start_with(backends: &Backends, env: &[(&str, &str)]) -> Server {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
-        let (proc, url, ca_pem) = Self::spawn(dir.path(), "127.0.0.1:0", backends);
+        let (proc, url, ca_pem) = Self::spawn(dir.path(), "127.0.0.1:0", backends, &env);
         let ca_file = dir.path().join("ca.pem");
         std::fs::write(&ca_file, &ca_pem).unwrap_or_else(|e| panic!("writing ca.pem: {e}"));
         Server {
@@ -266,6 +278,7 @@ impl Server {
             ca_file,
             dir,
             backends: backends.clone(),
+            env,
         }
     }
 
@@ -288,14 +301,19 @@ impl Server {
     pub fn restart(&mut self) {
         self.kill();
         let listen = format!("127.0.0.1:{}", self.port());
-        let (proc, url, ca_pem) = Self::spawn(self.dir.path(), &listen, &self.backends);
+        let (proc, url, ca_pem) = Self::spawn(self.dir.path(), &listen, &self.backends, &self.env);
         assert_eq!(url, self.url, "the restarted server has another URL");
         assert_eq!(ca_pem, self.ca_pem, "the restarted server has another CA");
         self.proc = proc;
     }
 
     /// Runs the binary on `data_dir` and waits until it is listening.
-    fn spawn(data_dir: &Path, listen: &str, backends: &Backends) -> (Proc, String, String) {
+    fn spawn(
+        data_dir: &Path,
+        listen: &str,
+        backends: &Backends,
+        env: &[(String, String)],
+    ) -> (Proc, String, String) {
         let ready = data_dir.join("ready.json");
         let _ = std::fs::remove_file(&ready);
         let mut cmd = Command::new(binary("tether-server"));
@@ -317,11 +335,29 @@ impl Server {
                 .env("TETHER_SERVER_BUS__URL", redis_url)
                 .env("TETHER_SERVER_BUS__NAMESPACE", namespace);
         }
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
         let mut proc = Proc::spawn("tether-server", cmd);
         let r = wait_for_json(&ready, Duration::from_secs(60), &mut proc);
         let url = r["public_url"].as_str().unwrap_or_default().to_owned();
         let ca_pem = r["ca_pem"].as_str().unwrap_or_default().to_owned();
         (proc, url, ca_pem)
+    }
+
+    /// The server's store, opened beside it (SQLite in its data dir, or its MariaDB
+    /// database), for checks on what it wrote.
+    pub async fn store(&self) -> Arc<dyn tether_store::Store> {
+        match &self.backends {
+            Backends::Embedded => Arc::new(
+                tether_store::SqliteStore::open(&self.dir.path().join("tether.db"))
+                    .await
+                    .unwrap_or_else(|e| panic!("opening the server's SQLite store: {e}")),
+            ),
+            Backends::MysqlRedis { mysql_url, .. } => Arc::new(
+                tether_store::MysqlStore::connect(mysql_url)
+                    .await
+                    .unwrap_or_else(|e| panic!("connecting to the server's database: {e}")),
+            ),
+        }
     }
 
     /// An API client trusting this server's CA.
@@ -345,6 +381,55 @@ pub async fn register_user(server: &Server, email: &str) -> tether_client::Api {
         .with_bearer(login["access_token"].as_str().unwrap())
 }
 
+/// Starts `tether-agent run` against `server` on `state` (paired already, or not yet),
+/// trusting the server's CA file.
+pub fn run_agent(server: &Server, state: &Path, device_name: &str, extra: &[&str]) -> Proc {
+    let mut cmd = Command::new(binary("tether-agent"));
+    cmd.arg("run")
+        .args(["--server", &server.url])
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--ca-file")
+        .arg(&server.ca_file)
+        .args(["--device-name", device_name])
+        .args(extra);
+    Proc::spawn("tether-agent", cmd)
+}
+
+/// Runs `test` on fresh MariaDB + Redis backends: a database of its own (created on
+/// `TETHER_TEST_MYSQL_URL`'s server) and a Redis key namespace of its own (on
+/// `TETHER_TEST_REDIS_URL`, default `redis://127.0.0.1:6379`), both removed afterwards
+/// whether the test passed or not.
+pub async fn on_mysql_and_redis<F, Fut>(test: F)
+where
+    F: FnOnce(Backends) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let admin = tether_store::TestDb::admin_url();
+    let (store, db) = tether_store::MysqlStore::create_test_database(&admin)
+        .await
+        .expect("MariaDB must be reachable (see README)");
+    store.close().await;
+    let redis_url =
+        std::env::var("TETHER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let namespace = format!("tether-e2e-{}-{}", std::process::id(), db.name());
+    let backends = Backends::MysqlRedis {
+        mysql_url: db.url(),
+        redis_url: redis_url.clone(),
+        namespace: namespace.clone(),
+    };
+    let result = tokio::spawn(test(backends)).await;
+    if let Ok(bus) = tether_bus::RedisBus::connect(&redis_url, &namespace).await {
+        let _ = bus.delete_namespace().await;
+    }
+    db.drop_database()
+        .await
+        .expect("dropping the test database");
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
 /// Starts `tether-agent run` against `server` with a fresh state dir (trusting the
 /// server's CA file), lets `user` confirm the pairing, and waits until the agent is
 /// connected. `extra` are more `run` arguments.
@@ -355,16 +440,7 @@ pub async fn pair_agent(
     extra: &[&str],
 ) -> (Proc, tempfile::TempDir) {
     let state = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(binary("tether-agent"));
-    cmd.arg("run")
-        .args(["--server", &server.url])
-        .arg("--state-dir")
-        .arg(state.path())
-        .arg("--ca-file")
-        .arg(&server.ca_file)
-        .args(["--device-name", device_name])
-        .args(extra);
-    let mut agent = Proc::spawn("tether-agent", cmd);
+    let mut agent = run_agent(server, state.path(), device_name, extra);
     let pairing = wait_for_json(
         &state.path().join("pairing.json"),
         Duration::from_secs(60),

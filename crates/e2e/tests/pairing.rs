@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tether_e2e::{Backends, Proc, Server, binary, wait_for_json};
+use tether_e2e::{Backends, Proc, Server, binary, on_mysql_and_redis, wait_for_json};
 
 async fn walkthrough(backends: Backends) {
     let server = Server::start(&backends);
@@ -110,28 +110,5 @@ async fn register_pair_and_connect_on_embedded_backends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_pair_and_connect_on_mariadb_and_redis() {
-    let admin = tether_store::TestDb::admin_url();
-    let (store, db) = tether_store::MysqlStore::create_test_database(&admin)
-        .await
-        .expect("MariaDB must be reachable (see README)");
-    store.close().await;
-    let redis_url =
-        std::env::var("TETHER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let namespace = format!("tether-e2e-{}-{}", std::process::id(), db.name());
-    let backends = Backends::MysqlRedis {
-        mysql_url: db.url(),
-        redis_url: redis_url.clone(),
-        namespace: namespace.clone(),
-    };
-    let result = tokio::spawn(walkthrough(backends)).await;
-    // Clean up whatever happened.
-    if let Ok(bus) = tether_bus::RedisBus::connect(&redis_url, &namespace).await {
-        let _ = bus.delete_namespace().await;
-    }
-    db.drop_database()
-        .await
-        .expect("dropping the test database");
-    if let Err(e) = result {
-        std::panic::resume_unwind(e.into_panic());
-    }
+    on_mysql_and_redis(walkthrough).await;
 }

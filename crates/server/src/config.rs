@@ -153,6 +153,53 @@ impl Default for TelemetryConfig {
     }
 }
 
+/// The agent gateway: the intervals it hands agents and how long presence lasts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Seconds between an agent's heartbeats (told to it on `connected`). A session with
+    /// no frame for three intervals is closed.
+    pub heartbeat_interval_s: u32,
+    /// Seconds between an agent's telemetry samples (told to it on `connected`).
+    pub telemetry_interval_s: u32,
+    /// Seconds a device stays online after its last heartbeat or telemetry when its
+    /// connection is not closed cleanly; at least two heartbeat intervals, so one lost
+    /// heartbeat does not take a device offline.
+    pub presence_ttl_s: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_s: 30,
+            telemetry_interval_s: 10,
+            presence_ttl_s: 60,
+        }
+    }
+}
+
+impl GatewayConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        // The ranges `connected` allows (docs/protocol.md).
+        if !(5..=3600).contains(&self.heartbeat_interval_s)
+            || !(1..=3600).contains(&self.telemetry_interval_s)
+        {
+            return Err(ConfigError(
+                "gateway.heartbeat_interval_s must be 5..=3600 and telemetry_interval_s 1..=3600"
+                    .into(),
+            ));
+        }
+        let min_ttl = u64::from(self.heartbeat_interval_s).saturating_mul(2);
+        if self.presence_ttl_s < min_ttl || self.presence_ttl_s > 86_400 {
+            return Err(ConfigError(format!(
+                "gateway.presence_ttl_s must be at least two heartbeat intervals ({min_ttl}) and \
+                 at most 86400"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// A secret from the configuration: shown as `<redacted>` in debug output, logs and
 /// `print-config` (it serializes redacted; it is only ever read from the file or the
 /// environment).
@@ -317,6 +364,9 @@ pub struct Config {
     /// Discovery and pairing.
     #[serde(default)]
     pub pairing: PairingConfig,
+    /// The agent gateway.
+    #[serde(default)]
+    pub gateway: GatewayConfig,
     /// The telemetry pipeline.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
@@ -343,6 +393,7 @@ impl Default for Config {
             },
             auth: AuthConfig::default(),
             pairing: PairingConfig::default(),
+            gateway: GatewayConfig::default(),
             telemetry: TelemetryConfig::default(),
             alerts: AlertsConfig::default(),
             ready_file: None,
@@ -435,6 +486,7 @@ impl Config {
                 "telemetry.retention_days must be 1..=3650 and rollup_every_s 1..=86400".into(),
             ));
         }
+        self.gateway.validate()?;
         self.alerts.validate()
     }
 

@@ -47,13 +47,6 @@ pub use telemetry::{FRAME_REJECTED, TELEMETRY_REJECTED};
 
 /// How long a new socket may take to send its first frame.
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(15);
-/// Heartbeat interval told to agents.
-pub const HEARTBEAT_INTERVAL_S: u32 = 30;
-/// Telemetry interval told to agents.
-pub const TELEMETRY_INTERVAL_S: u32 = 10;
-/// Presence lives this long after the last heartbeat (or telemetry): two heartbeat
-/// intervals, so one lost heartbeat does not take a device offline.
-pub const PRESENCE_TTL: Duration = Duration::from_secs(60);
 /// A session ends after this many refused frames in a row (one bad frame is dropped and
 /// answered; a stream of them is a broken or hostile agent).
 pub const MAX_REJECTED_IN_A_ROW: u32 = 10;
@@ -358,7 +351,7 @@ impl Session {
             .put_ttl(
                 &presence_key(&device.id),
                 session_id.as_bytes(),
-                PRESENCE_TTL,
+                Duration::from_secs(state.config.gateway.presence_ttl_s),
             )
             .await
             .map_err(|e| (e.code(), "bus unavailable".to_owned()))?;
@@ -375,8 +368,8 @@ impl Session {
         let mut mailbox = state.live.register_agent(&device.id, &session_id);
         self.send(&Connected {
             session_id: session_id.clone(),
-            heartbeat_interval_s: HEARTBEAT_INTERVAL_S,
-            telemetry_interval_s: TELEMETRY_INTERVAL_S,
+            heartbeat_interval_s: state.config.gateway.heartbeat_interval_s,
+            telemetry_interval_s: state.config.gateway.telemetry_interval_s,
             server_time: state.now(),
             policy_version: 0,
         })
@@ -416,7 +409,9 @@ impl Session {
         mailbox: &mut AgentMailbox,
     ) -> Result<(), Refusal> {
         let state = self.state.clone();
-        let idle = Duration::from_secs(u64::from(HEARTBEAT_INTERVAL_S).saturating_mul(3));
+        let gw = &state.config.gateway;
+        let idle = Duration::from_secs(u64::from(gw.heartbeat_interval_s).saturating_mul(3));
+        let presence_ttl = Duration::from_secs(gw.presence_ttl_s);
         let mut rejected_in_a_row: u32 = 0;
         loop {
             let frame = tokio::select! {
@@ -473,7 +468,7 @@ impl Session {
                         .put_ttl(
                             &presence_key(&device.id),
                             session_id.as_bytes(),
-                            PRESENCE_TTL,
+                            presence_ttl,
                         )
                         .await
                     {

@@ -299,10 +299,7 @@ async fn presence_changes_are_live_events() {
             },
         )
         .await;
-    assert_eq!(
-        tether_server::gateway::PRESENCE_TTL,
-        Duration::from_secs(60)
-    );
+    assert_eq!(srv.state().config.gateway.presence_ttl_s, 60);
 
     ws.close(None).await.unwrap();
     let off = next_of(&mut view, "presence").await;

@@ -26,6 +26,40 @@ fn the_defaults_are_valid() {
     assert_eq!((a.offline_after_s, a.offline_check_s), (300, 5));
     let t = TelemetryConfig::default();
     assert_eq!((t.retention_days, t.rollup_every_s), (30, 300));
+    let g = GatewayConfig::default();
+    assert_eq!(
+        (
+            g.heartbeat_interval_s,
+            g.telemetry_interval_s,
+            g.presence_ttl_s
+        ),
+        (30, 10, 60)
+    );
+}
+
+#[test]
+fn presence_outlives_two_heartbeats() {
+    let gateway = |hb: u32, tel: u32, ttl: u64| {
+        Config {
+            gateway: GatewayConfig {
+                heartbeat_interval_s: hb,
+                telemetry_interval_s: tel,
+                presence_ttl_s: ttl,
+            },
+            ..Config::default()
+        }
+        .validate()
+    };
+    gateway(5, 1, 10).unwrap();
+    assert!(gateway(4, 1, 10).is_err(), "connected allows 5..=3600");
+    gateway(30, 10, 60).unwrap();
+    assert!(
+        gateway(30, 10, 59).is_err(),
+        "one lost heartbeat would drop it"
+    );
+    assert!(gateway(0, 10, 60).is_err());
+    assert!(gateway(30, 0, 60).is_err());
+    assert!(gateway(30, 10, 86_401).is_err());
 }
 
 #[test]

@@ -298,7 +298,7 @@ impl AnalyticsWorker {
         if inserted {
             publish_telemetry(&state, record, body, scored.risk).await;
         } else {
-            tracing::debug!(message = %record.message_id, "telemetry already stored (redelivery)");
+            tracing::info!(message = %record.message_id, "telemetry already stored (redelivery of a message id)");
         }
         // Rules run for a redelivery too: a crash may have come between storing and
         // raising; raising is idempotent while the alert is open.
