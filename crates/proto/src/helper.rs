@@ -240,6 +240,10 @@ pub struct HelperRequest {
     pub policy_hash: String,
     /// The command this request carries out.
     pub command_message_id: MessageId,
+    /// A fault to simulate (from the command's `simulate`); only a helper running the
+    /// recording executor accepts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simulate: Option<crate::messages::command::Simulation>,
 }
 
 impl Validate for HelperRequest {

@@ -140,6 +140,24 @@ pub struct CommandDelivery {
     pub expires_at: UnixMillis,
     /// Delivery attempt, from 1.
     pub attempt: u32,
+    /// A fault to simulate instead of the real action (commands created by the server's
+    /// test-mode hook `/api/test/command` only). A helper with the recording executor
+    /// honours it; a helper running real actions denies such a request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simulate: Option<Simulation>,
+}
+
+/// A fault the recording executor simulates (the design's test hooks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Simulation {
+    /// Every execution fails with `6001 KERNEL_FAILURE` (the agent retries once, then the
+    /// command ends `failed`).
+    KernelFailure,
+    /// The execution takes a few seconds (so `executing` is observable).
+    Slow,
+    /// The execution succeeds (recorded like any other).
+    Success,
 }
 
 impl Validate for CommandDelivery {
