@@ -35,6 +35,7 @@ pub use mysql::{MysqlDialect, MysqlStore, TestDb};
 pub use sql::{Dialect, SqlStore};
 pub use sqlite::{SqliteDialect, SqliteStore};
 pub use tether_proto::UnixMillis;
+pub use tether_proto::messages::command::CommandState;
 pub use tether_proto::messages::notify::Severity;
 
 /// Result alias for store operations.
@@ -263,6 +264,65 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn open_alert(&self, device_id: &str, kind: &str) -> StoreResult<Option<Alert>>;
     /// The device's newest alert of a kind, open or acknowledged.
     async fn latest_alert(&self, device_id: &str, kind: &str) -> StoreResult<Option<Alert>>;
+
+    // ---- commands -------------------------------------------------------------------------
+
+    /// Stores a new command in `c.state` (`queued`, or `denied` at ingest) with its first
+    /// transition, atomically. Returns false, storing nothing, if a command with this id
+    /// exists already (the caller compares `request_hash`). Unknown device or user →
+    /// [`StoreError::NotFound`].
+    async fn insert_command(&self, c: &NewCommand) -> StoreResult<bool>;
+    /// A command by id.
+    async fn command(&self, id: &str) -> StoreResult<Option<Command>>;
+    /// A device's commands, newest first, at most `limit`.
+    async fn device_commands(&self, device_id: &str, limit: u32) -> StoreResult<Vec<Command>>;
+    /// Commands in `sent` whose ack deadline (`next_attempt_at`) is at or before `now`,
+    /// most overdue first.
+    async fn commands_due_for_retry(
+        &self,
+        now: UnixMillis,
+        limit: u32,
+    ) -> StoreResult<Vec<Command>>;
+    /// Commands in `queued`, `sent` or `ack_received` whose `expires_at` is at or before
+    /// `now`.
+    async fn commands_expired(&self, now: UnixMillis, limit: u32) -> StoreResult<Vec<Command>>;
+    /// A device's commands that are not in a terminal state, oldest first.
+    async fn commands_in_flight(&self, device_id: &str, limit: u32) -> StoreResult<Vec<Command>>;
+    /// How many of a device's commands wait for delivery (`queued` or `sent`).
+    async fn count_undelivered(&self, device_id: &str) -> StoreResult<u64>;
+    /// Moves a command from one of `from` to `to` at `at`, applying `update` and recording
+    /// the transition, atomically; only one of several concurrent callers wins. Returns the
+    /// state it left and the command after, or `None` if it does not exist or is in none
+    /// of `from` (nothing changed).
+    async fn transition_command(
+        &self,
+        id: &str,
+        from: &[CommandState],
+        to: CommandState,
+        at: UnixMillis,
+        update: &CommandUpdate,
+    ) -> StoreResult<Option<(CommandState, Command)>>;
+    /// A command's transitions, oldest first.
+    async fn command_transitions(&self, id: &str) -> StoreResult<Vec<CommandTransition>>;
+    /// Records that the originator viewed a finished command's result. False if it is not
+    /// finished or was marked already.
+    async fn mark_command_viewed(&self, id: &str, at: UnixMillis) -> StoreResult<bool>;
+
+    // ---- artifacts --------------------------------------------------------------------
+
+    /// Stores an artifact upload grant. Duplicate id or object key →
+    /// [`StoreError::Conflict`]; unknown device or command → [`StoreError::NotFound`].
+    async fn insert_artifact(&self, a: &Artifact) -> StoreResult<()>;
+    /// An artifact by id.
+    async fn artifact(&self, id: &str) -> StoreResult<Option<Artifact>>;
+    /// Records a completed upload; false if it was recorded already.
+    async fn mark_artifact_uploaded(
+        &self,
+        id: &str,
+        size_bytes: u64,
+        sha256: &str,
+        at: UnixMillis,
+    ) -> StoreResult<bool>;
 
     // ---- last seen --------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 //! The records the store keeps.
 
+mod command;
 mod telemetry;
 
+pub use command::*;
 pub use telemetry::*;
 
 use serde::{Deserialize, Serialize};

@@ -39,6 +39,11 @@ impl Dialect for MysqlDialect {
             "telemetry",
             include_str!("../migrations/mysql/0002_telemetry.sql"),
         ),
+        (
+            3,
+            "commands",
+            include_str!("../migrations/mysql/0003_commands.sql"),
+        ),
     ];
 
     fn rows_affected(result: &MySqlQueryResult) -> u64 {

@@ -24,6 +24,7 @@
 //!   either race gets a unique-key violation, read as "already there".
 
 mod alerts;
+mod commands;
 mod rows;
 mod statements;
 mod store;

@@ -44,6 +44,11 @@ impl Dialect for SqliteDialect {
             "telemetry",
             include_str!("../migrations/sqlite/0002_telemetry.sql"),
         ),
+        (
+            3,
+            "commands",
+            include_str!("../migrations/sqlite/0003_commands.sql"),
+        ),
     ];
 
     fn rows_affected(result: &SqliteQueryResult) -> u64 {

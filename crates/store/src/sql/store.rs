@@ -9,9 +9,10 @@ use super::rows::{self, RowExt};
 use super::statements::*;
 use super::{Dialect, SqlStore, db_err, from_db_u64, is_unique_violation, to_db_time, to_db_u64};
 use crate::{
-    Alert, AuditEvent, Ceremony, Device, DiscoveryRecord, DiscoveryStatus, NewAuditEvent,
-    NewTelemetryEvent, NewUser, PairingRecord, PairingRefusal, PasskeyRecord, RefreshRecord, Role,
-    Rollup, RollupPeriod, Rotation, SeenDevice, Store, StoreError, StoreResult, TelemetryEvent,
+    Alert, Artifact, AuditEvent, Ceremony, Command, CommandState, CommandTransition, CommandUpdate,
+    Device, DiscoveryRecord, DiscoveryStatus, NewAuditEvent, NewCommand, NewTelemetryEvent,
+    NewUser, PairingRecord, PairingRefusal, PasskeyRecord, RefreshRecord, Role, Rollup,
+    RollupPeriod, Rotation, SeenDevice, Store, StoreError, StoreResult, TelemetryEvent,
     TelemetryPoint, TotpRecord, UnixMillis, User,
 };
 
@@ -698,6 +699,78 @@ where
 
     async fn devices_last_seen_before(&self, before: UnixMillis) -> StoreResult<Vec<SeenDevice>> {
         self.devices_last_seen_before_sql(before).await
+    }
+
+    // ---- commands (sql/commands.rs) ------------------------------------------------------
+
+    async fn insert_command(&self, c: &NewCommand) -> StoreResult<bool> {
+        self.insert_command_sql(c).await
+    }
+
+    async fn command(&self, id: &str) -> StoreResult<Option<Command>> {
+        self.command_sql(id).await
+    }
+
+    async fn device_commands(&self, device_id: &str, limit: u32) -> StoreResult<Vec<Command>> {
+        self.device_commands_sql(device_id, limit).await
+    }
+
+    async fn commands_due_for_retry(
+        &self,
+        now: UnixMillis,
+        limit: u32,
+    ) -> StoreResult<Vec<Command>> {
+        self.commands_due_for_retry_sql(now, limit).await
+    }
+
+    async fn commands_expired(&self, now: UnixMillis, limit: u32) -> StoreResult<Vec<Command>> {
+        self.commands_expired_sql(now, limit).await
+    }
+
+    async fn commands_in_flight(&self, device_id: &str, limit: u32) -> StoreResult<Vec<Command>> {
+        self.commands_in_flight_sql(device_id, limit).await
+    }
+
+    async fn count_undelivered(&self, device_id: &str) -> StoreResult<u64> {
+        self.count_undelivered_sql(device_id).await
+    }
+
+    async fn transition_command(
+        &self,
+        id: &str,
+        from: &[CommandState],
+        to: CommandState,
+        at: UnixMillis,
+        update: &CommandUpdate,
+    ) -> StoreResult<Option<(CommandState, Command)>> {
+        self.transition_command_sql(id, from, to, at, update).await
+    }
+
+    async fn command_transitions(&self, id: &str) -> StoreResult<Vec<CommandTransition>> {
+        self.command_transitions_sql(id).await
+    }
+
+    async fn mark_command_viewed(&self, id: &str, at: UnixMillis) -> StoreResult<bool> {
+        self.mark_command_viewed_sql(id, at).await
+    }
+
+    async fn insert_artifact(&self, a: &Artifact) -> StoreResult<()> {
+        self.insert_artifact_sql(a).await
+    }
+
+    async fn artifact(&self, id: &str) -> StoreResult<Option<Artifact>> {
+        self.artifact_sql(id).await
+    }
+
+    async fn mark_artifact_uploaded(
+        &self,
+        id: &str,
+        size_bytes: u64,
+        sha256: &str,
+        at: UnixMillis,
+    ) -> StoreResult<bool> {
+        self.mark_artifact_uploaded_sql(id, size_bytes, sha256, at)
+            .await
     }
 
     // ---- alerts (sql/alerts.rs) ----------------------------------------------------------

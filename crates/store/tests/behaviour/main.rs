@@ -78,6 +78,8 @@ behaviour!(
     last_seen_and_silent_devices,
     alerts_raise_list_ack,
     alerts_concurrent_raise_one_wins,
+    commands_ingest_transitions_and_queries,
+    commands_concurrent_transition_one_wins,
 );
 
 /// Reopening a store runs no migration twice and keeps the data.

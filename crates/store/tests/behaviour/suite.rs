@@ -2,6 +2,7 @@
 
 mod alerts;
 mod auth;
+mod commands;
 mod devices;
 mod flows;
 mod misc;
@@ -11,6 +12,7 @@ mod users;
 
 pub(crate) use alerts::*;
 pub(crate) use auth::*;
+pub(crate) use commands::*;
 pub(crate) use devices::*;
 pub(crate) use flows::*;
 pub(crate) use misc::*;
