@@ -1,30 +1,23 @@
-//! `tether-helper`: the privileged local service (the design's "KernelService"). It
-//! accepts only signed `helper_request` envelopes from the local agent over IPC and runs
-//! only the enumerated opcodes. At this stage it lists the opcodes it will serve.
+//! `tether-helper`: parses the command line and hands over to the library.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use tether_proto::helper::Opcode;
-
-/// Tether helper: runs allow-listed privileged operations for the local Tether agent.
-#[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
-struct Args {
-    /// List the opcodes this helper serves and exit.
-    #[arg(long)]
-    list_opcodes: bool,
-}
+use tether_helper::cli::Cli;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    println!("tether-helper {}", env!("CARGO_PKG_VERSION"));
-    if args.list_opcodes {
-        for op in Opcode::ALL {
-            println!("  {:#06x}  {}", op.number(), op.name());
+    let cli = Cli::parse();
+    tether_helper::init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
         }
-    } else {
-        println!("This build is the foundation release: the IPC service is not implemented yet.");
-    }
-    ExitCode::SUCCESS
+    };
+    runtime.block_on(tether_helper::cli::execute(cli))
 }

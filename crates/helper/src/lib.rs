@@ -1,0 +1,48 @@
+//! `tether-helper`: the privileged per-PC service (the design's "KernelService").
+//!
+//! It listens only on local IPC (a Unix domain socket; the Windows named pipe comes
+//! later), and accepts one thing: a `helper_request` envelope signed by the local agent's
+//! key, from a process whose OS identity is the agent's. Each request is checked in a fixed
+//! order — envelope (signature, time, type), `agent_sequence` above the last accepted one,
+//! the opcode's `params`, whether the executor runs that opcode — and every refusal is a
+//! signed `helper_response` with status `denied` and nothing executed. Accepted requests
+//! are answered `executing` and then `ok`, `failed` or `denied`, all signed by the helper's
+//! own key.
+//!
+//! What makes "a redelivered command is never executed twice" true at the last hop lives
+//! here: the ledger remembers, durably, how every `command_message_id` ended, and a
+//! repeat is answered from it (one retry is allowed after a kernel failure).
+//!
+//! The crate is a library with a thin binary: [`server`] is the IPC service, [`client`]
+//! what the agent uses to call it, [`executor`] the operations themselves (a recording one
+//! for tests and demos, the real one for Linux).
+
+pub mod cli;
+#[cfg(unix)]
+pub mod client;
+pub mod error;
+pub mod executor;
+mod framing;
+mod handler;
+pub mod keys;
+mod ledger;
+mod platform;
+mod random;
+mod respond;
+#[cfg(unix)]
+pub mod server;
+pub mod state;
+
+pub use error::HelperError;
+pub use respond::NIL_REQUEST_ID;
+
+/// Sends diagnostics to stderr, filtered by `TETHER_LOG` (default `info`: the helper's log
+/// is the record of what was asked of it and what it refused).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TETHER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
