@@ -200,6 +200,58 @@ impl GatewayConfig {
     }
 }
 
+/// Commands: the per-device queue bound and the delivery retry schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CommandsConfig {
+    /// A device may have at most this many commands waiting for delivery (`queued` or
+    /// `sent`); a new one beyond that is refused with 5002 BACKPRESSURE.
+    pub device_queue_max: u64,
+    /// Seconds to wait for the agent's ack after delivery attempt 1, 2, 3…; after the
+    /// last the command goes to the device's dead-letter queue. The length is the number
+    /// of attempts.
+    pub retry_backoff_s: Vec<u64>,
+    /// Seconds between the CommandWorker's scans for overdue acks and expired commands.
+    pub sweep_every_s: u64,
+}
+
+impl Default for CommandsConfig {
+    fn default() -> Self {
+        Self {
+            device_queue_max: 100,
+            retry_backoff_s: vec![30, 120, 600],
+            sweep_every_s: 1,
+        }
+    }
+}
+
+impl CommandsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=100_000).contains(&self.device_queue_max) {
+            return Err(ConfigError(
+                "commands.device_queue_max must be 1..=100000".into(),
+            ));
+        }
+        if self.retry_backoff_s.is_empty()
+            || self.retry_backoff_s.len() > 16
+            || self
+                .retry_backoff_s
+                .iter()
+                .any(|s| !(1..=86_400).contains(s))
+        {
+            return Err(ConfigError(
+                "commands.retry_backoff_s must list 1..=16 waits of 1..=86400 seconds".into(),
+            ));
+        }
+        if !(1..=3600).contains(&self.sweep_every_s) {
+            return Err(ConfigError(
+                "commands.sweep_every_s must be 1..=3600".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A secret from the configuration: shown as `<redacted>` in debug output, logs and
 /// `print-config` (it serializes redacted; it is only ever read from the file or the
 /// environment).
@@ -367,6 +419,9 @@ pub struct Config {
     /// The agent gateway.
     #[serde(default)]
     pub gateway: GatewayConfig,
+    /// Commands.
+    #[serde(default)]
+    pub commands: CommandsConfig,
     /// The telemetry pipeline.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
@@ -376,6 +431,10 @@ pub struct Config {
     /// Write the chosen address to this file once listening (for scripts and tests).
     #[serde(default)]
     pub ready_file: Option<PathBuf>,
+    /// Test mode: mounts the fault hooks (`POST /api/test/command?simulate=…`). Never in
+    /// production.
+    #[serde(default)]
+    pub test_mode: bool,
 }
 
 impl Default for Config {
@@ -394,9 +453,11 @@ impl Default for Config {
             auth: AuthConfig::default(),
             pairing: PairingConfig::default(),
             gateway: GatewayConfig::default(),
+            commands: CommandsConfig::default(),
             telemetry: TelemetryConfig::default(),
             alerts: AlertsConfig::default(),
             ready_file: None,
+            test_mode: false,
         }
     }
 }
@@ -487,6 +548,7 @@ impl Config {
             ));
         }
         self.gateway.validate()?;
+        self.commands.validate()?;
         self.alerts.validate()
     }
 

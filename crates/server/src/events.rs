@@ -53,8 +53,13 @@ pub enum LiveKind {
     Telemetry,
     /// An alert was raised or acknowledged: `data` = the alert as the API shows it.
     Alert,
-    /// A command changed state (commands issue).
+    /// A command changed state: `data` = `{"command_id","method","state","from",
+    /// "attempts","trace_id","origin_user_id","error"?,"result"?,"detail"?}`.
     CommandStatus,
+    /// Internal, never shown to users: the device's gateway session should read its
+    /// command stream (`data.redeliver` null), or send an in-flight command again
+    /// (`data.redeliver` = its id).
+    CommandWake,
 }
 
 /// One live event.

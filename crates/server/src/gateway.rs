@@ -36,6 +36,7 @@ use tether_trust::TokenType;
 
 use crate::audit::{self, Outcome};
 use crate::live::AgentMailbox;
+use crate::live::AgentPush;
 use crate::routes::devices::presence_key;
 use crate::routes::pairing::DISCOVERY_AUDIENCE;
 use crate::serve::Peer;
@@ -111,6 +112,24 @@ impl Session {
 
     async fn send<T: Message>(&mut self, body: &T) -> Result<(), Refusal> {
         let stamp = self.stamp(60);
+        self.send_stamped(stamp, body).await
+    }
+
+    /// Sends a command delivery under its command's trace id.
+    async fn deliver(&mut self, out: &crate::commands::agent::Outgoing) -> Result<(), Refusal> {
+        let mut stamp = self.stamp(out.ttl);
+        stamp.trace_id = out.trace_id.clone();
+        tracing::info!(
+            trace_id = %out.trace_id,
+            command = %out.body.command_id,
+            device = %out.body.device_id,
+            attempt = out.body.attempt,
+            "command delivered to the agent"
+        );
+        self.send_stamped(stamp, &out.body).await
+    }
+
+    async fn send_stamped<T: Message>(&mut self, stamp: Stamp, body: &T) -> Result<(), Refusal> {
         let frame = self
             .state
             .gateway_signer
@@ -378,6 +397,9 @@ impl Session {
         telemetry::publish_presence(&state, &device, &session_id, true).await;
 
         let mut device = device;
+        for out in crate::commands::agent::on_connect(&state, &device.id).await {
+            self.deliver(&out).await?;
+        }
         let result = self
             .session_loop(&keys, &mut seqs, &mut device, &session_id, &mut mailbox)
             .await;
@@ -417,7 +439,7 @@ impl Session {
             let frame = tokio::select! {
                 f = self.next_frame(idle) => f,
                 Some(push) = mailbox.recv() => {
-                    self.send(&push).await?;
+                    self.on_push(&device.id, push).await?;
                     continue;
                 }
             };
@@ -478,6 +500,27 @@ impl Session {
                         self.accept_telemetry(device, &v.header, body).await;
                     }
                 }
+                t if crate::commands::agent::is_command_frame(t) => {
+                    let trace_id = v.header.trace_id.clone();
+                    let message_id = v.header.message_id.clone();
+                    let handled = match &v.payload {
+                        Payload::CommandAck(b) => {
+                            crate::commands::agent::on_ack(&state, &device.id, b).await
+                        }
+                        Payload::CommandStatus(b) => {
+                            crate::commands::agent::on_status(&state, &device.id, b).await
+                        }
+                        Payload::CommandResult(b) => {
+                            crate::commands::agent::on_result(&state, &device.id, b).await
+                        }
+                        _ => Ok(()),
+                    };
+                    if let Err((code, message)) = handled {
+                        tracing::warn!(%trace_id, device = %device.id, code = code.number(), %message, "command frame refused");
+                        self.refuse_command_frame(&device.id, code, &message, message_id)
+                            .await;
+                    }
+                }
                 other => {
                     return Err((
                         ErrorCode::UnexpectedMessage,
@@ -486,6 +529,54 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// A push from the live hub: an alert for the agent, or commands to deliver.
+    async fn on_push(&mut self, device_id: &str, push: AgentPush) -> Result<(), Refusal> {
+        match push {
+            AgentPush::Alert(alert) => self.send(&*alert).await,
+            AgentPush::Commands => {
+                for out in crate::commands::agent::read_stream(&self.state, device_id).await {
+                    self.deliver(&out).await?;
+                }
+                Ok(())
+            }
+            AgentPush::Redeliver(id) => {
+                if let Some(out) = crate::commands::agent::redeliver(&self.state, &id).await
+                    && out.body.device_id == device_id
+                {
+                    self.deliver(&out).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Answers a verified command frame the server cannot accept (another device's
+    /// command, a finished one) with an `error` frame naming it, and records it.
+    async fn refuse_command_frame(
+        &mut self,
+        device_id: &str,
+        code: ErrorCode,
+        message: &str,
+        message_id: MessageId,
+    ) {
+        let _ = self
+            .send(&ErrorFrame {
+                code,
+                message: message.chars().take(500).collect(),
+                ref_message_id: Some(message_id),
+            })
+            .await;
+        let _ = audit::record(
+            &self.state,
+            device_id,
+            FRAME_REJECTED,
+            Some(device_id),
+            Outcome::Denied,
+            json!({"code": code.number(), "reason": message}),
+        )
+        .await;
     }
 }
 

@@ -5,7 +5,9 @@
 //! - every live-view subscriber (`GET /api/live`), through a broadcast channel; each
 //!   subscriber applies its own access check per event;
 //! - for an [`LiveKind::Alert`], the agent session of that device if it is connected to
-//!   this process, which sends the agent a signed `alert_push`.
+//!   this process, which sends the agent a signed `alert_push`;
+//! - a [`LiveKind::CommandWake`] goes only to the agent session of that device (if it is
+//!   here), which then reads its command stream or redelivers the named command.
 //!
 //! Agent sessions register a small bounded mailbox per device instead of subscribing to
 //! the broadcast, so an event wakes only the one session it concerns (a process may hold
@@ -28,7 +30,7 @@ use crate::state::AppState;
 
 /// How many events a slow live-view subscriber may fall behind before it misses some.
 const BROADCAST_CAPACITY: usize = 1024;
-/// How many alert pushes may wait for one agent session.
+/// How many pushes may wait for one agent session.
 const AGENT_MAILBOX: usize = 8;
 /// How many entries one bus read takes.
 const READ_BATCH: usize = 256;
@@ -42,7 +44,18 @@ type Mailboxes = Arc<Mutex<HashMap<String, Mailbox>>>;
 #[derive(Debug)]
 struct Mailbox {
     session_id: String,
-    tx: mpsc::Sender<AlertPush>,
+    tx: mpsc::Sender<AgentPush>,
+}
+
+/// What the hub hands an agent session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentPush {
+    /// Send the agent this `alert_push` (boxed: a mailbox slot stays small).
+    Alert(Box<AlertPush>),
+    /// Read the device's command stream.
+    Commands,
+    /// Send this in-flight command again.
+    Redeliver(String),
 }
 
 /// This process's fan-out point for live events.
@@ -103,6 +116,14 @@ impl LiveHub {
 
     /// Hands one event to everything connected to this process.
     pub fn fan_out(&self, event: LiveEvent) {
+        if event.kind == LiveKind::CommandWake {
+            let push = match event.data.get("redeliver").and_then(|v| v.as_str()) {
+                Some(id) => AgentPush::Redeliver(id.to_owned()),
+                None => AgentPush::Commands,
+            };
+            self.push(&event.device_id, push);
+            return;
+        }
         if event.kind == LiveKind::Alert {
             self.push_alert(&event);
         }
@@ -111,15 +132,21 @@ impl LiveHub {
     }
 
     fn push_alert(&self, event: &LiveEvent) {
-        let Some(push) = alert_push(event) else {
-            return;
-        };
+        if let Some(push) = alert_push(event) {
+            self.push(&event.device_id, AgentPush::Alert(Box::new(push)));
+        }
+    }
+
+    /// Hands a push to the device's session if it is connected here. A full mailbox
+    /// drops it: an alert stays listed in the API, and commands are found again at the
+    /// next wake, redelivery or connect.
+    fn push(&self, device_id: &str, push: AgentPush) {
         let agents = lock(&self.agents);
-        let Some(mailbox) = agents.get(&event.device_id) else {
+        let Some(mailbox) = agents.get(device_id) else {
             return;
         };
         if let Err(e) = mailbox.tx.try_send(push) {
-            tracing::warn!(device = %event.device_id, error = %e, "alert push to the agent dropped");
+            tracing::warn!(device = %device_id, error = %e, "push to the agent session dropped");
         }
     }
 
@@ -201,10 +228,10 @@ fn lock(
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// One agent session's alert pushes. Dropping it unregisters the session.
+/// One agent session's pushes. Dropping it unregisters the session.
 #[derive(Debug)]
 pub struct AgentMailbox {
-    rx: mpsc::Receiver<AlertPush>,
+    rx: mpsc::Receiver<AgentPush>,
     device_id: String,
     session_id: String,
     agents: Mailboxes,
@@ -212,7 +239,7 @@ pub struct AgentMailbox {
 
 impl AgentMailbox {
     /// The next push for this session (pending forever once the hub replaced it).
-    pub async fn recv(&mut self) -> Option<AlertPush> {
+    pub async fn recv(&mut self) -> Option<AgentPush> {
         self.rx.recv().await
     }
 }

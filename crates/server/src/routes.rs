@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod alerts;
+pub mod commands;
 pub mod devices;
 pub mod live;
 pub mod metrics;
@@ -25,7 +26,7 @@ use crate::state::AppState;
 /// The OpenAPI document.
 #[derive(Debug, OpenApi)]
 #[openapi(
-    info(title = "Tether API", description = "Accounts, discovery, pairing, devices, the live view (Server-Sent Events), alerts and metrics. Errors are `{code, error, message, trace_id}` with the stable codes of docs/protocol.md."),
+    info(title = "Tether API", description = "Accounts, discovery, pairing, devices, commands, the live view (Server-Sent Events), alerts and metrics. Errors are `{code, error, message, trace_id}` with the stable codes of docs/protocol.md."),
     paths(
         health, jwks, ca_pem,
         accounts::register, accounts::login, accounts::refresh, accounts::logout,
@@ -35,6 +36,7 @@ use crate::state::AppState;
         devices::gateway_keys,
         passkeys::register_start, passkeys::register_finish, passkeys::login_start, passkeys::login_finish,
         live::stream, alerts::list, alerts::ack, metrics::metrics, metrics::telemetry,
+        commands::submit, commands::simulate, commands::list, commands::get_one, commands::ack_viewed,
     ),
     modifiers(&BearerAuth),
 )]
@@ -103,6 +105,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/alerts/{id}/ack", post(alerts::ack))
         .route("/api/devices/{id}/metrics", get(metrics::metrics))
         .route("/api/devices/{id}/telemetry", get(metrics::telemetry))
+        .route("/api/command", post(commands::submit))
+        .route("/api/commands", get(commands::list))
+        .route("/api/command/{id}", get(commands::get_one))
+        .route("/api/command/{id}/ack_viewed", post(commands::ack_viewed))
+        .route("/api/test/command", post(commands::simulate))
         .route("/agent/ws", get(crate::gateway::upgrade))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

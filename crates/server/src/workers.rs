@@ -6,12 +6,15 @@
 //! - [`rollup::RollupWorker`] keeps the hourly and daily rollups current and prunes raw
 //!   telemetry past its retention;
 //! - [`offline::OfflineWorker`] raises `offline` alerts for silent devices;
+//! - [`commands::CommandWorker`] redelivers commands whose ack is overdue, dead-letters
+//!   them after the last attempt, and expires those whose TTL passed;
 //! - the alert webhook's [`WebhookWorker`] delivers alerts to the configured receiver.
 //!
 //! Every process runs all of them: the analytics share the stream's consumer group, and
 //! the other two only do idempotent writes (upserts, conditional alerts).
 
 pub mod analytics;
+pub mod commands;
 pub mod offline;
 pub mod rollup;
 
@@ -46,6 +49,11 @@ pub fn spawn_all(
             offline::OfflineWorker::new(state.clone())
                 .run(shutdown.clone())
                 .instrument(tracing::info_span!("worker", name = "offline")),
+        ),
+        tokio::spawn(
+            commands::CommandWorker::new(state.clone())
+                .run(shutdown.clone())
+                .instrument(tracing::info_span!("worker", name = "commands")),
         ),
     ];
     if let Some(webhook) = webhook {

@@ -65,7 +65,10 @@ async fn an_alert_reaches_only_its_devices_session_and_every_subscriber() {
     let mut other = hub.register_agent("dev_2", "sess_b");
     hub.fan_out(alert(raised()));
     assert_eq!(sub.recv().await.unwrap().device_id, "dev_1");
-    assert_eq!(mine.recv().await.unwrap().alert_id, "alr_1");
+    match mine.recv().await.unwrap() {
+        AgentPush::Alert(push) => assert_eq!(push.alert_id, "alr_1"),
+        other => panic!("expected an alert push, got {other:?}"),
+    }
     assert!(other.rx.try_recv().is_err());
 }
 

@@ -57,6 +57,7 @@ pub fn event_name(kind: LiveKind) -> &'static str {
         LiveKind::Telemetry => "telemetry",
         LiveKind::Alert => "alert",
         LiveKind::CommandStatus => "command_status",
+        LiveKind::CommandWake => "command_wake",
     }
 }
 

@@ -1,0 +1,473 @@
+//! The gateway's side of a command: what a device's session delivers, and what the
+//! agent's `command_ack`, `command_status` and `command_result` do to the state.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tether_proto::envelope::{StaticKeys, Verifier};
+use tether_proto::messages::command::{
+    AckStatus, CommandAck, CommandDelivery, CommandResult, CommandState, CommandStatus,
+    ResultStatus,
+};
+use tether_proto::{ErrorCode, MessageType, Payload, TraceId};
+use tether_store::{Command, CommandUpdate, is_terminal};
+
+use super::ingest::delivery;
+use super::{CLAIM_IDLE, GATEWAY_GROUP, device_stream, transition};
+use crate::state::AppState;
+
+/// How many stream entries one read takes.
+const READ_BATCH: usize = 32;
+
+/// A refusal of an agent's frame: its code and message.
+pub type Refusal = (ErrorCode, String);
+
+/// A delivery for the session to sign and send: the body, the command's trace id and how
+/// long the frame is valid.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The `command_delivery` body.
+    pub body: CommandDelivery,
+    /// The command's trace id (the frame's header carries it).
+    pub trace_id: TraceId,
+    /// The frame's TTL, seconds: until the command expires.
+    pub ttl: u32,
+}
+
+fn outgoing(state: &AppState, c: &Command, attempt: u32) -> Outgoing {
+    let left_ms = c.command.expires_at.0.saturating_sub(state.now().0);
+    Outgoing {
+        body: delivery(c, attempt),
+        trace_id: TraceId::parse(&c.command.trace_id)
+            .unwrap_or_else(|_| TraceId::from_random_bytes(crate::random::bytes::<16>())),
+        ttl: u32::try_from(left_ms.div_ceil(1000))
+            .unwrap_or(u32::MAX)
+            .clamp(1, 60),
+    }
+}
+
+/// The ack deadline after delivery attempt `attempt` (1-based).
+pub fn ack_deadline(state: &AppState, attempt: u32) -> Duration {
+    let backoff = &state.config.commands.retry_backoff_s;
+    let i = usize::try_from(attempt.saturating_sub(1)).unwrap_or(usize::MAX);
+    let secs = backoff
+        .get(i)
+        .or_else(|| backoff.last())
+        .copied()
+        .unwrap_or(30);
+    Duration::from_secs(secs)
+}
+
+/// Moves a `queued` command to `sent` (attempt 1) and returns its delivery; `None` if it
+/// is not queued any more (another gateway took it, or it ended) or it has expired (then
+/// it is moved to `expired`).
+async fn dispatch(state: &AppState, c: &Command, how: &str) -> Option<Outgoing> {
+    let now = state.now();
+    if c.command.expires_at <= now {
+        expire(state, c).await;
+        return None;
+    }
+    let attempt = c.attempts.saturating_add(1);
+    let update = CommandUpdate {
+        attempts: Some(attempt),
+        next_attempt_at: Some(Some(now.saturating_add(ack_deadline(state, attempt)))),
+        detail: json!({"attempt": attempt, "via": how, "node": state.node_id}),
+        ..CommandUpdate::default()
+    };
+    match transition(
+        state,
+        &c.command.id,
+        &[CommandState::Queued],
+        CommandState::Sent,
+        update,
+    )
+    .await
+    {
+        Ok(Some(sent)) => Some(outgoing(state, &sent, attempt)),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(command = %c.command.id, error = %e.code(), "dispatch failed");
+            None
+        }
+    }
+}
+
+/// Moves a command whose TTL passed to `expired`.
+pub async fn expire(state: &AppState, c: &Command) {
+    let update = CommandUpdate {
+        next_attempt_at: Some(None),
+        error_code: Some(ErrorCode::TtlExpired.number()),
+        detail: json!({"reason": "ttl"}),
+        ..CommandUpdate::default()
+    };
+    if let Err(e) = transition(
+        state,
+        &c.command.id,
+        &[
+            CommandState::Queued,
+            CommandState::Sent,
+            CommandState::AckReceived,
+        ],
+        CommandState::Expired,
+        update,
+    )
+    .await
+    {
+        tracing::warn!(command = %c.command.id, error = %e.code(), "expiry failed");
+    }
+}
+
+/// What a newly connected session must send: every command of the device still in
+/// flight, from the store. `queued` ones are dispatched; `sent`, `ack_received`,
+/// `executing` and `result_posted` ones are sent again as they are (the agent dedupes by
+/// command id, acks again and resends a result it already has).
+pub async fn on_connect(state: &AppState, device_id: &str) -> Vec<Outgoing> {
+    let in_flight = match state.store.commands_in_flight(device_id, 256).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(device = %device_id, error = %e, "in-flight commands not loaded");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for c in in_flight {
+        match c.state {
+            CommandState::Queued => out.extend(dispatch(state, &c, "connect").await),
+            _ if c.command.expires_at <= state.now() => expire(state, &c).await,
+            CommandState::Sent => out.extend(resend(state, &c).await),
+            _ => out.push(outgoing(state, &c, c.attempts.max(1))),
+        }
+    }
+    out.extend(read_stream(state, device_id).await);
+    out
+}
+
+/// A `sent` command sent again at reconnect: a new attempt with a new ack deadline.
+async fn resend(state: &AppState, c: &Command) -> Option<Outgoing> {
+    let attempt = c.attempts.saturating_add(1).min(16);
+    let update = CommandUpdate {
+        attempts: Some(attempt),
+        next_attempt_at: Some(Some(
+            state.now().saturating_add(ack_deadline(state, attempt)),
+        )),
+        detail: json!({"attempt": attempt, "via": "reconnect", "node": state.node_id}),
+        ..CommandUpdate::default()
+    };
+    match transition(
+        state,
+        &c.command.id,
+        &[CommandState::Sent],
+        CommandState::Sent,
+        update,
+    )
+    .await
+    {
+        Ok(Some(sent)) => Some(outgoing(state, &sent, attempt)),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(command = %c.command.id, error = %e.code(), "redelivery failed");
+            None
+        }
+    }
+}
+
+/// The delivery of one in-flight command, sent again (the CommandWorker already counted
+/// the attempt); `None` unless it is `sent`.
+pub async fn redeliver(state: &AppState, command_id: &str) -> Option<Outgoing> {
+    match state.store.command(command_id).await {
+        Ok(Some(c)) if c.state == CommandState::Sent => Some(outgoing(state, &c, c.attempts)),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(command = %command_id, error = %e, "redelivery: command not loaded");
+            None
+        }
+    }
+}
+
+/// Reads the device's stream as this gateway: entries another gateway left pending too
+/// long first, then new ones. Each entry is verified (the server's signature, its TTL,
+/// that it is for this device); a good one for a `queued` command is dispatched; every
+/// entry read is acknowledged once handled (a bad one is logged and dropped).
+pub async fn read_stream(state: &AppState, device_id: &str) -> Vec<Outgoing> {
+    let stream = device_stream(device_id);
+    let consumer = format!("{}:{device_id}", state.node_id);
+    if let Err(e) = state.bus.ensure_group(&stream, GATEWAY_GROUP).await {
+        tracing::warn!(device = %device_id, error = %e, "command stream group not created");
+        return Vec::new();
+    }
+    let mut entries = match state
+        .bus
+        .claim_stale(&stream, GATEWAY_GROUP, &consumer, CLAIM_IDLE, READ_BATCH)
+        .await
+    {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(device = %device_id, error = %e, "claiming stale command entries failed");
+            Vec::new()
+        }
+    };
+    match state
+        .bus
+        .read_group(
+            &stream,
+            GATEWAY_GROUP,
+            &consumer,
+            READ_BATCH,
+            Duration::ZERO,
+        )
+        .await
+    {
+        Ok(e) => entries.extend(e),
+        Err(e) => {
+            tracing::warn!(device = %device_id, error = %e, "reading the command stream failed")
+        }
+    }
+    let mut keys = StaticKeys::new();
+    keys.insert(
+        state.gateway_signer.kid().clone(),
+        state.gateway_signer.verifying_key(),
+    );
+    let mut out = Vec::new();
+    let mut done = Vec::with_capacity(entries.len());
+    for entry in entries {
+        match Verifier::new(&keys, &*state.clock).verify(&entry.payload) {
+            Ok(v) => match v.payload {
+                Payload::CommandDelivery(d) if d.device_id == device_id => {
+                    match state.store.command(&d.command_id.to_string()).await {
+                        Ok(Some(c)) if c.state == CommandState::Queued => {
+                            out.extend(dispatch(state, &c, "stream").await);
+                        }
+                        Ok(Some(_)) => {} // already on its way or finished
+                        Ok(None) => {
+                            tracing::warn!(command = %d.command_id, "stream entry for an unknown command dropped")
+                        }
+                        Err(e) => {
+                            // Leave it pending: it is claimed again later.
+                            tracing::warn!(error = %e, "command stream entry not handled");
+                            continue;
+                        }
+                    }
+                }
+                other => tracing::warn!(
+                    device = %device_id,
+                    kind = other.message_type().name(),
+                    "a stream entry for another device or of another kind dropped"
+                ),
+            },
+            Err(e) if e.code() == ErrorCode::TtlExpired => {
+                // The command's TTL passed while it waited; the store says what it was.
+                if let Ok(Some(c)) = state
+                    .store
+                    .command(&command_id_of(&entry.payload).unwrap_or_default())
+                    .await
+                {
+                    expire(state, &c).await;
+                }
+            }
+            Err(e) => tracing::warn!(
+                device = %device_id,
+                code = e.code().number(),
+                error = %e,
+                "a command stream entry failed verification and was dropped"
+            ),
+        }
+        done.push(entry.id);
+    }
+    if !done.is_empty()
+        && let Err(e) = state.bus.ack(&stream, GATEWAY_GROUP, &done).await
+    {
+        tracing::warn!(device = %device_id, error = %e, "acknowledging command entries failed");
+    }
+    out
+}
+
+/// The command id inside an (unverified) stream entry, to look its command up.
+fn command_id_of(payload: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    v.pointer("/body/command_id")?.as_str().map(str::to_owned)
+}
+
+/// Loads the command an agent frame names, refusing another device's or an unknown one.
+async fn own_command(
+    state: &AppState,
+    device_id: &str,
+    command_id: &str,
+) -> Result<Command, Refusal> {
+    match state.store.command(command_id).await {
+        Ok(Some(c)) if c.command.device_id == device_id => Ok(c),
+        Ok(_) => Err((
+            ErrorCode::NotFound,
+            format!("no command {command_id} for this device"),
+        )),
+        Err(e) => Err((ErrorCode::Unavailable, e.to_string())),
+    }
+}
+
+/// `command_ack`: `received` moves `sent → ack_received`; `rejected` ends the command
+/// (`denied` for policy and owner-signature codes, `expired` for 2004, else `failed`).
+/// An ack for a command that moved on already is a duplicate and changes nothing.
+pub async fn on_ack(state: &AppState, device_id: &str, ack: &CommandAck) -> Result<(), Refusal> {
+    let id = ack.command_id.to_string();
+    let c = own_command(state, device_id, &id).await?;
+    let (to, code) = match (ack.status, ack.error) {
+        (AckStatus::Received, _) => (CommandState::AckReceived, None),
+        (AckStatus::Rejected, Some(ErrorCode::PolicyDenied | ErrorCode::OwnerSignatureInvalid)) => {
+            (CommandState::Denied, ack.error)
+        }
+        (AckStatus::Rejected, Some(ErrorCode::TtlExpired)) => (CommandState::Expired, ack.error),
+        (AckStatus::Rejected, e) => (CommandState::Failed, e.or(Some(ErrorCode::Internal))),
+    };
+    let update = CommandUpdate {
+        next_attempt_at: Some(None),
+        error_code: code.map(ErrorCode::number),
+        detail: json!({"by": "agent", "ack": ack.status, "error": code.map(ErrorCode::number)}),
+        ..CommandUpdate::default()
+    };
+    let moved = transition(state, &id, &[CommandState::Sent], to, update)
+        .await
+        .map_err(|e| (e.code(), "the command could not be updated".to_owned()))?;
+    if moved.is_none() {
+        tracing::debug!(command = %id, state = tether_store::state_str(c.state), "duplicate ack ignored");
+    }
+    Ok(())
+}
+
+/// `command_status` `executing`: `ack_received → executing` (or from `sent`, when the
+/// ack was lost).
+pub async fn on_status(
+    state: &AppState,
+    device_id: &str,
+    status: &CommandStatus,
+) -> Result<(), Refusal> {
+    let id = status.command_id.to_string();
+    let c = own_command(state, device_id, &id).await?;
+    if is_terminal(c.state) {
+        return Err((
+            ErrorCode::UnexpectedMessage,
+            format!("command {id} is finished"),
+        ));
+    }
+    let update = CommandUpdate {
+        next_attempt_at: Some(None),
+        detail: json!({"by": "agent", "kernel_exec_id": status.kernel_exec_id}),
+        ..CommandUpdate::default()
+    };
+    transition(
+        state,
+        &id,
+        &[CommandState::Sent, CommandState::AckReceived],
+        CommandState::Executing,
+        update,
+    )
+    .await
+    .map_err(|e| (e.code(), "the command could not be updated".to_owned()))?;
+    Ok(())
+}
+
+/// `command_result`: `→ result_posted`, then `completed` (ok) or `failed` / `denied` /
+/// `expired` as the result says. A result for a finished command is a duplicate (the
+/// agent resends results it holds when a command is redelivered) and changes nothing.
+pub async fn on_result(
+    state: &AppState,
+    device_id: &str,
+    result: &CommandResult,
+) -> Result<(), Refusal> {
+    let id = result.command_id.to_string();
+    let c = own_command(state, device_id, &id).await?;
+    if is_terminal(c.state) {
+        tracing::debug!(command = %id, "duplicate result ignored");
+        return Ok(());
+    }
+    if let Some(a) = &result.artifact {
+        check_artifact(state, device_id, &id, a).await?;
+    }
+    let body = serde_json::to_value(result).map_err(|e| (ErrorCode::Internal, e.to_string()))?;
+    let code = result.error.map(ErrorCode::number);
+    let posted = transition(
+        state,
+        &id,
+        &[
+            CommandState::Sent,
+            CommandState::AckReceived,
+            CommandState::Executing,
+        ],
+        CommandState::ResultPosted,
+        CommandUpdate {
+            next_attempt_at: Some(None),
+            result: Some(body),
+            error_code: code,
+            detail: json!({"by": "agent", "status": result.status,
+                           "duration_ms": result.duration_ms}),
+            ..CommandUpdate::default()
+        },
+    )
+    .await
+    .map_err(|e| (e.code(), "the command could not be updated".to_owned()))?;
+    if posted.is_none() {
+        return Ok(());
+    }
+    let end = match result.status {
+        ResultStatus::Ok => CommandState::Completed,
+        ResultStatus::Failed => CommandState::Failed,
+        ResultStatus::Denied => CommandState::Denied,
+        ResultStatus::Expired => CommandState::Expired,
+    };
+    transition(
+        state,
+        &id,
+        &[CommandState::ResultPosted],
+        end,
+        CommandUpdate {
+            detail: json!({"by": "server"}),
+            ..CommandUpdate::default()
+        },
+    )
+    .await
+    .map_err(|e| (e.code(), "the command could not be updated".to_owned()))?;
+    Ok(())
+}
+
+/// A result's artifact must be one this device was granted for this command and has
+/// uploaded, with the size and hash the result states.
+async fn check_artifact(
+    state: &AppState,
+    device_id: &str,
+    command_id: &str,
+    a: &tether_proto::messages::command::ArtifactRef,
+) -> Result<(), Refusal> {
+    let stored = state
+        .store
+        .artifact(&a.artifact_id)
+        .await
+        .map_err(|e| (ErrorCode::Unavailable, e.to_string()))?;
+    match stored {
+        Some(s) if s.device_id == device_id && s.command_id == command_id => {
+            match (s.sha256.as_deref(), s.size_bytes) {
+                (Some(h), Some(n)) if h == a.sha256 && n == a.size_bytes => Ok(()),
+                (None, _) => Err((
+                    ErrorCode::ChecksumMismatch,
+                    format!("artifact {} was not uploaded", a.artifact_id),
+                )),
+                _ => Err((
+                    ErrorCode::ChecksumMismatch,
+                    format!(
+                        "artifact {}: the uploaded bytes do not match the result's sha256/size",
+                        a.artifact_id
+                    ),
+                )),
+            }
+        }
+        _ => Err((
+            ErrorCode::NotFound,
+            format!("no artifact {} for this command", a.artifact_id),
+        )),
+    }
+}
+
+/// Whether a message type is one of the command frames an agent sends.
+pub const fn is_command_frame(t: MessageType) -> bool {
+    matches!(
+        t,
+        MessageType::CommandAck | MessageType::CommandStatus | MessageType::CommandResult
+    )
+}

@@ -1,0 +1,323 @@
+//! `POST /api/command`: who may command which device, idempotency by `message_id`,
+//! backpressure, then store → sign → publish.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tether_proto::envelope::Stamp;
+use tether_proto::messages::command::{
+    CommandDelivery, CommandState, Method, Priority, Sensitivity, Simulation,
+};
+use tether_proto::validate::Validate;
+use tether_proto::{ErrorCode, MessageId, ProtoError, TraceId, canonical};
+use tether_store::{Command, Device, DeviceStatus, NewCommand, Role};
+
+use super::{CommandView, announce, device_stream, wake};
+use crate::audit::{self, Outcome};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::events::STREAM_MAX_LEN;
+use crate::routes::devices::presence_key;
+use crate::state::AppState;
+
+/// The body of `POST /api/command`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommandRequest {
+    /// The device.
+    pub device_id: String,
+    /// What to do.
+    #[schema(value_type = String, example = "lock_screen")]
+    pub method: Method,
+    /// The method's parameters (its helper opcode's, docs/protocol.md section 8).
+    #[serde(default = "empty_object")]
+    pub params: Value,
+    /// Seconds the command may wait for delivery and execution (1..=604800, default 300).
+    #[serde(default = "default_ttl")]
+    pub ttl_seconds: u32,
+    /// The idempotency key (a UUID): the same `message_id` with the same request returns
+    /// the same command.
+    #[schema(value_type = String)]
+    pub message_id: MessageId,
+    /// A trace id to follow the command through every hop (default: a new one).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub trace_id: Option<TraceId>,
+    /// Delivery priority (default `normal`).
+    #[serde(default = "default_priority")]
+    #[schema(value_type = String, example = "normal")]
+    pub priority: Priority,
+    /// The user's signature over the canonical command (checked from the policy issue on).
+    #[serde(default)]
+    pub user_sig: Option<String>,
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ProtoError {
+    ProtoError::InvalidField {
+        field,
+        reason: reason.into(),
+    }
+}
+
+impl Validate for CommandRequest {
+    fn validate(&self) -> Result<(), ProtoError> {
+        if self.device_id.is_empty() || self.device_id.len() > 64 {
+            return Err(invalid("device_id", "must be 1..=64 characters"));
+        }
+        if !(1..=tether_proto::envelope::MAX_TTL_S).contains(&self.ttl_seconds) {
+            return Err(invalid(
+                "ttl_seconds",
+                format!("must be 1..={}", tether_proto::envelope::MAX_TTL_S),
+            ));
+        }
+        if !self.params.is_object() {
+            return Err(invalid("params", "must be a JSON object"));
+        }
+        if self
+            .user_sig
+            .as_ref()
+            .is_some_and(|s| s.is_empty() || s.len() > 512)
+        {
+            return Err(invalid("user_sig", "must be 1..=512 characters"));
+        }
+        Ok(())
+    }
+}
+
+fn empty_object() -> Value {
+    json!({})
+}
+
+const fn default_ttl() -> u32 {
+    300
+}
+
+const fn default_priority() -> Priority {
+    Priority::Normal
+}
+
+/// The devices a caller may command: their own, or any as an admin. Anyone else learns
+/// nothing about the device (404), except an auditor, who may see but not command (403).
+async fn controllable_device(
+    state: &AppState,
+    caller: &Caller,
+    device_id: &str,
+) -> Result<Device, ApiError> {
+    let d = state.store.device(device_id).await?;
+    match d {
+        Some(d)
+            if caller.user.role == Role::Admin
+                || d.owner_id.as_deref() == Some(caller.user.id.as_str()) =>
+        {
+            Ok(d)
+        }
+        Some(_) if caller.sees_all_devices() => Err(ApiError::with_message(
+            ErrorCode::Forbidden,
+            "auditors may see devices but not command them",
+        )),
+        _ => Err(ApiError::with_message(
+            ErrorCode::NotFound,
+            "no such device",
+        )),
+    }
+}
+
+/// The request's hash: what makes "the same request" under one `message_id`.
+fn request_hash(req: &CommandRequest) -> Result<String, ApiError> {
+    let v = json!({
+        "device_id": req.device_id,
+        "method": req.method,
+        "params": req.params,
+        "ttl_seconds": req.ttl_seconds,
+        "priority": req.priority,
+        "user_sig": req.user_sig,
+    });
+    let c = canonical::canonicalize(&v)
+        .map_err(|e| ApiError::with_message(ErrorCode::InvalidField, e.to_string()))?;
+    Ok(tether_proto::ids::sha256_hex(c.as_bytes()))
+}
+
+/// Records a refused submission in the audit trail and returns the error.
+async fn refuse(state: &AppState, caller: &Caller, req: &CommandRequest, e: ApiError) -> ApiError {
+    let _ = audit::record(
+        state,
+        &caller.user.id,
+        "command.refused",
+        Some(&req.device_id),
+        Outcome::Denied,
+        json!({"command_id": req.message_id.to_string(), "method": req.method,
+               "code": e.code().number()}),
+    )
+    .await;
+    e
+}
+
+/// Accepts a command: returns it and whether it was new (`false`: the same request was
+/// submitted before under this `message_id`, and this is that command).
+pub async fn submit(
+    state: &AppState,
+    caller: &Caller,
+    req: CommandRequest,
+    simulate: Option<Simulation>,
+) -> Result<(CommandView, bool), ApiError> {
+    match accept(state, caller, &req, simulate).await {
+        Ok(r) => Ok(r),
+        Err(e) => Err(refuse(state, caller, &req, e).await),
+    }
+}
+
+async fn accept(
+    state: &AppState,
+    caller: &Caller,
+    req: &CommandRequest,
+    simulate: Option<Simulation>,
+) -> Result<(CommandView, bool), ApiError> {
+    let device = controllable_device(state, caller, &req.device_id).await?;
+    match device.status {
+        DeviceStatus::Active => {}
+        DeviceStatus::Revoked => {
+            return Err(ApiError::with_message(
+                ErrorCode::DeviceRevoked,
+                "the device was revoked",
+            ));
+        }
+        _ => {
+            return Err(ApiError::with_message(
+                ErrorCode::DeviceNotPaired,
+                "the device is not active (pairing unfinished or waiting for approval)",
+            ));
+        }
+    }
+    req.method
+        .opcode()
+        .parse_params(&req.params)
+        .map_err(|e| ApiError::with_message(ErrorCode::InvalidParams, e.to_string()))?;
+    let hash = request_hash(req)?;
+    let id = req.message_id.to_string();
+
+    // The same message_id again: the same command if the same request by the same user.
+    if let Some(existing) = state.store.command(&id).await? {
+        return same_request(existing, caller, &hash).map(|c| (CommandView::from(&c), false));
+    }
+    let undelivered = state.store.count_undelivered(&device.id).await?;
+    if undelivered >= state.config.commands.device_queue_max {
+        return Err(ApiError::with_message(
+            ErrorCode::Backpressure,
+            format!("the device already has {undelivered} commands waiting for delivery"),
+        ));
+    }
+
+    let now = state.now();
+    let trace_id = req
+        .trace_id
+        .clone()
+        .unwrap_or_else(|| TraceId::from_random_bytes(crate::random::bytes::<16>()));
+    let new = NewCommand {
+        id: id.clone(),
+        device_id: device.id.clone(),
+        origin_user_id: caller.user.id.clone(),
+        method: req.method,
+        params: req.params.clone(),
+        priority: req.priority,
+        sensitivity: if req.method.sensitive_by_default() {
+            Sensitivity::Sensitive
+        } else {
+            Sensitivity::Normal
+        },
+        trace_id: trace_id.to_string(),
+        user_sig: req.user_sig.clone(),
+        request_hash: hash.clone(),
+        simulate,
+        state: CommandState::Queued,
+        created_at: now,
+        expires_at: now.saturating_add(std::time::Duration::from_secs(u64::from(req.ttl_seconds))),
+    };
+    if !state.store.insert_command(&new).await? {
+        // Lost a race with the same message_id.
+        let existing = state
+            .store
+            .command(&id)
+            .await?
+            .ok_or_else(|| ApiError::internal("command vanished after a duplicate insert"))?;
+        return same_request(existing, caller, &hash).map(|c| (CommandView::from(&c), false));
+    }
+    let stored = state
+        .store
+        .command(&id)
+        .await?
+        .ok_or_else(|| ApiError::internal("command vanished after insert"))?;
+    announce(state, &stored, None, &json!({"by": "ingest"})).await;
+
+    // Sign and publish. A failure here leaves the command queued in the store, where the
+    // gateway finds it when the device (re)connects.
+    let envelope = seal(state, &stored, 1, None)?;
+    if let Err(e) = state
+        .bus
+        .append(&device_stream(&device.id), &envelope, STREAM_MAX_LEN)
+        .await
+    {
+        tracing::warn!(trace_id = %stored.command.trace_id, error = %e, "command not published; it waits in the store");
+    } else {
+        wake(state, &device.id, None).await;
+    }
+    let mut view = CommandView::from(&stored);
+    view.device_online = Some(state.bus.get(&presence_key(&device.id)).await?.is_some());
+    Ok((view, true))
+}
+
+fn same_request(existing: Command, caller: &Caller, hash: &str) -> Result<Command, ApiError> {
+    if existing.command.origin_user_id == caller.user.id && existing.command.request_hash == hash {
+        Ok(existing)
+    } else {
+        Err(ApiError::with_message(
+            ErrorCode::DuplicateMessage,
+            "this message_id was already used for a different command",
+        ))
+    }
+}
+
+/// The `command_delivery` body of a command at `attempt`.
+pub fn delivery(c: &Command, attempt: u32) -> CommandDelivery {
+    let cmd = &c.command;
+    CommandDelivery {
+        command_id: MessageId::parse(&cmd.id)
+            .unwrap_or_else(|_| MessageId::from_random_bytes([0; 16])),
+        device_id: cmd.device_id.clone(),
+        method: cmd.method,
+        params: cmd.params.clone(),
+        priority: cmd.priority,
+        sensitivity: cmd.sensitivity,
+        origin_user_id: cmd.origin_user_id.clone(),
+        policy_version: 0,
+        expires_at: cmd.expires_at,
+        attempt: attempt.clamp(1, 16),
+        simulate: cmd.simulate,
+    }
+}
+
+/// A command's `command_delivery`, signed by the server key, valid until the command
+/// expires, under the command's trace id. `seq` defaults to the signing time (a stream
+/// entry's sequence only has to order entries of one command).
+pub fn seal(
+    state: &AppState,
+    c: &Command,
+    attempt: u32,
+    seq: Option<u64>,
+) -> Result<Vec<u8>, ApiError> {
+    let now = state.now();
+    let left_ms = c.command.expires_at.0.saturating_sub(now.0);
+    let ttl = u32::try_from(left_ms.div_ceil(1000))
+        .unwrap_or(u32::MAX)
+        .clamp(1, tether_proto::envelope::MAX_TTL_S);
+    let stamp = Stamp {
+        iat: now,
+        ttl,
+        seq: seq.unwrap_or(now.0),
+        message_id: MessageId::from_random_bytes(crate::random::bytes::<16>()),
+        trace_id: TraceId::parse(&c.command.trace_id)
+            .unwrap_or_else(|_| TraceId::from_random_bytes(crate::random::bytes::<16>())),
+    };
+    state
+        .gateway_signer
+        .seal(stamp, &delivery(c, attempt))
+        .map_err(ApiError::internal)
+}
