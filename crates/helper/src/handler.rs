@@ -205,10 +205,6 @@ impl Handler {
             request_id: req.request_id.clone(),
             fingerprint: fingerprint(&req),
         };
-        let (checked, precheck) = match precheck {
-            Ok(p) => (Some(p), Ok(())),
-            Err(e) => (None, Err(e)),
-        };
         let ledger = Arc::clone(&self.ledger);
         let at = self.clock.now();
         let facts2 = facts.clone();
@@ -252,11 +248,8 @@ impl Handler {
             Ok(Begin::Execute {
                 kernel_exec_id,
                 done,
+                checked: params,
             }) => {
-                let Some(params) = checked else {
-                    // begin() only says Execute when the precheck passed.
-                    return Ok(());
-                };
                 tracing::info!(request_id = %span_ids.0, command_message_id = %span_ids.1, kernel_exec_id, opcode = req.opcode.name(), number = req.opcode.number(), executor = self.executor.name(), "executing");
                 let job = Job {
                     request_id: req.request_id.clone(),

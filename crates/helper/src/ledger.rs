@@ -64,12 +64,13 @@ pub(crate) struct RequestFacts {
 
 /// What to do with a request, decided atomically against every other request.
 #[derive(Debug)]
-pub(crate) enum Begin {
+pub(crate) enum Begin<T> {
     /// Run it now under this execution id (the `started` entry is on disk); `done`
     /// carries the answer once [`Ledger::finish`] records it.
     Execute {
         kernel_exec_id: String,
         done: watch::Receiver<Option<FinalAnswer>>,
+        checked: T,
     },
     /// The command is running for an earlier request: wait for its answer.
     Wait {
@@ -214,14 +215,15 @@ impl Ledger {
     }
 
     /// Decides what to do with a verified request whose sequence was accepted. `precheck`
-    /// is the outcome of the params and opcode checks: a refusal there becomes the
-    /// command's final answer unless the command already has one. Blocking.
-    pub(crate) fn begin(
+    /// is the outcome of the params and opcode checks (what passed is handed back with
+    /// `Execute`): a refusal there becomes the command's final answer unless the command
+    /// already has one. Blocking.
+    pub(crate) fn begin<T>(
         &self,
         req: &RequestFacts,
-        precheck: Result<(), HelperError>,
+        precheck: Result<T, HelperError>,
         at: UnixMillis,
-    ) -> Result<Begin, HelperError> {
+    ) -> Result<Begin<T>, HelperError> {
         let mut book = lock(&self.book);
         if let Some(c) = book.commands.get(&req.command_message_id) {
             if c.fingerprint != req.fingerprint {
@@ -242,31 +244,10 @@ impl Ledger {
                 Phase::Ended(_) => {}
             }
         }
-        if let Err(e) = precheck {
-            let answer = refusal(&e);
-            book.append(&Entry::Denied {
-                command_message_id: req.command_message_id.clone(),
-                request_id: req.request_id.clone(),
-                fingerprint: req.fingerprint.clone(),
-                error: e.code(),
-                result: answer.result.clone(),
-                at,
-            })?;
-            let executions = book
-                .commands
-                .get(&req.command_message_id)
-                .map_or(0, |c| c.executions);
-            book.commands.insert(
-                req.command_message_id.clone(),
-                Command {
-                    fingerprint: req.fingerprint.clone(),
-                    executions,
-                    interrupted: false,
-                    phase: Phase::Ended(answer.clone()),
-                },
-            );
-            return Ok(Begin::Refuse(answer));
-        }
+        let checked = match precheck {
+            Ok(checked) => checked,
+            Err(e) => return book.refuse(req, &e, at),
+        };
         let kernel_exec_id = format!("kx_{}", book.next_exec);
         book.append(&Entry::Started {
             command_message_id: req.command_message_id.clone(),
@@ -301,6 +282,7 @@ impl Ledger {
         Ok(Begin::Execute {
             kernel_exec_id,
             done: receiver,
+            checked,
         })
     }
 
@@ -331,6 +313,38 @@ impl Ledger {
 }
 
 impl Book {
+    /// Records a refusal of the params or opcode as the command's final answer.
+    fn refuse<T>(
+        &mut self,
+        req: &RequestFacts,
+        e: &HelperError,
+        at: UnixMillis,
+    ) -> Result<Begin<T>, HelperError> {
+        let answer = refusal(e);
+        self.append(&Entry::Denied {
+            command_message_id: req.command_message_id.clone(),
+            request_id: req.request_id.clone(),
+            fingerprint: req.fingerprint.clone(),
+            error: e.code(),
+            result: answer.result.clone(),
+            at,
+        })?;
+        let executions = self
+            .commands
+            .get(&req.command_message_id)
+            .map_or(0, |c| c.executions);
+        self.commands.insert(
+            req.command_message_id.clone(),
+            Command {
+                fingerprint: req.fingerprint.clone(),
+                executions,
+                interrupted: false,
+                phase: Phase::Ended(answer.clone()),
+            },
+        );
+        Ok(Begin::Refuse(answer))
+    }
+
     fn append(&mut self, entry: &Entry) -> Result<(), HelperError> {
         let mut line = serde_json::to_vec(entry).map_err(|e| HelperError::CorruptState {
             path: self.path.clone(),

@@ -37,7 +37,7 @@ fn failed(kx: &str) -> FinalAnswer {
     }
 }
 
-fn execute(b: Begin) -> String {
+fn execute(b: Begin<()>) -> String {
     match b {
         Begin::Execute { kernel_exec_id, .. } => kernel_exec_id,
         other => panic!("expected Execute, got {other:?}"),
@@ -178,7 +178,7 @@ fn other_content_under_a_known_command_is_refused_and_refusals_are_final() {
         opcode: "MEMORY_DUMP",
         reason: "no".into(),
     };
-    match l.begin(&facts(1, 1), Err(e), T).unwrap() {
+    match l.begin::<()>(&facts(1, 1), Err(e), T).unwrap() {
         Begin::Refuse(a) => assert_eq!(a.error, Some(ErrorCode::OpcodeNotAllowed)),
         other => panic!("{other:?}"),
     }
