@@ -64,7 +64,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub agent_key_file: PathBuf,
     /// Only a process running this executable may connect (checked through
-    /// /proc/<pid>/exe of the caller).
+    /// /proc/PID/exe of the caller).
     #[arg(long, value_name = "PATH")]
     pub agent_exe: Option<PathBuf>,
     /// A uid allowed to connect (repeatable). Default: the owner of the agent key file.
@@ -73,7 +73,7 @@ pub struct RunArgs {
     /// Which executor carries requests out.
     #[arg(long, value_enum, default_value_t = ExecutorKind::System)]
     pub executor: ExecutorKind,
-    /// The recording executor's record file (default: <state-dir>/recorded.jsonl).
+    /// The recording executor's record file (default: STATE_DIR/recorded.jsonl).
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
     /// The system executor's manifest of installed binaries for attestation and the tamper

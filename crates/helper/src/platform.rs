@@ -5,7 +5,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Writes `bytes` to `path` so that a crash leaves either the old file or the new one:
 /// a temporary file in the same directory (created with `mode`), fsync, rename, fsync of
@@ -85,7 +85,7 @@ pub(crate) fn sync_parent(path: &Path) -> io::Result<()> {
     {
         let parent = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
+            _ => std::path::PathBuf::from("."),
         };
         File::open(parent)?.sync_all()
     }

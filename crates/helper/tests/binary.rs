@@ -1,5 +1,7 @@
 //! The real `tether-helper` binary: its command line, and its memory across SIGKILL.
 
+// Unix sockets; the Windows named pipe comes with its own tests.
+#![cfg(unix)]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

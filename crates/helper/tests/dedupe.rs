@@ -1,6 +1,8 @@
 //! A command asked for more than once is executed at most once (twice after a kernel
 //! failure), across connections and restarts.
 
+// Unix sockets; the Windows named pipe comes with its own tests.
+#![cfg(unix)]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

@@ -1,5 +1,7 @@
 //! Requests that are carried out: the ok flow, slow executions, artifacts, concurrency.
 
+// Unix sockets; the Windows named pipe comes with its own tests.
+#![cfg(unix)]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

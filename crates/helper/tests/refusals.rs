@@ -1,6 +1,8 @@
 //! Requests that must be refused: each gets a signed `denied` with its code, and nothing
 //! is executed.
 
+// Unix sockets; the Windows named pipe comes with its own tests.
+#![cfg(unix)]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
