@@ -450,3 +450,6 @@ fn decode_with_bad_params(frame: &[u8]) -> Option<(Header, HelperRequest)> {
     let again = serde_json::to_value(&req).ok()?;
     (canonicalize(&again).ok()? == canonicalize(body).ok()?).then_some((header, req))
 }
+
+#[cfg(test)]
+mod tests;
