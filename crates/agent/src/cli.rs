@@ -88,6 +88,14 @@ pub struct RunArgs {
     /// Connected, the server's interval always applies.
     #[arg(long, value_name = "N")]
     pub telemetry_interval_s: Option<u32>,
+    /// The privileged helper's Unix socket (`tether-helper run --socket`). Without it,
+    /// commands are acknowledged and fail with 6002 HELPER_UNAVAILABLE.
+    #[arg(long, value_name = "PATH", requires = "helper_key_file")]
+    pub helper_socket: Option<PathBuf>,
+    /// The helper's public key file (`helper.pub` in the helper's state dir): every
+    /// answer of the helper must be signed by it.
+    #[arg(long, value_name = "FILE", requires = "helper_socket")]
+    pub helper_key_file: Option<PathBuf>,
 }
 
 /// `tether-agent install`.

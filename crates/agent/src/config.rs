@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::RunArgs;
+use crate::commands::HelperLink;
 use crate::error::AgentError;
 use crate::queue::{self, QueueLimits};
 
@@ -121,6 +122,25 @@ pub struct RunConfig {
     pub queue: QueueLimits,
     /// The telemetry interval while offline, when overridden (tests, troubleshooting).
     pub offline_telemetry_interval: Option<Duration>,
+    /// The helper's socket and key file, as given.
+    pub helper_paths: Option<(PathBuf, PathBuf)>,
+    /// How to reach the helper.
+    pub helper: Option<HelperLink>,
+}
+
+/// Reads a public key file: base64url of 32 bytes, surrounding whitespace ignored.
+pub fn read_public_key_file(path: &std::path::Path) -> Result<[u8; 32], AgentError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        AgentError::Config(format!("cannot read the key file {}: {e}", path.display()))
+    })?;
+    tether_proto::validate::b64url_decode(text.trim())
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| {
+            AgentError::Config(format!(
+                "{} does not hold a base64url Ed25519 public key",
+                path.display()
+            ))
+        })
 }
 
 impl RunConfig {
@@ -161,7 +181,22 @@ impl RunConfig {
                 ));
             }
         };
+        let helper_paths = match (args.helper_socket, args.helper_key_file) {
+            (None, None) => None,
+            (Some(s), Some(k)) => Some((s, k)),
+            _ => {
+                return Err(AgentError::Config(
+                    "--helper-socket and --helper-key-file go together".into(),
+                ));
+            }
+        };
+        let helper = helper_paths.as_ref().map(|(socket, key)| HelperLink {
+            socket: socket.clone(),
+            key_file: key.clone(),
+        });
         Ok(Self {
+            helper_paths,
+            helper,
             server,
             state_dir: args.state_dir,
             trust,
@@ -205,6 +240,14 @@ impl RunConfig {
         }
         if let Some(i) = self.offline_telemetry_interval {
             a.extend(["--telemetry-interval-s".to_owned(), i.as_secs().to_string()]);
+        }
+        if let Some((socket, key)) = &self.helper_paths {
+            a.extend([
+                "--helper-socket".to_owned(),
+                socket.display().to_string(),
+                "--helper-key-file".to_owned(),
+                key.display().to_string(),
+            ]);
         }
         a
     }

@@ -18,6 +18,7 @@ mod out;
 
 pub mod backoff;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod error;
 pub mod identity;
@@ -46,6 +47,7 @@ use tether_proto::{Clock, SystemClock};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command, RunArgs};
+use crate::commands::Commands;
 use crate::config::{DeviceName, RunConfig, ServerUrl};
 use crate::error::AgentError;
 use crate::identity::AgentIdentity;
@@ -120,6 +122,7 @@ async fn run(args: RunArgs) -> Result<(), AgentError> {
     if created {
         say!("Created this PC's agent key (kid {}).", identity.kid());
     }
+    state.write_agent_pub(&identity)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let outbox = Outbox::new(
         identity.envelope_signer(),
@@ -206,7 +209,17 @@ async fn connected_with_telemetry(
         server_interval,
         ctx.clock.clone(),
     );
-    let result = session::run(ctx, device, &mut uplink).await;
+    let mut commands = Commands::start(
+        &ctx.state,
+        &ctx.identity,
+        &device.record.device_id,
+        cfg.helper.clone(),
+        ctx.clock.clone(),
+        ctx.shutdown.child_token(),
+    )
+    .await?;
+    let result = session::run(ctx, device, &mut uplink, &mut commands).await;
+    commands.stop().await;
     sampler.abort();
     let _ = sampler.await;
     uplink.close().await;

@@ -435,7 +435,7 @@ pub async fn peek(state: &StateDir) -> Result<Option<QueueStats>, AgentError> {
     Ok(Some(stats))
 }
 
-async fn connect(path: &Path, read_only: bool) -> Result<SqliteConnection, AgentError> {
+pub(crate) async fn connect(path: &Path, read_only: bool) -> Result<SqliteConnection, AgentError> {
     let opts = SqliteConnectOptions::new()
         .filename(path)
         .disable_statement_logging()
@@ -478,7 +478,7 @@ fn to_i64(v: u64) -> Result<i64, AgentError> {
     i64::try_from(v).map_err(|_| AgentError::Protocol(format!("{v} does not fit the queue")))
 }
 
-fn queue_err(path: &Path) -> impl Fn(sqlx::Error) -> AgentError + use<> {
+pub(crate) fn queue_err(path: &Path) -> impl Fn(sqlx::Error) -> AgentError + use<> {
     let path = path.to_path_buf();
     move |e| AgentError::Queue {
         path: path.clone(),
@@ -488,7 +488,7 @@ fn queue_err(path: &Path) -> impl Fn(sqlx::Error) -> AgentError + use<> {
 
 /// Creates an empty database file readable by the owner only (SQLite gives its journal
 /// files the same permissions), unless it exists.
-fn create_private_file(path: &Path) -> Result<(), AgentError> {
+pub(crate) fn create_private_file(path: &Path) -> Result<(), AgentError> {
     if path.exists() {
         return Ok(());
     }
@@ -497,7 +497,9 @@ fn create_private_file(path: &Path) -> Result<(), AgentError> {
 
 /// The queue key, created (32 random bytes, owner-only) when missing or damaged; `true`
 /// when it was created now (rows sealed under another key are then unreadable).
-fn load_or_create_key(state: &StateDir) -> Result<(Zeroizing<Vec<u8>>, bool), AgentError> {
+pub(crate) fn load_or_create_key(
+    state: &StateDir,
+) -> Result<(Zeroizing<Vec<u8>>, bool), AgentError> {
     if let Some(k) = state.read_optional(files::QUEUE_KEY)? {
         let k = Zeroizing::new(k);
         if k.len() == 32 {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
 use tether_client::{ClientIdentity, WsStream};
+use tether_proto::messages::command::CommandDelivery;
 use tether_proto::messages::notify::ErrorFrame;
 use tether_proto::messages::session::{Auth, Connected, Heartbeat, HeartbeatStatus};
 use tether_proto::validate::b64url_encode;
@@ -18,6 +19,7 @@ use tether_proto::{ErrorCode, MessageType, SequenceTracker, StaticKeys, Verified
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::backoff::Backoff;
+use crate::commands::{Commands, Outgoing, Reply};
 use crate::error::AgentError;
 use crate::socket::Incoming;
 use crate::state::{PairedDevice, SessionRecord};
@@ -49,12 +51,13 @@ pub async fn run(
     ctx: &mut Context,
     device: &PairedDevice,
     uplink: &mut Uplink,
+    commands: &mut Commands,
 ) -> Result<(), AgentError> {
     let keys = gateway_key_set(&device.record.gateway_keys)?;
     let chain = certificate_chain(device)?;
     let mut backoff = Backoff::default();
     loop {
-        let end = attempt(ctx, device, &keys, &chain, uplink).await;
+        let end = attempt(ctx, device, &keys, &chain, uplink, commands).await;
         uplink.go_offline();
         match end {
             End::Stopped => return Ok(()),
@@ -119,6 +122,7 @@ async fn attempt(
     keys: &StaticKeys,
     chain: &[CertificateDer<'static>],
     uplink: &mut Uplink,
+    commands: &mut Commands,
 ) -> End {
     let mut gateway_seq = SequenceTracker::<()>::new();
     let (mut ws, connected, auth_seq) =
@@ -128,6 +132,7 @@ async fn attempt(
             Err(e) => return failed(e, false),
         };
     say!("connected: session {}", connected.session_id);
+    commands.drop_stale_replies();
     uplink.go_online(connected.telemetry_interval_s);
     let now = ctx.clock.now();
     if let Err(e) = ctx.state.save_session(&SessionRecord {
@@ -202,6 +207,9 @@ async fn attempt(
             sample = uplink.next_sample() => {
                 uplink.send_live(&mut ctx.outbox, &mut ws, &sample).await
             }
+            Some(out) = commands.next_reply() => {
+                send_command_reply(ctx, &mut ws, &out).await
+            }
             incoming = socket::next(&mut ws) => match incoming {
                 Err(e) => return refusal.unwrap_or_else(|| failed(e, true)),
                 Ok(Incoming::Closed(reason)) => {
@@ -215,6 +223,25 @@ async fn attempt(
                 }
                 Ok(Incoming::Frame(frame)) => {
                     match read_gateway_frame(ctx, keys, &mut gateway_seq, &frame) {
+                        Ok(v) if v.header.msg_type == MessageType::CommandDelivery => {
+                            let trace_id = v.header.trace_id.clone();
+                            match v.into_body::<CommandDelivery>() {
+                                Ok(d) => {
+                                    let mut sent = Ok(());
+                                    for out in commands.on_delivery(&d, &trace_id).await {
+                                        sent = send_command_reply(ctx, &mut ws, &out).await;
+                                        if sent.is_err() {
+                                            break;
+                                        }
+                                    }
+                                    sent
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "unreadable command delivery");
+                                    Ok(())
+                                }
+                            }
+                        }
                         Ok(v) => {
                             if let Some(end) = handle(v) {
                                 refusal = Some(end);
@@ -231,6 +258,20 @@ async fn attempt(
             return failed(e, true);
         }
     }
+}
+
+/// Signs and sends a command frame under its command's trace id.
+async fn send_command_reply(
+    ctx: &mut Context,
+    ws: &mut WsStream,
+    out: &Outgoing,
+) -> Result<(), AgentError> {
+    let frame = match &out.reply {
+        Reply::Ack(b) => ctx.outbox.seal_traced(b, &out.trace_id)?,
+        Reply::Status(b) => ctx.outbox.seal_traced(b, &out.trace_id)?,
+        Reply::Result(b) => ctx.outbox.seal_traced(&**b, &out.trace_id)?,
+    };
+    socket::send(ws, frame).await
 }
 
 /// A frame the gateway sent during the session. Returns the refusal when it is an

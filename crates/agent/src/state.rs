@@ -3,6 +3,7 @@
 //! ```text
 //! <state-dir>/
 //!   agent-key.pk8    Ed25519 private key, PKCS#8 DER (owner-only on Unix)
+//!   agent.pub        its public key, base64url (for `tether-helper --agent-key-file`)
 //!   hwid             random hardware id, only where the OS offers none (Windows for now)
 //!   ca.pem           the server's root CA this agent trusts
 //!   server.json      {"server_url","ca_fingerprint"}
@@ -16,7 +17,9 @@
 //!                    intervals the server asked for
 //!   queue.db         the offline queue (SQLite, encrypted rows; see `queue`), with its
 //!                    -wal and -shm files
-//!   queue.key        the offline queue's AES-256-GCM key (owner-only on Unix)
+//!   queue.key        the offline queue's AES-256-GCM key (owner-only on Unix), also
+//!                    the command ledger's
+//!   commands.db      the command ledger (SQLite, encrypted bodies; see `commands::ledger`)
 //! ```
 //!
 //! Every file is written atomically (a temporary file in the same directory, then a
@@ -38,6 +41,8 @@ use crate::platform;
 pub mod files {
     /// The agent key.
     pub const AGENT_KEY: &str = "agent-key.pk8";
+    /// The agent's public key, for the helper.
+    pub const AGENT_PUB: &str = "agent.pub";
     /// The fallback hardware id.
     pub const HWID: &str = "hwid";
     /// The trusted root CA.
@@ -245,6 +250,17 @@ impl StateDir {
             path: self.path(name),
             reason,
         }
+    }
+
+    /// Writes `agent.pub`, the agent's public key (base64url and a newline), for the
+    /// helper to verify the agent's requests with (`tether-helper run --agent-key-file`).
+    /// Unchanged files are left alone.
+    pub fn write_agent_pub(&self, identity: &AgentIdentity) -> Result<(), AgentError> {
+        let text = format!("{}\n", identity.agent_pub());
+        if self.read_optional(files::AGENT_PUB)?.as_deref() == Some(text.as_bytes()) {
+            return Ok(());
+        }
+        self.write_atomic(files::AGENT_PUB, text.as_bytes(), false)
     }
 
     /// The agent key, created (and stored owner-only) on first use.

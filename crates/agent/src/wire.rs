@@ -60,6 +60,19 @@ impl Outbox {
         self.seal_stamped(body, ENVELOPE_TTL_S, seq)
     }
 
+    /// Signs `body` into a frame to send now under a given trace id (a command's frames
+    /// carry the command's trace id, so one grep follows it through every hop).
+    pub fn seal_traced<T: Message>(
+        &mut self,
+        body: &T,
+        trace_id: &TraceId,
+    ) -> Result<String, AgentError> {
+        let seq = self.seq.take()?;
+        Ok(self
+            .seal_stamped_traced(body, ENVELOPE_TTL_S, seq, trace_id.clone())?
+            .frame)
+    }
+
     /// Signs `body` with a sequence number reserved earlier (see
     /// [`seal_queued`](Self::seal_queued)).
     pub fn seal_reserved<T: Message>(&mut self, body: &T, seq: u64) -> Result<String, AgentError> {
@@ -86,13 +99,24 @@ impl Outbox {
         ttl: u32,
         seq: u64,
     ) -> Result<Sealed, AgentError> {
+        let trace_id = TraceId::from_random_bytes(random::bytes::<16>());
+        self.seal_stamped_traced(body, ttl, seq, trace_id)
+    }
+
+    fn seal_stamped_traced<T: Message>(
+        &mut self,
+        body: &T,
+        ttl: u32,
+        seq: u64,
+        trace_id: TraceId,
+    ) -> Result<Sealed, AgentError> {
         let iat = self.clock.now();
         let stamp = Stamp {
             iat,
             ttl,
             seq,
             message_id: MessageId::from_random_bytes(random::bytes::<16>()),
-            trace_id: TraceId::from_random_bytes(random::bytes::<16>()),
+            trace_id,
         };
         let frame = self.signer.seal(stamp, body)?;
         let frame = String::from_utf8(frame)

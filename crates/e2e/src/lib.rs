@@ -46,6 +46,8 @@ pub fn binary(name: &str) -> PathBuf {
             "-p",
             "tether-agent",
             "-p",
+            "tether-helper",
+            "-p",
             "tether-cli",
         ]);
         if bin_dir().file_name().is_some_and(|n| n == "release") {
@@ -458,4 +460,98 @@ pub async fn pair_agent(
     agent.wait_for_line(&code, Duration::from_secs(60));
     agent.wait_for_line("connected: session", Duration::from_secs(60));
     (agent, state)
+}
+
+/// A running `tether-helper` with the recording executor, for one agent.
+#[derive(Debug)]
+pub struct Helper {
+    /// The process.
+    pub proc: Proc,
+    /// Its socket (give the agent `--helper-socket`).
+    pub socket: PathBuf,
+    /// Its public key file (give the agent `--helper-key-file`).
+    pub key_file: PathBuf,
+    /// The recording executor's record: one JSON line per execution.
+    pub record: PathBuf,
+    /// Its directory (socket, state, record).
+    pub dir: tempfile::TempDir,
+}
+
+impl Helper {
+    /// Where a helper started with [`Helper::start`] in `dir` will listen and keep its key,
+    /// for the agent's arguments before the helper runs.
+    pub fn paths(dir: &Path) -> (PathBuf, PathBuf) {
+        (
+            dir.join("helper.sock"),
+            dir.join("state").join("helper.pub"),
+        )
+    }
+
+    /// Starts the helper binary in a new temp dir, trusting the agent key in
+    /// `agent_state/agent.pub` and only the `tether-agent` binary as its caller.
+    pub fn start(agent_state: &Path) -> Helper {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, agent_state)
+    }
+
+    /// [`start`](Self::start) in a given dir (whose [`paths`](Self::paths) the agent was
+    /// already told).
+    pub fn start_in(dir: tempfile::TempDir, agent_state: &Path) -> Helper {
+        let (socket, key_file) = Self::paths(dir.path());
+        let record = dir.path().join("recorded.jsonl");
+        let agent_pub = agent_state.join("agent.pub");
+        let start = Instant::now();
+        while !agent_pub.exists() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{} never written",
+                agent_pub.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut cmd = Command::new(binary("tether-helper"));
+        cmd.arg("run")
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .arg("--agent-key-file")
+            .arg(&agent_pub)
+            .arg("--agent-exe")
+            .arg(binary("tether-agent"))
+            .args(["--executor", "recording"])
+            .arg("--record")
+            .arg(&record);
+        cmd.env("TETHER_LOG", "info");
+        let mut proc = Proc::spawn("tether-helper", cmd);
+        let start = Instant::now();
+        while !(socket.exists() && key_file.exists()) {
+            if let Ok(Some(status)) = proc.child.try_wait() {
+                panic!("tether-helper exited ({status}):\n{}", proc.output());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "tether-helper not listening:\n{}",
+                proc.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Helper {
+            proc,
+            socket,
+            key_file,
+            record,
+            dir,
+        }
+    }
+
+    /// The recorded executions, one JSON value each.
+    pub fn executions(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.record)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
 }

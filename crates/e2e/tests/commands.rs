@@ -1,0 +1,145 @@
+//! Commands end to end with the real binaries: `tether-server`, `tether-agent` and
+//! `tether-helper` (recording executor), on the embedded backends and on MariaDB + Redis.
+//! A `lock_screen` goes client → api → bus → gateway → agent → helper and back, ends
+//! `completed` with every state transition recorded, and the helper executed it once.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tether_e2e::{Backends, Helper, Server, on_mysql_and_redis, pair_agent, register_user};
+
+/// A fresh random UUID v4 for a message id.
+fn uuid() -> String {
+    let mut b = [0u8; 16];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
+    tether_proto::MessageId::from_random_bytes(b).to_string()
+}
+
+/// Polls the command until its state is one of `states`.
+async fn wait_state(
+    user: &tether_client::Api,
+    id: &str,
+    states: &[&str],
+    within: Duration,
+) -> Value {
+    let start = Instant::now();
+    loop {
+        let (s, c): (u16, Value) = user.get(&format!("/api/command/{id}")).await.unwrap();
+        assert_eq!(s, 200, "{c}");
+        if states.iter().any(|st| c["state"] == *st) {
+            return c;
+        }
+        assert!(
+            start.elapsed() < within,
+            "command {id} not in {states:?} within {within:?}: {c}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn lock_screen(backends: Backends) {
+    let server = Server::start_with(&backends, &[("TETHER_SERVER_TEST_MODE", "true")]);
+    let user = register_user(&server, "ada@lab.example").await;
+    let helper_dir = tempfile::tempdir().unwrap();
+    let (socket, key_file) = Helper::paths(helper_dir.path());
+    let (mut agent, state) = pair_agent(
+        &server,
+        &user,
+        "lab-pc-1",
+        &[
+            "--helper-socket",
+            socket.to_str().unwrap(),
+            "--helper-key-file",
+            key_file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let helper = Helper::start_in(helper_dir, state.path());
+    let (_, devices): (u16, Value) = user.get("/api/devices").await.unwrap();
+    let device = devices[0]["id"].as_str().unwrap().to_owned();
+
+    let id = uuid();
+    let (s, accepted): (u16, Value) = user
+        .post(
+            "/api/command",
+            &json!({"device_id": device, "method": "lock_screen", "message_id": id,
+                    "ttl_seconds": 120}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, 202, "{accepted}");
+    assert_eq!(accepted["status"], "accepted");
+    assert_eq!(accepted["state"], "queued");
+    let done = wait_state(
+        &user,
+        &id,
+        &["completed", "failed", "dlq", "expired", "denied"],
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(
+        done["state"],
+        "completed",
+        "{done}\nagent:\n{}\nhelper:\n{}",
+        agent.output(),
+        helper.proc.output()
+    );
+    assert_eq!(done["result"]["status"], "ok", "{done}");
+    let steps: Vec<&str> = done["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "queued",
+            "sent",
+            "ack_received",
+            "executing",
+            "result_posted",
+            "completed"
+        ],
+        "{done}"
+    );
+    let times: Vec<u64> = done["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["at"].as_u64().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+
+    // The helper carried it out exactly once, as EXEC_LOCK_SCREEN for this command.
+    let runs = helper.executions();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["opcode"], "EXEC_LOCK_SCREEN");
+    assert_eq!(runs[0]["command_message_id"], id.as_str());
+
+    // One grep follows it: the trace id is in the server's and the agent's logs.
+    let trace = done["trace_id"].as_str().unwrap();
+    assert!(
+        server.proc.output().contains(trace),
+        "the server log names the trace id"
+    );
+    agent.kill();
+    drop(helper);
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_screen_completes_through_the_helper_on_embedded_backends() {
+    lock_screen(Backends::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_screen_completes_through_the_helper_on_mariadb_and_redis() {
+    on_mysql_and_redis(lock_screen).await;
+}
