@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use clap::{ArgAction, Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use serde_json::Value;
+use tether_proto::messages::command::{Method, Priority};
 
 /// tether: control your PCs through your Tether server from the command line.
 ///
@@ -22,9 +24,14 @@ Examples:
   tether watch                                        follow them live (Ctrl-C stops)
   tether alerts                                       list open alerts; --ack ID acknowledges
   tether metrics DEVICE --daily                       daily statistics of one PC
+  tether cmd lab-pc-7 lock_screen --wait              lock a PC's screen and follow it
+  tether commands lab-pc-7                            a PC's recent commands
+  tether artifact get ART_ID -o shot.png              download a command's artifact
 
 Exit status: 0 success, 1 the server refused (the error code is printed), \
-2 usage or local problem, 3 the server could not be reached.
+2 usage or local problem, 3 the server could not be reached; `tether cmd`: 4 gave up \
+waiting (--timeout), 5 failed, 6 denied, 7 expired, 8 delivery failed (dead-letter \
+queue); 9 a download failed its integrity check.
 Explain an error code with: tether errors CODE")]
 pub struct Cli {
     /// Options for every command.
@@ -146,6 +153,43 @@ pub enum Command {
         #[arg(long)]
         daily: bool,
     },
+    /// Send a command to a PC (lock the screen, reboot, take a screenshot…); with --wait,
+    /// follow it until it finishes.
+    Cmd(CmdArgs),
+    /// List a PC's commands, newest first.
+    #[command(after_help = "\
+Examples:
+  tether commands lab-pc-7              the last 20 commands sent to lab-pc-7
+  tether commands dev_01HZX3K9 -n 100   the last 100
+  tether commands lab-pc-7 --json       full ids, results and errors as JSON
+
+The ID column shows the first 8 characters of each command id; `tether command` takes \
+them as they are.")]
+    Commands {
+        /// The PC: its device id (`dev_…`) or its name.
+        device: String,
+        /// How many (1..=500).
+        #[arg(long, short = 'n', default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=500))]
+        limit: u32,
+    },
+    /// Show one command: its parameters, result and every state change.
+    #[command(name = "command")]
+    #[command(after_help = "\
+Examples:
+  tether command 0b7e4c7e-52b4-4c1e-9a51-6f0c1f3f2a10   by full id
+  tether command 0b7e4c7e                              by the short id `tether commands` shows
+  tether command 0b7e4c7e --device lab-pc-7            look for it on that PC only")]
+    ShowCommand {
+        /// The command id, or the start of it (at least 4 characters) as `tether commands`
+        /// shows it.
+        id: String,
+        /// Where to look for a short id (default: every PC you may see).
+        #[arg(long, value_name = "DEVICE")]
+        device: Option<String>,
+    },
+    /// A command's artifacts (screenshots, log bundles).
+    #[command(subcommand)]
+    Artifact(ArtifactCommand),
     /// Administration (admin accounts only).
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -191,3 +235,162 @@ pub enum AdminCommand {
         require_approval: Option<bool>,
     },
 }
+
+/// `tether cmd DEVICE METHOD ...`.
+#[derive(Debug, Clone, Args)]
+#[command(after_long_help = CMD_HELP, after_help = "Examples and the methods' parameters: tether cmd --help")]
+pub struct CmdArgs {
+    /// The PC: its device id (`dev_…`) or its name (when no other PC you see has it).
+    pub device: String,
+    /// What to do: lock_screen, logoff, reboot, shutdown, screenshot, collect_logs,
+    /// run_attestation, run_tamper_check, memory_dump.
+    #[arg(value_parser = parse_method)]
+    pub method: Method,
+    /// One parameter as KEY=VALUE (repeatable). VALUE is taken as JSON when it is JSON
+    /// (numbers, true/false, null, ["arrays"], "quoted strings"), else as a string.
+    #[arg(long = "param", short = 'p', value_name = "KEY=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, Value)>,
+    /// All parameters as one JSON object; --param adds keys to it (repeating one is an
+    /// error).
+    #[arg(long, value_name = "JSON")]
+    pub params_json: Option<String>,
+    /// Seconds the command may wait for the PC (it stays queued while the PC is offline)
+    /// and run; then it expires (1..=604800).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300,
+          value_parser = clap::value_parser!(u32).range(1..=604_800))]
+    pub ttl: u32,
+    /// Delivery priority.
+    #[arg(long, value_enum, default_value_t = PriorityArg::Normal)]
+    pub priority: PriorityArg,
+    /// Follow the command until it finishes: print each state change, then the result.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: stop waiting after this many seconds (exit 4; the command goes on on
+    /// the server) [default: the TTL plus 30 s].
+    #[arg(long, value_name = "SECONDS", requires = "wait",
+          value_parser = clap::value_parser!(u64).range(1..=691_200))]
+    pub timeout: Option<u64>,
+}
+
+const CMD_HELP: &str = "\
+Examples:
+  tether cmd lab-pc-7 lock_screen --wait
+      lock the screen and follow the command to its end
+  tether cmd dev_01HZX3K9 reboot -p delay_s=60 -p reason='patch day'
+      reboot in a minute, telling the user why
+  tether cmd lab-pc-7 collect_logs -p max_bytes=1048576 -p 'sources=[\"system\",\"tether\"]' --wait
+      a log bundle of at most 1 MiB; then: tether artifact get <ARTIFACT_ID>
+  tether cmd lab-pc-7 shutdown --params-json '{\"delay_s\": 300}' --ttl 3600
+      shut down in five minutes, if the PC comes online within the hour
+  tether cmd lab-pc-7 screenshot --wait --timeout 60 --json
+      the finished command as JSON, for scripts
+
+Methods and their parameters (docs/protocol.md, section 8):
+  lock_screen, logoff, run_attestation, run_tamper_check    none
+  reboot, shutdown    delay_s 0..3600 (default 0), reason text (default \"\"),
+                      force true|false (default false)
+  screenshot          display 0..15 (default 0, the primary display)
+  collect_logs        max_bytes 1024..67108864 (required), since_ms (ms since 1970),
+                      sources: any of system, application, security, tether (default all)
+  memory_dump         max_bytes 1048576..4294967296 (required), pid (default: the agent)
+
+The command is queued on the server at once; a PC that is offline gets it when it
+connects, until the TTL passes. Without --wait the CLI prints the command id and returns.
+With --wait it listens to the live view before sending, prints each state change (sent,
+ack_received, executing, result_posted, completed…) as it happens, then the result, and
+marks the result viewed. If the live view drops, it follows the command by polling.
+
+With --json: the command as JSON (the final one with --wait); if it did not succeed,
+{\"error\": {…, \"outcome\", \"command\"}}.
+
+Exit status: 0 accepted (without --wait) or completed ok; 1 the server refused; 2 usage;
+3 the server could not be reached; 4 --timeout passed first (the command goes on);
+5 failed; 6 denied; 7 expired; 8 delivery failed (dead-letter queue).";
+
+/// `--priority`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PriorityArg {
+    /// Background.
+    Low,
+    /// The default.
+    Normal,
+    /// Ahead of normal commands in the PC's queue.
+    High,
+}
+
+impl From<PriorityArg> for Priority {
+    fn from(p: PriorityArg) -> Self {
+        match p {
+            PriorityArg::Low => Priority::Low,
+            PriorityArg::Normal => Priority::Normal,
+            PriorityArg::High => Priority::High,
+        }
+    }
+}
+
+/// `tether artifact ...`.
+#[derive(Debug, Subcommand)]
+pub enum ArtifactCommand {
+    /// Download an artifact (the screenshot or log bundle a command produced), check its
+    /// SHA-256, decrypt it when it was encrypted for you, and save it.
+    #[command(after_help = "\
+Examples:
+  tether artifact get art_01J9Z…                 saves as ./art_01J9Z….png (from its type)
+  tether artifact get art_01J9Z… -o shot.png     saves as shot.png
+  tether artifact get art_01J9Z… -o - > logs.zip writes the content to standard output
+
+The artifact id is in the result `tether cmd --wait` and `tether command ID` print. \
+Nothing is written unless the downloaded bytes match the SHA-256 the server recorded \
+(exit 9 otherwise); an existing file is replaced only with --force.")]
+    Get {
+        /// The artifact id.
+        artifact_id: String,
+        /// Where to save it (`-` for standard output) [default: ./<artifact id>.<extension
+        /// of its content type>].
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Replace the file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// The spelling of a method (`lock_screen`).
+pub fn method_name(m: Method) -> String {
+    match serde_json::to_value(m) {
+        Ok(Value::String(s)) => s,
+        _ => format!("{m:?}"),
+    }
+}
+
+/// A method by its spelling; `-` may stand for `_` and case does not matter.
+pub fn parse_method(s: &str) -> Result<Method, String> {
+    let spelled = s.trim().replace('-', "_").to_ascii_lowercase();
+    serde_json::from_value(Value::String(spelled)).map_err(|_| {
+        let all: Vec<String> = Method::ALL.iter().copied().map(method_name).collect();
+        format!("unknown method {s:?}; one of: {}", all.join(", "))
+    })
+}
+
+/// One `--param KEY=VALUE`: VALUE as JSON when it parses as JSON, else as a string.
+pub fn parse_param(s: &str) -> Result<(String, Value), String> {
+    let (key, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
+    if key.is_empty()
+        || key.len() > 64
+        || !key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(format!(
+            "{key:?} is not a parameter name (lowercase letters, digits and _)"
+        ));
+    }
+    let value =
+        serde_json::from_str::<Value>(value).unwrap_or_else(|_| Value::String(value.to_owned()));
+    Ok((key.to_owned(), value))
+}
+
+#[cfg(test)]
+mod tests;

@@ -2,18 +2,22 @@
 
 mod admin;
 mod alerts;
+mod artifact;
+mod cmd;
 mod devices;
 mod errors;
+mod history;
 mod login;
 mod metrics;
 mod pair;
 mod register;
 mod status;
+mod target;
 mod totp;
 mod watch;
 mod whoami;
 
-use crate::args::Command;
+use crate::args::{ArtifactCommand, Command};
 use crate::context::Ctx;
 use crate::error::CliError;
 
@@ -39,6 +43,14 @@ pub(crate) async fn run(command: Command, ctx: &Ctx) -> Result<(), CliError> {
         Command::Watch { devices } => watch::run(ctx, &devices).await,
         Command::Alerts { all, ack } => alerts::run(ctx, all, ack.as_deref()).await,
         Command::Metrics { device, daily, .. } => metrics::run(ctx, &device, daily).await,
+        Command::Cmd(args) => cmd::run(ctx, args).await,
+        Command::Commands { device, limit } => history::list(ctx, &device, limit).await,
+        Command::ShowCommand { id, device } => history::show(ctx, &id, device.as_deref()).await,
+        Command::Artifact(ArtifactCommand::Get {
+            artifact_id,
+            output,
+            force,
+        }) => artifact::get(ctx, &artifact_id, output.as_deref(), force).await,
         Command::Admin(c) => admin::run(ctx, c).await,
         Command::Errors { code } => errors::run(ctx, code.as_deref()),
     }

@@ -13,6 +13,74 @@ pub const EXIT_REFUSED: u8 = 1;
 pub const EXIT_LOCAL: u8 = 2;
 /// Exit status: the server could not be reached (network, TLS, not a Tether server).
 pub const EXIT_UNREACHABLE: u8 = 3;
+/// Exit status: `tether cmd --wait` gave up before the command finished (it goes on).
+pub const EXIT_TIMEOUT: u8 = 4;
+/// Exit status: the command failed on the PC (state `failed`, or result status `failed`).
+pub const EXIT_FAILED: u8 = 5;
+/// Exit status: policy, the device or its helper denied the command.
+pub const EXIT_DENIED: u8 = 6;
+/// Exit status: the command's TTL passed before it ran.
+pub const EXIT_EXPIRED: u8 = 7;
+/// Exit status: delivery failed after every retry (the dead-letter queue).
+pub const EXIT_DLQ: u8 = 8;
+/// Exit status: downloaded data failed its integrity check (SHA-256 or decryption).
+pub const EXIT_INTEGRITY: u8 = 9;
+
+/// How a command that did not succeed ended, as `tether cmd` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// `--wait` ran out of time; the command is still in flight on the server.
+    Timeout,
+    /// State `failed`, or a result with status `failed`.
+    Failed,
+    /// State `denied`, or a result with status `denied`.
+    Denied,
+    /// State `expired`, or a result with status `expired`.
+    Expired,
+    /// State `dlq`: never acknowledged after the last delivery attempt.
+    Dlq,
+}
+
+impl Outcome {
+    /// The word used in messages and in `--json` (`"outcome"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Timeout => "timeout",
+            Outcome::Failed => "failed",
+            Outcome::Denied => "denied",
+            Outcome::Expired => "expired",
+            Outcome::Dlq => "dlq",
+        }
+    }
+
+    /// The process exit status.
+    pub fn exit_status(self) -> u8 {
+        match self {
+            Outcome::Timeout => EXIT_TIMEOUT,
+            Outcome::Failed => EXIT_FAILED,
+            Outcome::Denied => EXIT_DENIED,
+            Outcome::Expired => EXIT_EXPIRED,
+            Outcome::Dlq => EXIT_DLQ,
+        }
+    }
+}
+
+/// A command that did not succeed (or was not waited out).
+#[derive(Debug, Clone)]
+pub struct CommandFailure {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The error code the server or the PC gave, if any.
+    pub code: Option<ErrorCode>,
+    /// The command id.
+    pub command_id: String,
+    /// What happened, in a sentence (no code: [`CliError`]'s display adds it).
+    pub message: String,
+    /// What to do about it.
+    pub hint: Option<String>,
+    /// The command as last seen (printed with `--json`).
+    pub view: Option<Box<crate::views::CommandView>>,
+}
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +110,31 @@ pub enum CliError {
     /// The server could not be reached, TLS failed, or the answer was not the Tether API.
     #[error("{0}")]
     Unreachable(String),
+    /// A command was accepted but did not succeed, or `--wait` gave up on it.
+    #[error("{}", command_head(.0))]
+    Command(Box<CommandFailure>),
+    /// Data failed an integrity check here (a downloaded artifact's SHA-256 or its
+    /// decryption): nothing was written.
+    #[error("error {} {}: {message}", .code.number(), .code.name())]
+    Integrity {
+        /// `CHECKSUM_MISMATCH`, `SEAL_BROKEN`, …
+        code: ErrorCode,
+        /// What did not match.
+        message: String,
+    },
+}
+
+/// `error <n> <NAME>: <message>` when the command carries a code, else `error <OUTCOME>:
+/// <message>` (a timeout has no code: the command itself is fine).
+fn command_head(f: &CommandFailure) -> String {
+    match f.code {
+        Some(c) => format!("error {} {}: {}", c.number(), c.name(), f.message),
+        None => format!(
+            "error {}: {}",
+            f.outcome.as_str().to_ascii_uppercase(),
+            f.message
+        ),
+    }
 }
 
 impl CliError {
@@ -68,7 +161,22 @@ impl CliError {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             CliError::Refused { body, .. } => Some(body.code),
+            CliError::Command(f) => f.code,
+            CliError::Integrity { code, .. } => Some(*code),
             _ => None,
+        }
+    }
+
+    /// A server-style refusal made here, from what the server's own answers say (for
+    /// example a device name that is in none of the listed devices).
+    pub fn refused_locally(
+        code: ErrorCode,
+        message: impl Into<String>,
+        hint: Option<&str>,
+    ) -> Self {
+        CliError::Refused {
+            body: ErrorBody::with_message(code, message),
+            hint: hint.map(str::to_owned),
         }
     }
 
@@ -76,6 +184,7 @@ impl CliError {
     pub fn hint(&self) -> Option<&str> {
         match self {
             CliError::Refused { hint, .. } => hint.as_deref(),
+            CliError::Command(f) => f.hint.as_deref(),
             CliError::NotLoggedIn => Some("log in first: tether login --email YOU@EXAMPLE"),
             CliError::Unreachable(m) if m.contains("certificate") => Some(
                 "the server's certificate does not chain to the CA this profile trusts; if the server's CA really changed, pin the new one with --ca-file (check its fingerprint first)",
@@ -90,6 +199,8 @@ impl CliError {
             CliError::Refused { .. } => EXIT_REFUSED,
             CliError::Usage(_) | CliError::Io { .. } | CliError::NotLoggedIn => EXIT_LOCAL,
             CliError::Unreachable(_) => EXIT_UNREACHABLE,
+            CliError::Command(f) => f.outcome.exit_status(),
+            CliError::Integrity { .. } => EXIT_INTEGRITY,
         }
     }
 

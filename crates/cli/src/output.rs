@@ -3,12 +3,15 @@
 //! (device names above all, which a PC chooses) is shown with control characters
 //! replaced, so it cannot move the cursor or recolour the terminal.
 
+pub mod command;
 pub mod live;
 
 use std::borrow::Cow;
 
 use serde::Serialize;
 use serde_json::json;
+
+use tether_proto::ErrorCode;
 
 use crate::error::CliError;
 use crate::views::{DeviceView, PairedView, UserView};
@@ -51,6 +54,14 @@ impl Output {
             }
         } else {
             println!("{}", human());
+        }
+    }
+
+    /// A result line for people (stdout, human mode only): what `--json` leaves to the
+    /// one document it prints at the end.
+    pub fn human(&self, text: &str) {
+        if !self.json {
+            println!("{text}");
         }
     }
 
@@ -99,6 +110,8 @@ pub fn error_text(e: &CliError) -> String {
             body.code.name(),
             clean(&body.message)
         ),
+        // Their display is already `error <code> <NAME>: …` (messages quote the server).
+        CliError::Command(_) | CliError::Integrity { .. } => clean(&e.to_string()).into_owned(),
         other => format!("error: {other}"),
     };
     match e.hint() {
@@ -116,18 +129,35 @@ pub fn error_json(e: &CliError) -> serde_json::Value {
             body.message.clone(),
             body.trace_id.clone(),
         ),
+        CliError::Command(f) => (
+            f.code.map(ErrorCode::number),
+            f.code.map(ErrorCode::name),
+            f.message.clone(),
+            f.view.as_ref().map(|v| v.trace_id.clone()),
+        ),
+        CliError::Integrity { code, message } => (
+            Some(code.number()),
+            Some(code.name()),
+            message.clone(),
+            None,
+        ),
         other => (None, None, other.to_string(), None),
     };
-    json!({
-        "error": {
-            "exit_code": e.exit_status(),
-            "code": code,
-            "name": name,
-            "message": message,
-            "hint": e.hint(),
-            "trace_id": trace_id,
-        }
-    })
+    let mut error = json!({
+        "exit_code": e.exit_status(),
+        "code": code,
+        "name": name,
+        "message": message,
+        "hint": e.hint(),
+        "trace_id": trace_id,
+    });
+    // A command that did not succeed: how it ended, and the command as last seen.
+    if let (CliError::Command(f), Some(obj)) = (e, error.as_object_mut()) {
+        obj.insert("outcome".into(), json!(f.outcome.as_str()));
+        obj.insert("command_id".into(), json!(f.command_id));
+        obj.insert("command".into(), json!(f.view));
+    }
+    json!({ "error": error })
 }
 
 /// A plain-text table: a header row, then rows, columns padded to the widest cell.

@@ -1,7 +1,14 @@
 //! The server's answers, as the CLI reads them. Unknown fields are ignored, so a newer
 //! server keeps working with this client; `--json` prints these shapes.
 
+mod command;
+
 use serde::{Deserialize, Serialize};
+
+pub use command::{
+    ArtifactRefView, ArtifactView, CommandEventView, CommandView, Ending, ResultView,
+    TERMINAL_STATES, TransitionView,
+};
 
 /// A user (`GET /api/me`, `POST /api/register`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
