@@ -13,6 +13,7 @@
 //! gets through). After a crash, unfinished commands resume from the ledger; the helper
 //! dedupes by command id, so one that had reached it is not executed twice.
 
+pub mod artifact;
 pub mod ledger;
 
 mod executor;
@@ -81,6 +82,7 @@ impl Commands {
         identity: &AgentIdentity,
         device_id: &str,
         helper: Option<HelperLink>,
+        uploader: Option<artifact::Uploader>,
         clock: Arc<dyn Clock>,
         shutdown: CancellationToken,
     ) -> Result<Self, AgentError> {
@@ -104,6 +106,7 @@ impl Commands {
                 identity: Arc::new(AgentIdentity::from_pkcs8_der(identity.pkcs8_der())?),
                 clock: Arc::clone(&clock),
                 replies: replies_tx,
+                uploader,
             }
             .run(jobs_rx, shutdown),
         );

@@ -209,11 +209,23 @@ async fn connected_with_telemetry(
         server_interval,
         ctx.clock.clone(),
     );
+    let uploader = tether_client::Api::with_identity(
+        ctx.server.as_str(),
+        &ctx.ca.pem,
+        tether_client::ClientIdentity {
+            chain: session::certificate_chain(device)?,
+            key: ctx.identity.tls_key(),
+        },
+    )
+    .map(|api| commands::artifact::Uploader { api })
+    .map_err(|e| tracing::warn!(error = %e, "no artifact uploads: the API client failed"))
+    .ok();
     let mut commands = Commands::start(
         &ctx.state,
         &ctx.identity,
         &device.record.device_id,
         cfg.helper.clone(),
+        uploader,
         ctx.clock.clone(),
         ctx.shutdown.child_token(),
     )

@@ -104,7 +104,9 @@ fn is_revocation(code: ErrorCode) -> bool {
 }
 
 /// The TLS client chain: the device certificate, then the intermediate that issued it.
-fn certificate_chain(device: &PairedDevice) -> Result<Vec<CertificateDer<'static>>, AgentError> {
+pub(crate) fn certificate_chain(
+    device: &PairedDevice,
+) -> Result<Vec<CertificateDer<'static>>, AgentError> {
     let mut chain = vec![CertificateDer::from(tether_client::first_cert_der(
         &device.cert_pem,
     )?)];

@@ -67,6 +67,24 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// A client for URLs outside the server (object stores): TLS 1.2/1.3 against the Mozilla
+/// root set.
+fn outside_client() -> Result<reqwest::Client, ClientError> {
+    let roots = RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Trust(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(cfg)
+        .timeout(std::time::Duration::from_secs(120))
+        .build()
+        .map_err(transport)
+}
+
 /// The first certificate in a PEM string, as DER.
 pub fn first_cert_der(pem: &str) -> Result<Vec<u8>, ClientError> {
     let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
@@ -212,6 +230,60 @@ impl Api {
             tls: cfg,
             bearer: None,
         })
+    }
+
+    /// A client for `base_url` trusting only `root_pem` and presenting a client
+    /// certificate (an agent calling the api with its device certificate).
+    pub fn with_identity(
+        base_url: &str,
+        root_pem: &str,
+        identity: ClientIdentity,
+    ) -> Result<Self, ClientError> {
+        let cfg = tls_config(root_pem, Some(identity))?;
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(cfg.clone())
+            .timeout(std::time::Duration::from_secs(120))
+            .build()
+            .map_err(transport)?;
+        Ok(Self {
+            base: base_url.trim_end_matches('/').to_owned(),
+            http,
+            tls: cfg,
+            bearer: None,
+        })
+    }
+
+    /// Sends `body` to an absolute URL (a presigned upload URL) with `method` and the
+    /// given headers; returns the status and the raw answer. A URL on this server goes
+    /// through this client (its CA, its client certificate); another `https://` URL (an
+    /// S3 endpoint) is verified against the Mozilla root set; `http://` is sent in clear
+    /// (test object stores on loopback only — the server refuses to hand out such URLs
+    /// otherwise).
+    pub async fn transfer(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(String, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Vec<u8>), ClientError> {
+        let method = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|e| ClientError::Transport(format!("method {method}: {e}")))?;
+        let http = if url.starts_with(&format!("{}/", self.base)) {
+            self.http.clone()
+        } else {
+            outside_client()?
+        };
+        let mut req = http.request(method, url);
+        for (k, v) in headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(transport)?;
+        Ok((status, bytes.to_vec()))
     }
 
     /// The same client, sending `Authorization: Bearer <token>`.

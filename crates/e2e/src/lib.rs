@@ -228,7 +228,7 @@ pub fn wait_for_json(path: &Path, timeout: Duration, proc: &mut Proc) -> Value {
 pub enum Backends {
     /// SQLite + embedded bus (the defaults).
     Embedded,
-    /// MySQL/MariaDB at this URL + Redis at this URL with this namespace.
+    /// MySQL/MariaDB at this URL + Redis at this URL with this namespace + an S3 server.
     MysqlRedis {
         /// Store URL (a database created for the test).
         mysql_url: String,
@@ -236,7 +236,22 @@ pub enum Backends {
         redis_url: String,
         /// Key namespace for this test.
         namespace: String,
+        /// The S3 endpoint, bucket, access key and secret (an s3s-fs started for the test).
+        s3: S3Target,
     },
+}
+
+/// Where the server's objects go on the scale-out backends.
+#[derive(Debug, Clone)]
+pub struct S3Target {
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+    /// The bucket.
+    pub bucket: String,
+    /// Access key id.
+    pub access_key: String,
+    /// Secret access key.
+    pub secret_key: String,
 }
 
 /// A running `tether-server`.
@@ -329,13 +344,20 @@ impl Server {
             mysql_url,
             redis_url,
             namespace,
+            s3,
         } = backends
         {
             cmd.env("TETHER_SERVER_STORE__BACKEND", "mysql")
                 .env("TETHER_SERVER_STORE__URL", mysql_url)
                 .env("TETHER_SERVER_BUS__BACKEND", "redis")
                 .env("TETHER_SERVER_BUS__URL", redis_url)
-                .env("TETHER_SERVER_BUS__NAMESPACE", namespace);
+                .env("TETHER_SERVER_BUS__NAMESPACE", namespace)
+                .env("TETHER_SERVER_OBJECTS__BACKEND", "s3")
+                .env("TETHER_SERVER_OBJECTS__ENDPOINT", &s3.endpoint)
+                .env("TETHER_SERVER_OBJECTS__BUCKET", &s3.bucket)
+                .env("TETHER_SERVER_OBJECTS__ACCESS_KEY_ID", &s3.access_key)
+                .env("TETHER_SERVER_OBJECTS__SECRET_ACCESS_KEY", &s3.secret_key)
+                .env("TETHER_SERVER_OBJECTS__DANGEROUS_ALLOW_HTTP", "true");
         }
         cmd.envs(env.iter().map(|(k, v)| (k, v)));
         let mut proc = Proc::spawn("tether-server", cmd);
@@ -398,10 +420,10 @@ pub fn run_agent(server: &Server, state: &Path, device_name: &str, extra: &[&str
     Proc::spawn("tether-agent", cmd)
 }
 
-/// Runs `test` on fresh MariaDB + Redis backends: a database of its own (created on
-/// `TETHER_TEST_MYSQL_URL`'s server) and a Redis key namespace of its own (on
-/// `TETHER_TEST_REDIS_URL`, default `redis://127.0.0.1:6379`), both removed afterwards
-/// whether the test passed or not.
+/// Runs `test` on fresh scale-out backends: a MariaDB database of its own (created on
+/// `TETHER_TEST_MYSQL_URL`'s server), a Redis key namespace of its own (on
+/// `TETHER_TEST_REDIS_URL`, default `redis://127.0.0.1:6379`) and a real S3 server
+/// (s3s-fs over a temp dir), all removed afterwards whether the test passed or not.
 pub async fn on_mysql_and_redis<F, Fut>(test: F)
 where
     F: FnOnce(Backends) -> Fut,
@@ -415,10 +437,19 @@ where
     let redis_url =
         std::env::var("TETHER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let namespace = format!("tether-e2e-{}-{}", std::process::id(), db.name());
+    let s3fs = tether_objects::testing::S3fs::start()
+        .await
+        .expect("s3s-fs must be installed (see README)");
     let backends = Backends::MysqlRedis {
         mysql_url: db.url(),
         redis_url: redis_url.clone(),
         namespace: namespace.clone(),
+        s3: S3Target {
+            endpoint: s3fs.endpoint().to_owned(),
+            bucket: s3fs.bucket().to_owned(),
+            access_key: s3fs.access_key().to_owned(),
+            secret_key: s3fs.secret_key().to_owned(),
+        },
     };
     let result = tokio::spawn(test(backends)).await;
     if let Ok(bus) = tether_bus::RedisBus::connect(&redis_url, &namespace).await {
@@ -427,6 +458,7 @@ where
     db.drop_database()
         .await
         .expect("dropping the test database");
+    drop(s3fs);
     if let Err(e) = result {
         std::panic::resume_unwind(e.into_panic());
     }

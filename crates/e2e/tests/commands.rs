@@ -1,7 +1,9 @@
 //! Commands end to end with the real binaries: `tether-server`, `tether-agent` and
 //! `tether-helper` (recording executor), on the embedded backends and on MariaDB + Redis.
 //! A `lock_screen` goes client → api → bus → gateway → agent → helper and back, ends
-//! `completed` with every state transition recorded, and the helper executed it once.
+//! `completed` with every state transition recorded, and the helper executed it once; a
+//! `screenshot` comes back as an encrypted artifact in the object store (the local
+//! directory, or S3 on the MariaDB + Redis run) whose SHA-256 matches.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -129,6 +131,81 @@ async fn lock_screen(backends: Backends) {
         server.proc.output().contains(trace),
         "the server log names the trace id"
     );
+    // A screenshot comes back as an artifact: uploaded encrypted, its SHA-256 matches,
+    // and the owner can decrypt it to the PNG the helper captured.
+    let shot = uuid();
+    let (s, _): (u16, Value) = user
+        .post(
+            "/api/command",
+            &json!({"device_id": device, "method": "screenshot", "message_id": shot}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, 202);
+    let done = wait_state(
+        &user,
+        &shot,
+        &["completed", "failed", "dlq", "expired", "denied"],
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(
+        done["state"],
+        "completed",
+        "{done}\nagent:\n{}",
+        agent.output()
+    );
+    let artifact = &done["result"]["artifact"];
+    let artifact_id = artifact["artifact_id"]
+        .as_str()
+        .expect("an artifact")
+        .to_owned();
+    assert_eq!(artifact["content_type"], "image/png");
+    let (s, view): (u16, Value) = user
+        .get(&format!("/api/artifacts/{artifact_id}"))
+        .await
+        .unwrap();
+    assert_eq!(s, 200, "{view}");
+    assert_eq!(view["sha256"], artifact["sha256"]);
+    let (s, bytes) = user
+        .transfer("GET", view["download_url"].as_str().unwrap(), &[], None)
+        .await
+        .unwrap();
+    assert_eq!(s, 200);
+    assert_eq!(
+        tether_proto::ids::sha256_hex(&bytes),
+        artifact["sha256"].as_str().unwrap(),
+        "the downloaded bytes match the result's SHA-256"
+    );
+    let key = tether_proto::validate::b64url_decode(view["key"].as_str().unwrap()).unwrap();
+    let plain = {
+        use aes_gcm::aead::{Aead, Payload};
+        use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
+        let cipher = Aes256Gcm::new_from_slice(&key).unwrap();
+        let (nonce, ct) = bytes.split_at(12);
+        cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: artifact_id.as_bytes(),
+                },
+            )
+            .expect("decrypts with the key and the artifact id")
+    };
+    assert!(plain.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+    assert_eq!(
+        tether_proto::ids::sha256_hex(&plain),
+        view["plaintext_sha256"].as_str().unwrap()
+    );
+    // A stranger cannot see it.
+    let eve = register_user(&server, "eve@lab.example").await;
+    let (s, _): (u16, Value) = eve
+        .get(&format!("/api/artifacts/{artifact_id}"))
+        .await
+        .unwrap();
+    assert_eq!(s, 404);
+
     agent.kill();
     drop(helper);
     drop(server);

@@ -31,6 +31,8 @@ use crate::tls::{ReloadableClientVerifier, server_config};
 /// Keystore blob holding the gateway's envelope signing key (sealed).
 const GATEWAY_KEY_FILE: &str = "gateway-envelope-key.sealed";
 const GATEWAY_KEY_LABEL: &str = "tether/gateway-envelope-key/v1";
+const OBJECTS_URL_KEY_FILE: &str = "objects-url-key.sealed";
+const OBJECTS_URL_KEY_LABEL: &str = "tether/objects-url-key/v1";
 
 /// How often background upkeep runs (key rotation, CRL refresh).
 const UPKEEP_EVERY: Duration = Duration::from_secs(300);
@@ -241,6 +243,21 @@ fn gateway_signer(keystore: &dyn Keystore) -> Result<EnvelopeSigner, StartError>
     Ok(EnvelopeSigner::new(key))
 }
 
+/// The HMAC key of the local object store's signed URLs (32 random bytes, sealed).
+fn objects_url_key(keystore: &dyn Keystore) -> Result<zeroize::Zeroizing<Vec<u8>>, StartError> {
+    match keystore.load_sealed(OBJECTS_URL_KEY_FILE, OBJECTS_URL_KEY_LABEL)? {
+        Some(k) if k.len() == 32 => Ok(k),
+        Some(_) => Err(StartError::Other(
+            "the objects URL key blob is not 32 bytes".into(),
+        )),
+        None => {
+            let k = crate::random::bytes::<32>();
+            keystore.store_sealed(OBJECTS_URL_KEY_FILE, OBJECTS_URL_KEY_LABEL, &k)?;
+            Ok(zeroize::Zeroizing::new(k.to_vec()))
+        }
+    }
+}
+
 fn crls(
     ca: &CertificateAuthority,
     clock: &dyn Clock,
@@ -336,6 +353,10 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         .map_err(|e| StartError::Other(format!("WebAuthn relying party: {e}")))?;
 
     let gateway_signer = gateway_signer(&*keystore)?;
+    let url_key = objects_url_key(&*keystore)?;
+    let objects = tether_objects::open(&config.objects, &config.data_dir, &public_url, &url_key)
+        .await
+        .map_err(|e| StartError::Other(format!("objects: {e}")))?;
     let (webhook, webhook_worker) =
         crate::alerts::Webhook::from_config(&config.alerts, Arc::clone(&clock))
             .map_err(|e| StartError::Other(e.to_string()))?;
@@ -355,6 +376,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         webauthn,
         node_id: crate::random::id("node"),
         webhook,
+        objects,
         live: crate::live::LiveHub::new(),
     });
 

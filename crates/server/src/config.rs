@@ -410,6 +410,9 @@ pub struct Config {
     /// The bus.
     #[serde(default = "default_bus")]
     pub bus: BusConfig,
+    /// The object store (artifacts).
+    #[serde(default)]
+    pub objects: tether_objects::ObjectsConfig,
     /// Accounts and tokens.
     #[serde(default)]
     pub auth: AuthConfig,
@@ -450,6 +453,7 @@ impl Default for Config {
             bus: BusConfig::Embedded {
                 path: default_bus_path(),
             },
+            objects: tether_objects::ObjectsConfig::default(),
             auth: AuthConfig::default(),
             pairing: PairingConfig::default(),
             gateway: GatewayConfig::default(),
@@ -489,6 +493,7 @@ impl Config {
         if let Some(m) = defaults.as_object_mut() {
             m.remove("store");
             m.remove("bus");
+            m.remove("objects");
         }
         let mut fig = Figment::from(Serialized::defaults(defaults));
         if let Some(f) = file {
@@ -547,6 +552,9 @@ impl Config {
                 "telemetry.retention_days must be 1..=3650 and rollup_every_s 1..=86400".into(),
             ));
         }
+        self.objects
+            .validate()
+            .map_err(|e| ConfigError(format!("objects: {e}")))?;
         self.gateway.validate()?;
         self.commands.validate()?;
         self.alerts.validate()

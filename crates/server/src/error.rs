@@ -116,6 +116,19 @@ impl From<tether_bus::BusError> for ApiError {
     }
 }
 
+impl From<tether_objects::ObjectsError> for ApiError {
+    fn from(e: tether_objects::ObjectsError) -> Self {
+        let code = e.code();
+        if code == ErrorCode::Unavailable {
+            ApiError::unavailable(e)
+        } else if code.category() == tether_proto::ErrorCategory::Server {
+            ApiError::internal(e)
+        } else {
+            ApiError::with_message(code, e.to_string())
+        }
+    }
+}
+
 impl From<tether_trust::TrustError> for ApiError {
     fn from(e: tether_trust::TrustError) -> Self {
         let code = e.code();

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod alerts;
+pub mod artifacts;
 pub mod commands;
 pub mod devices;
 pub mod live;
@@ -37,6 +38,7 @@ use crate::state::AppState;
         passkeys::register_start, passkeys::register_finish, passkeys::login_start, passkeys::login_finish,
         live::stream, alerts::list, alerts::ack, metrics::metrics, metrics::telemetry,
         commands::submit, commands::simulate, commands::list, commands::get_one, commands::ack_viewed,
+        artifacts::request, artifacts::get_artifact,
     ),
     modifiers(&BearerAuth),
 )]
@@ -63,8 +65,13 @@ impl utoipa::Modify for BearerAuth {
 
 /// Builds the router.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(health))
+    let mut api = Router::new();
+    // The fault hooks exist only in test mode: otherwise the path is unknown (404) to
+    // everyone, before any authentication or parsing.
+    if state.config.test_mode {
+        api = api.route("/api/test/command", post(commands::simulate));
+    }
+    api.route("/healthz", get(health))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/ca.pem", get(ca_pem))
         .route("/api/openapi.json", get(openapi))
@@ -109,7 +116,16 @@ pub fn router(state: AppState) -> Router {
         .route("/api/commands", get(commands::list))
         .route("/api/command/{id}", get(commands::get_one))
         .route("/api/command/{id}/ack_viewed", post(commands::ack_viewed))
-        .route("/api/test/command", post(commands::simulate))
+        .route("/api/artifact/request", post(artifacts::request))
+        .route("/api/artifacts/{id}", get(artifacts::get_artifact))
+        .route(
+            "/api/objects/{*key}",
+            get(artifacts::get_object)
+                .put(artifacts::put_object)
+                .layer(DefaultBodyLimit::max(
+                    usize::try_from(artifacts::MAX_ARTIFACT_BYTES).unwrap_or(usize::MAX),
+                )),
+        )
         .route("/agent/ws", get(crate::gateway::upgrade))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -53,6 +53,9 @@ pub struct Inner {
     pub node_id: String,
     /// Where alerts are posted (a no-op without `alerts.webhook_url`).
     pub webhook: crate::alerts::Webhook,
+    /// The object store (artifacts); with the local backend the server serves its
+    /// signed URLs itself.
+    pub objects: tether_objects::ObjectsBackend,
     /// This process's fan-out of live events to live-view clients and agent sessions.
     pub live: crate::live::LiveHub,
 }

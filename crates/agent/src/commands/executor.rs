@@ -31,6 +31,7 @@ pub(super) struct Executor {
     pub(super) identity: Arc<AgentIdentity>,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) replies: mpsc::UnboundedSender<Outgoing>,
+    pub(super) uploader: Option<super::artifact::Uploader>,
 }
 
 /// What one helper call came to.
@@ -143,15 +144,34 @@ impl Executor {
             kernel_exec_id = resp.kernel_exec_id.clone().or(kernel_exec_id);
             match resp.status {
                 HelperStatus::Ok | HelperStatus::Executing => {
-                    return Ok(result_of(
-                        entry,
-                        ResultStatus::Ok,
-                        None,
-                        "done",
-                        resp.result,
-                        kernel_exec_id,
-                        elapsed,
-                    ));
+                    let uploaded = match &self.uploader {
+                        Some(u) => u.upload_if_any(&id, resp.result).await,
+                        None => Ok((None, resp.result)),
+                    };
+                    return Ok(match uploaded {
+                        Ok((artifact, result)) => {
+                            let mut r = result_of(
+                                entry,
+                                ResultStatus::Ok,
+                                None,
+                                "done",
+                                result,
+                                kernel_exec_id,
+                                elapsed,
+                            );
+                            r.artifact = artifact;
+                            r
+                        }
+                        Err((code, why)) => result_of(
+                            entry,
+                            ResultStatus::Failed,
+                            Some(code),
+                            &why,
+                            json!({}),
+                            kernel_exec_id,
+                            elapsed,
+                        ),
+                    });
                 }
                 HelperStatus::Failed
                     if resp.error == Some(ErrorCode::KernelFailure) && tries < MAX_TRIES =>
