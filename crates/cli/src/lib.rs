@@ -1,6 +1,8 @@
 //! `tether`: the command-line client of a Tether server. People use it to create an
-//! account with its Ed25519 signing key, log in (password + TOTP), pair their PCs and
-//! list them; admins approve devices and change settings.
+//! account with its Ed25519 signing key, log in (password + TOTP), pair their PCs, list
+//! and watch them, send them commands (`tether cmd`, following each to its end with
+//! `--wait`), read their command history and download the artifacts commands produce;
+//! admins approve devices and change settings.
 //!
 //! The binary is thin ([`main`]); each command lives in `commands/`, the profile
 //! directory in [`profile`], server trust (CA pinning on first use) in [`trust`], and

@@ -1,18 +1,21 @@
 //! `tether artifact get ID [-o FILE] [--force]`: download a command's artifact.
 //!
-//! **Written against a contract, ahead of the server route.** `GET /api/artifacts/{id}`
-//! is being built; this module assumes it answers [`ArtifactView`]:
-//! `{artifact_id, command_id, device_id, content_type, size_bytes, sha256, download_url,
-//! expires_at, key?}`, where `download_url` is a presigned `GET` URL (the server itself
-//! for the local object store, or an S3 service) and, when `key` (base64url, 32 bytes)
-//! is present, the stored bytes are `nonce (12) || AES-256-GCM ciphertext and tag` with
-//! the artifact id as associated data. Everything else here stands on its own.
+//! **Written against a contract, ahead of the server route.** This module assumes
+//! `GET /api/artifacts/{id}` answers [`ArtifactView`]: `{artifact_id, command_id,
+//! device_id, content_type, size_bytes, sha256, download_url, expires_at, key?,
+//! plaintext_sha256?}`, where `download_url` is a presigned `GET` URL (the server itself
+//! for the local object store, or an S3 service), `sha256`/`size_bytes` describe the
+//! stored bytes and, when `key` (unpadded base64url, 32 bytes) is present, the stored
+//! bytes are `nonce (12) || AES-256-GCM ciphertext and tag` with the artifact id as
+//! associated data. `plaintext_sha256`, when present, is the content's hash as the PC
+//! reported it. It uses none of the server's code: only that shape.
 //!
 //! The order is what makes it safe: the download streams into a temporary file beside
-//! the destination while it is hashed, and is cut off past the stated size; the SHA-256
-//! must match the server's before anything is decrypted; the plaintext is written to
-//! another temporary file and only then renamed over the destination (never replacing
-//! an existing file without `--force`). A failed check leaves nothing behind.
+//! the destination while it is hashed, and is cut off past the stated size; its SHA-256
+//! must match the server's before anything is decrypted, and the content's must match
+//! the PC's when the server passes that on; the plaintext goes to another temporary file
+//! that is only then renamed over the destination (never replacing an existing file
+//! without `--force`). A failed check leaves nothing behind.
 
 use std::fmt::Display;
 use std::io::{IsTerminal, Read, Seek, Write};
@@ -110,6 +113,9 @@ pub(super) async fn get(
 
     let (written, decrypted) = match &meta.key {
         None => {
+            if let Some(reported) = &meta.plaintext_sha256 {
+                verify_content(reported, &digest)?;
+            }
             let n = meta.size_bytes;
             deliver_file(fetched, &dest, force)?;
             (n, false)
@@ -122,6 +128,9 @@ pub(super) async fn get(
             file.read_to_end(&mut sealed)
                 .map_err(CliError::io("reading the download back"))?;
             let plain = decrypt(key, &meta.artifact_id, &sealed)?;
+            if let Some(reported) = &meta.plaintext_sha256 {
+                verify_content(reported, &tether_proto::ids::sha256_hex(&plain))?;
+            }
             drop(fetched);
             deliver_bytes(&plain, &dest, force)?;
             (u64::try_from(plain.len()).unwrap_or(u64::MAX), true)
@@ -291,6 +300,21 @@ pub(crate) fn verify_sha256(expected: &str, actual: &str) -> Result<(), CliError
             message: format!(
                 "the downloaded bytes have SHA-256 {actual}, the server recorded {}; nothing was saved",
                 clean(expected)
+            ),
+        })
+    }
+}
+
+/// The content's SHA-256 must be the one the PC reported (when the server passes it on).
+pub(crate) fn verify_content(reported: &str, actual: &str) -> Result<(), CliError> {
+    if reported.eq_ignore_ascii_case(actual) {
+        Ok(())
+    } else {
+        Err(CliError::Integrity {
+            code: ErrorCode::ChecksumMismatch,
+            message: format!(
+                "the content has SHA-256 {actual}, the PC reported {}; nothing was saved",
+                clean(reported)
             ),
         })
     }

@@ -136,7 +136,13 @@ pub fn result_block(v: &CommandView) -> String {
         return String::new();
     };
     let mut out = result_head(&r);
-    let pretty = serde_json::to_string_pretty(&r.result).unwrap_or_default();
+    let mut shown = r.result.clone();
+    // The agent puts the artifact's decryption key in the result; `tether artifact get`
+    // fetches and uses it, so it need not sit in a terminal's scrollback.
+    if let Some(key) = shown.get_mut("artifact_key").filter(|k| k.is_string()) {
+        *key = Value::String("(hidden; tether artifact get uses it)".into());
+    }
+    let pretty = serde_json::to_string_pretty(&shown).unwrap_or_default();
     let is_empty_object = r.result.as_object().is_some_and(serde_json::Map::is_empty);
     if !is_empty_object && !r.result.is_null() {
         for line in pretty.lines() {

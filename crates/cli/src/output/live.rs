@@ -1,13 +1,15 @@
 //! How `tether watch`, `tether alerts` and `tether metrics` print: one line per live
-//! event, an alerts table, a rollups table. Everything from the server goes through
+//! event (command state changes as `tether cmd --wait` shows them), an alerts table, a
+//! rollups table. Everything from the server goes through
 //! [`clean`] (a PC names itself, and an alert message may quote what it reported).
 
 use std::collections::HashMap;
 
 use serde_json::Value;
 
+use super::command::StateChange;
 use super::{clean, table, utc};
-use crate::views::{AlertView, Bucket, LiveEventView, MetricsView};
+use crate::views::{AlertView, Bucket, CommandEventView, LiveEventView, MetricsView};
 
 /// The one line `tether watch` prints for an event. `names` maps device ids to names.
 pub fn event_line(e: &LiveEventView, names: &HashMap<String, String>) -> String {
@@ -18,6 +20,7 @@ pub fn event_line(e: &LiveEventView, names: &HashMap<String, String>) -> String 
         "presence" => presence(&e.data),
         "telemetry" => telemetry(&e.data),
         "alert" => alert(&e.data),
+        "command_status" => command(&e.data),
         _ => clean(&compact(&e.data)).into_owned(),
     };
     format!("{}  {device}  {}  {what}", utc(e.at), clean(&e.kind))
@@ -99,6 +102,23 @@ fn alert(d: &Value) -> String {
                 clean(&a.kind),
                 clean(&a.message),
                 clean(&a.id)
+            )
+        }
+        Err(_) => clean(&compact(d)).into_owned(),
+    }
+}
+
+/// `0b7e4c7e lock_screen sent (attempt 1)`: the short command id, the method and the
+/// state line `tether cmd --wait` prints.
+fn command(d: &Value) -> String {
+    match serde_json::from_value::<CommandEventView>(d.clone()) {
+        Ok(c) => {
+            let method = d.get("method").and_then(Value::as_str).unwrap_or("?");
+            format!(
+                "{} {} {}",
+                super::command::short_id(&c.command_id),
+                clean(method),
+                StateChange::from_event(&c).line().trim_start()
             )
         }
         Err(_) => clean(&compact(d)).into_owned(),

@@ -157,6 +157,9 @@ pub struct ArtifactView {
     /// The AES-256-GCM key (base64url) when the stored bytes are encrypted for us.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// SHA-256 (lowercase hex) of the content, as the PC reported it, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plaintext_sha256: Option<String>,
 }
 
 impl std::fmt::Debug for ArtifactView {

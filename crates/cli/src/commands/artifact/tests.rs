@@ -26,6 +26,7 @@ fn meta(content_type: &str) -> ArtifactView {
         download_url: "https://tether.example/api/objects/x?sig=secret".into(),
         expires_at: 1_000,
         key: None,
+        plaintext_sha256: None,
     }
 }
 
@@ -271,4 +272,13 @@ fn the_debug_form_hides_the_url_and_the_key() {
     let d = format!("{m:?}");
     assert!(!d.contains("secret") && !d.contains(&b64(&KEY)), "{d}");
     assert!(d.contains("encrypted: true"), "{d}");
+}
+
+#[test]
+fn the_content_hash_the_pc_reported_must_match_too() {
+    let h = tether_proto::ids::sha256_hex(b"content");
+    verify_content(&h, &h).unwrap();
+    let e = verify_content(&h, &tether_proto::ids::sha256_hex(b"other")).unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::ChecksumMismatch));
+    assert!(e.to_string().contains("the PC reported"), "{e}");
 }

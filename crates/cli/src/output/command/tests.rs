@@ -111,15 +111,21 @@ fn the_result_shows_status_notes_the_object_and_the_artifact() {
     let mut v = view("completed");
     v.result = Some(json!({
         "command_id": v.command_id, "status": "ok", "notes": "captured", "duration_ms": 120,
-        "result": {"width": 1920, "height": 1080},
+        "result": {"width": 1920, "height": 1080, "artifact_key": "c2VjcmV0LWtleQ"},
         "artifact": {"artifact_id": "art_01", "sha256": "ab".repeat(32),
                      "size_bytes": 204_800, "content_type": "image/png"},
     }));
     let b = result_block(&v);
     assert!(b.starts_with("result: ok — captured [120 ms]"), "{b}");
     assert!(
-        b.contains("  {\n    \"height\": 1080,\n    \"width\": 1920\n  }"),
+        b.contains(
+            "  {\n    \"artifact_key\": \"(hidden; tether artifact get uses it)\",\n    \"height\": 1080,\n    \"width\": 1920\n  }"
+        ),
         "{b}"
+    );
+    assert!(
+        !b.contains("c2VjcmV0LWtleQ"),
+        "the key stays off the screen: {b}"
     );
     assert!(b.contains("artifact: art_01 (image/png, 200.0 KiB)"), "{b}");
     assert!(b.contains(&format!("sha256 {}", "ab".repeat(32))), "{b}");

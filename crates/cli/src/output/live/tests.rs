@@ -66,6 +66,19 @@ fn one_line_per_event_with_the_devices_name() {
     let a = event_line(&event("alert", acked), &names());
     assert!(a.contains("alert  acknowledged anomaly"), "{a}");
 
+    let c = event_line(
+        &event(
+            "command_status",
+            json!({"command_id": "0b7e4c7e-52b4-4c1e-9a51-6f0c1f3f2a10", "method": "lock_screen",
+                   "state": "sent", "from": "queued", "attempts": 1, "trace_id": "t",
+                   "origin_user_id": "usr_1"}),
+        ),
+        &names(),
+    );
+    assert!(
+        c.ends_with("lab-pc-7  command_status  0b7e4c7e lock_screen sent (attempt 1)"),
+        "{c}"
+    );
     let other = event_line(&event("command_status", json!({"state": "sent"})), &names());
     assert!(
         other.ends_with(r#"command_status  {"state":"sent"}"#),
