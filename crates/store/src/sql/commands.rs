@@ -331,7 +331,16 @@ where
             "{}".to_owned()
         };
         let mut tx = self.pool().begin().await.map_err(db_err("command"))?;
-        // Read the state under the transaction first: the UPDATE below re-checks it, so a
+        // Start with a write that changes nothing: SQLite takes its write lock up front
+        // (a read first would have to upgrade its lock, which fails at once with "database
+        // is locked" when another connection wrote meanwhile, whatever the busy timeout),
+        // and MySQL locks the row.
+        sqlx::query("UPDATE commands SET updated_at = updated_at WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err("command"))?;
+        // Read the state under the transaction: the UPDATE below re-checks it, so a
         // concurrent change between the two makes the UPDATE match nothing.
         let Some(before) = sqlx::query("SELECT state FROM commands WHERE id = ?")
             .bind(id)

@@ -80,6 +80,7 @@ behaviour!(
     alerts_concurrent_raise_one_wins,
     commands_ingest_transitions_and_queries,
     commands_concurrent_transition_one_wins,
+    commands_transitions_beside_other_writers,
 );
 
 /// Reopening a store runs no migration twice and keeps the data.

@@ -300,3 +300,43 @@ pub(crate) async fn commands_concurrent_transition_one_wins(s: Shared) {
     assert_eq!(wins.iter().filter(|w| **w).count(), 1, "{wins:?}");
     assert_eq!(s.command_transitions("cmd-r").await.unwrap().len(), 2);
 }
+
+/// Transitions of different commands beside other writers all go through: none fails
+/// because another connection wrote while it was deciding (SQLite must not have to
+/// upgrade a read lock, which fails at once as "database is locked").
+pub(crate) async fn commands_transitions_beside_other_writers(s: Shared) {
+    user(&*s, "usr_a").await;
+    active_device(&*s, "dev_a", "usr_a", NOW).await;
+    for i in 0..8 {
+        assert!(
+            s.insert_command(&new_command(&format!("cmd-w{i}"), "dev_a", "usr_a", 60_000))
+                .await
+                .unwrap()
+        );
+    }
+    let moved = race(&s, 16, |s, i| async move {
+        let mut moved = 0;
+        for round in 0..10_u64 {
+            if i % 2 == 0 {
+                let id = format!("cmd-w{}", i / 2);
+                let (from, to) = if round % 2 == 0 {
+                    (CommandState::Queued, CommandState::Sent)
+                } else {
+                    (CommandState::Sent, CommandState::Queued)
+                };
+                let r = s
+                    .transition_command(&id, &[from], to, at(10), &CommandUpdate::default())
+                    .await
+                    .unwrap_or_else(|e| panic!("transition of {id}, round {round}: {e}"));
+                moved += usize::from(r.is_some());
+            } else {
+                s.append_audit(&crate::fixtures::audit_event(round))
+                    .await
+                    .unwrap();
+            }
+        }
+        moved
+    })
+    .await;
+    assert_eq!(moved.iter().sum::<usize>(), 80, "every transition applied");
+}
