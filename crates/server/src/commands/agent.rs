@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 use tether_proto::envelope::{StaticKeys, Verifier};
 use tether_proto::messages::command::{
-    AckStatus, CommandAck, CommandDelivery, CommandResult, CommandState, CommandStatus,
+    AckStatus, CommandAck, CommandDelivery, CommandResult, CommandState, CommandStatus, Priority,
     ResultStatus,
 };
 use tether_proto::{ErrorCode, MessageType, Payload, TraceId};
@@ -117,10 +117,27 @@ pub async fn expire(state: &AppState, c: &Command) {
     }
 }
 
+/// Where a priority goes in a device's queue: `high` first, `low` last.
+const fn rank(p: Priority) -> u8 {
+    match p {
+        Priority::High => 0,
+        Priority::Normal => 1,
+        Priority::Low => 2,
+    }
+}
+
+/// Orders deliveries by priority, keeping the order they came in (oldest first) within
+/// one priority.
+fn by_priority(out: &mut [Outgoing]) {
+    out.sort_by_key(|o| rank(o.body.priority));
+}
+
 /// What a newly connected session must send: every command of the device still in
-/// flight, from the store. `queued` ones are dispatched; `sent`, `ack_received`,
-/// `executing` and `result_posted` ones are sent again as they are (the agent dedupes by
-/// command id, acks again and resends a result it already has).
+/// flight, from the store, `high` priority first. `queued` ones are dispatched; `sent`,
+/// `ack_received` and `executing` ones are sent again as they are (the agent dedupes by
+/// command id, acks again and resends a result it already has); a `result_posted` one
+/// (the server stopped between recording a result and finishing the command) is
+/// finished from the stored result.
 pub async fn on_connect(state: &AppState, device_id: &str) -> Vec<Outgoing> {
     let in_flight = match state.store.commands_in_flight(device_id, 256).await {
         Ok(c) => c,
@@ -133,11 +150,17 @@ pub async fn on_connect(state: &AppState, device_id: &str) -> Vec<Outgoing> {
     for c in in_flight {
         match c.state {
             CommandState::Queued => out.extend(dispatch(state, &c, "connect").await),
+            CommandState::ResultPosted => {
+                if let Err(e) = finish(state, &c).await {
+                    tracing::warn!(command = %c.command.id, error = %e.0.number(), "finishing a posted result failed");
+                }
+            }
             _ if c.command.expires_at <= state.now() => expire(state, &c).await,
             CommandState::Sent => out.extend(resend(state, &c).await),
             _ => out.push(outgoing(state, &c, c.attempts.max(1))),
         }
     }
+    by_priority(&mut out);
     out.extend(read_stream(state, device_id).await);
     out
 }
@@ -278,6 +301,7 @@ pub async fn read_stream(state: &AppState, device_id: &str) -> Vec<Outgoing> {
     {
         tracing::warn!(device = %device_id, error = %e, "acknowledging command entries failed");
     }
+    by_priority(&mut out);
     out
 }
 
@@ -378,6 +402,11 @@ pub async fn on_result(
         tracing::debug!(command = %id, "duplicate result ignored");
         return Ok(());
     }
+    if c.state == CommandState::ResultPosted {
+        // Recorded before, not finished (the server stopped in between): the stored
+        // result stands, the command ends as it says.
+        return finish(state, &c).await;
+    }
     if let Some(a) = &result.artifact {
         check_artifact(state, device_id, &id, a).await?;
     }
@@ -403,24 +432,39 @@ pub async fn on_result(
     )
     .await
     .map_err(|e| (e.code(), "the command could not be updated".to_owned()))?;
-    if posted.is_none() {
-        return Ok(());
+    match posted {
+        Some(posted) => finish(state, &posted).await,
+        None => Ok(()),
     }
-    let end = match result.status {
-        ResultStatus::Ok => CommandState::Completed,
-        ResultStatus::Failed => CommandState::Failed,
-        ResultStatus::Denied => CommandState::Denied,
-        ResultStatus::Expired => CommandState::Expired,
+}
+
+/// `result_posted → completed` (result `ok`) or `failed` / `denied` / `expired` as the
+/// stored result's status says.
+async fn finish(state: &AppState, c: &Command) -> Result<(), Refusal> {
+    let status = c
+        .result
+        .as_ref()
+        .and_then(|r| r.get("status"))
+        .and_then(|s| serde_json::from_value::<ResultStatus>(s.clone()).ok());
+    let end = match status {
+        Some(ResultStatus::Ok) => CommandState::Completed,
+        Some(ResultStatus::Denied) => CommandState::Denied,
+        Some(ResultStatus::Expired) => CommandState::Expired,
+        Some(ResultStatus::Failed) | None => CommandState::Failed,
+    };
+    let update = CommandUpdate {
+        // A result without its code (only a corrupt one) still ends with one.
+        error_code: (end != CommandState::Completed && c.error_code.is_none())
+            .then(|| ErrorCode::Internal.number()),
+        detail: json!({"by": "server"}),
+        ..CommandUpdate::default()
     };
     transition(
         state,
-        &id,
+        &c.command.id,
         &[CommandState::ResultPosted],
         end,
-        CommandUpdate {
-            detail: json!({"by": "server"}),
-            ..CommandUpdate::default()
-        },
+        update,
     )
     .await
     .map_err(|e| (e.code(), "the command could not be updated".to_owned()))?;
@@ -442,20 +486,9 @@ async fn check_artifact(
         .map_err(|e| (ErrorCode::Unavailable, e.to_string()))?;
     match stored {
         Some(s) if s.device_id == device_id && s.command_id == command_id => {
-            match (s.sha256.as_deref(), s.size_bytes) {
-                (Some(h), Some(n)) if h == a.sha256 && n == a.size_bytes => Ok(()),
-                (None, _) => Err((
-                    ErrorCode::ChecksumMismatch,
-                    format!("artifact {} was not uploaded", a.artifact_id),
-                )),
-                _ => Err((
-                    ErrorCode::ChecksumMismatch,
-                    format!(
-                        "artifact {}: the uploaded bytes do not match the result's sha256/size",
-                        a.artifact_id
-                    ),
-                )),
-            }
+            crate::routes::artifacts::verify_upload(state, &s, &a.sha256, a.size_bytes)
+                .await
+                .map_err(|e| (e.code(), e.to_string()))
         }
         _ => Err((
             ErrorCode::NotFound,

@@ -138,7 +138,7 @@ impl CommandWorker {
             "origin_user_id": cmd.origin_user_id,
             "trace_id": cmd.trace_id,
             "attempts": dead.attempts,
-            "state": "failed",
+            "state": "dlq",
             "error": ErrorCode::DeliveryFailed.number(),
             "at": dead.updated_at,
         });

@@ -1,0 +1,432 @@
+//! What is refused: commanding a device one may not, bad requests, an agent's frames
+//! about another device's command or with an artifact it was never granted, frames for a
+//! finished command; how an agent's rejections and failed results end a command; and the
+//! test-mode hook.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tether_proto::messages::command::{ArtifactRef, Simulation};
+use tether_proto::{Clock, ErrorCode};
+use tether_store::{Artifact, Role};
+
+use crate::kit::{
+    ack, audit, command, complete, executing, expect_delivery, frame, lock_screen, new_id,
+    next_delivery, post_refused, refusal, rejected, request, result_failed, result_ok, staff,
+    submit, transitions, wait_state,
+};
+use crate::support::TestServer;
+use crate::support::live::{expect_refused, online, paired, user_id};
+
+#[tokio::test]
+async fn a_student_cannot_command_another_students_pc_and_learns_nothing_about_it() {
+    let srv = TestServer::start().await;
+    let (_agent, alice) = paired(&srv, "alice@lab.example").await;
+    let device_id = _agent.device_id.clone().unwrap();
+    let (bob, _, _) = srv.user("bob@lab.example").await;
+    let bob_id = user_id(&bob).await;
+
+    let body = request(&device_id, "lock_screen", json!({}), 300);
+    assert_eq!(
+        post_refused(&bob, "/api/command", &body).await,
+        (404, ErrorCode::NotFound)
+    );
+    let unknown = request("dev_doesnotexist", "lock_screen", json!({}), 300);
+    assert_eq!(
+        post_refused(&bob, "/api/command", &unknown).await,
+        (404, ErrorCode::NotFound),
+        "another's device and no device look the same"
+    );
+
+    let all = srv.state().store.audit_after(0, 10_000).await.unwrap();
+    let refused: Vec<_> = all
+        .iter()
+        .filter(|a| a.event.action == "command.refused" && a.event.actor == bob_id)
+        .collect();
+    assert_eq!(refused.len(), 2);
+    assert_eq!(refused[0].event.target.as_deref(), Some(device_id.as_str()));
+    assert_eq!(refused[0].event.outcome, "denied");
+    assert_eq!(refused[0].event.detail["code"], 9003);
+    let id = body["message_id"].as_str().unwrap();
+    assert!(
+        srv.state().store.command(id).await.unwrap().is_none(),
+        "nothing stored"
+    );
+    let (_, list): (u16, Value) = alice
+        .get(&format!("/api/commands?device={device_id}"))
+        .await
+        .unwrap();
+    assert_eq!(list, json!([]));
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn an_auditor_may_not_command_and_an_admin_may() {
+    let srv = TestServer::start().await;
+    let (mut agent, _alice) = paired(&srv, "alice@lab.example").await;
+    let device_id = agent.device_id.clone().unwrap();
+    let auditor = staff(&srv, "auditor@lab.example", Role::Auditor).await;
+    let admin = staff(&srv, "admin@lab.example", Role::Admin).await;
+
+    let body = request(&device_id, "lock_screen", json!({}), 300);
+    assert_eq!(
+        post_refused(&auditor, "/api/command", &body).await,
+        (403, ErrorCode::Forbidden)
+    );
+    let refused = audit(&srv, "command.refused", Some(&device_id)).await;
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0]["code"], 3004);
+
+    let (mut ws, _) = online(&srv, &mut agent).await;
+    let v = submit(&admin, &body).await;
+    let d = expect_delivery(&mut ws, &srv, v["command_id"].as_str().unwrap(), 1).await;
+    assert_eq!(d.origin_user_id, user_id(&admin).await);
+    let _ = ws.close(None).await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_requests_and_bad_params_are_refused_before_anything_is_stored() {
+    let srv = TestServer::start().await;
+    let (_agent, alice) = paired(&srv, "alice@lab.example").await;
+    let device_id = _agent.device_id.clone().unwrap();
+
+    let cases: Vec<(Value, u16, ErrorCode)> = vec![
+        (
+            request(&device_id, "reboot", json!({"delay_s": 99_999}), 300),
+            422,
+            ErrorCode::InvalidParams,
+        ),
+        (
+            request(&device_id, "lock_screen", json!({"force": true}), 300),
+            422,
+            ErrorCode::InvalidParams,
+        ),
+        (
+            request(&device_id, "collect_logs", json!({}), 300),
+            422,
+            ErrorCode::InvalidParams,
+        ),
+        (
+            request(&device_id, "format_disk", json!({}), 300),
+            422,
+            ErrorCode::InvalidField,
+        ),
+        (
+            request(&device_id, "lock_screen", json!({}), 0),
+            422,
+            ErrorCode::InvalidField,
+        ),
+        (
+            request(&device_id, "lock_screen", json!({}), 604_801),
+            422,
+            ErrorCode::InvalidField,
+        ),
+        (
+            request(&device_id, "lock_screen", json!([]), 300),
+            422,
+            ErrorCode::InvalidField,
+        ),
+        (
+            {
+                let mut b = request(&device_id, "lock_screen", json!({}), 300);
+                b["message_id"] = json!("not-a-uuid");
+                b
+            },
+            422,
+            ErrorCode::InvalidField,
+        ),
+        (
+            {
+                let mut b = request(&device_id, "lock_screen", json!({}), 300);
+                b["extra"] = json!(1);
+                b
+            },
+            422,
+            ErrorCode::InvalidField,
+        ),
+    ];
+    for (body, status, code) in cases {
+        assert_eq!(
+            post_refused(&alice, "/api/command", &body).await,
+            (status, code),
+            "{body}"
+        );
+    }
+    let (_, list): (u16, Value) = alice
+        .get(&format!("/api/commands?device={device_id}"))
+        .await
+        .unwrap();
+    assert_eq!(list, json!([]));
+    assert!(audit(&srv, "command.queued", None).await.is_empty());
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn an_agent_cannot_touch_another_devices_command() {
+    let srv = TestServer::start().await;
+    let (mut alices_agent, alice) = paired(&srv, "alice@lab.example").await;
+    let (bobs_agent, bob) = paired(&srv, "bob@lab.example").await;
+    let bobs_device = bobs_agent.device_id.clone().unwrap();
+    let (mut ws, _) = online(&srv, &mut alices_agent).await;
+
+    let bobs = lock_screen(&bob, &bobs_device).await;
+    let before = command(&bob, &bobs).await;
+    let f = frame(&mut alices_agent, &srv, &ack(&bobs));
+    expect_refused(&srv, &mut ws, f, ErrorCode::NotFound).await;
+    let f = frame(&mut alices_agent, &srv, &executing(&bobs));
+    expect_refused(&srv, &mut ws, f, ErrorCode::NotFound).await;
+    let f = frame(&mut alices_agent, &srv, &result_ok(&bobs));
+    expect_refused(&srv, &mut ws, f, ErrorCode::NotFound).await;
+    let unknown = new_id();
+    let f = frame(&mut alices_agent, &srv, &ack(&unknown));
+    expect_refused(&srv, &mut ws, f, ErrorCode::NotFound).await;
+    assert_eq!(
+        command(&bob, &bobs).await,
+        before,
+        "bob's command is unchanged"
+    );
+    let rejected_frames = audit(
+        &srv,
+        tether_server::gateway::FRAME_REJECTED,
+        alices_agent.device_id.as_deref(),
+    )
+    .await;
+    assert_eq!(rejected_frames.len(), 4);
+
+    // The session goes on: alice's own commands still work.
+    let mine = lock_screen(&alice, alices_agent.device_id.as_deref().unwrap()).await;
+    expect_delivery(&mut ws, &srv, &mine, 1).await;
+    complete(&mut alices_agent, &mut ws, &srv, &alice, &mine).await;
+    let _ = ws.close(None).await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn frames_for_a_finished_command_change_nothing() {
+    let srv = TestServer::start().await;
+    let (mut agent, alice) = paired(&srv, "alice@lab.example").await;
+    let device_id = agent.device_id.clone().unwrap();
+    let (mut ws, _) = online(&srv, &mut agent).await;
+    let id = lock_screen(&alice, &device_id).await;
+    expect_delivery(&mut ws, &srv, &id, 1).await;
+    complete(&mut agent, &mut ws, &srv, &alice, &id).await;
+    let done = command(&alice, &id).await;
+
+    // A duplicate result (even a different one) and a duplicate ack are ignored without
+    // an answer: the next answer is the refusal of a later frame.
+    srv.advance(1);
+    agent
+        .send(&mut ws, &srv, &result_failed(&id, ErrorCode::KernelFailure))
+        .await;
+    agent.send(&mut ws, &srv, &ack(&id)).await;
+    let f = frame(&mut agent, &srv, &ack(&new_id()));
+    expect_refused(&srv, &mut ws, f, ErrorCode::NotFound).await;
+    // A status for it is answered 1006.
+    let f = frame(&mut agent, &srv, &executing(&id));
+    expect_refused(&srv, &mut ws, f, ErrorCode::UnexpectedMessage).await;
+    assert_eq!(command(&alice, &id).await, done);
+    assert_eq!(
+        audit(&srv, "command.completed", Some(&device_id))
+            .await
+            .len(),
+        1
+    );
+    assert!(audit(&srv, "command.failed", None).await.is_empty());
+
+    let _ = ws.close(None).await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn an_agents_rejection_or_failed_result_ends_the_command_with_its_code() {
+    let srv = TestServer::start().await;
+    let (mut agent, alice) = paired(&srv, "alice@lab.example").await;
+    let device_id = agent.device_id.clone().unwrap();
+    let (mut ws, _) = online(&srv, &mut agent).await;
+
+    for (code, state) in [
+        (ErrorCode::PolicyDenied, "denied"),
+        (ErrorCode::OwnerSignatureInvalid, "denied"),
+        (ErrorCode::TtlExpired, "expired"),
+        (ErrorCode::InvalidParams, "failed"),
+    ] {
+        let id = lock_screen(&alice, &device_id).await;
+        expect_delivery(&mut ws, &srv, &id, 1).await;
+        agent.send(&mut ws, &srv, &rejected(&id, code)).await;
+        let v = wait_state(&alice, &id, state).await;
+        assert_eq!(v["error"], code.number(), "{code:?}");
+        assert_eq!(
+            transitions(&v).last().unwrap(),
+            &(Some("sent".to_owned()), state.to_owned())
+        );
+    }
+
+    // A failed result: result_posted, then failed with the result's code; the result is
+    // kept.
+    let id = lock_screen(&alice, &device_id).await;
+    expect_delivery(&mut ws, &srv, &id, 1).await;
+    agent.send(&mut ws, &srv, &ack(&id)).await;
+    agent.send(&mut ws, &srv, &executing(&id)).await;
+    agent
+        .send(&mut ws, &srv, &result_failed(&id, ErrorCode::KernelFailure))
+        .await;
+    let v = wait_state(&alice, &id, "failed").await;
+    assert_eq!(v["error"], 6001);
+    assert_eq!(v["result"]["status"], "failed");
+    let tail: Vec<_> = transitions(&v).into_iter().skip(3).collect();
+    assert_eq!(
+        tail,
+        [
+            (Some("ack_received"), "executing"),
+            (Some("executing"), "result_posted"),
+            (Some("result_posted"), "failed"),
+        ]
+        .map(|(f, t)| (f.map(str::to_owned), t.to_owned()))
+    );
+
+    let _ = ws.close(None).await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn the_test_hook_exists_only_in_test_mode_and_its_delivery_carries_the_simulation() {
+    let srv = TestServer::start().await;
+    let (_agent, alice) = paired(&srv, "alice@lab.example").await;
+    let device_id = _agent.device_id.clone().unwrap();
+    let body = request(&device_id, "lock_screen", json!({}), 300);
+    assert_eq!(
+        post_refused(&alice, "/api/test/command?simulate=slow", &body).await,
+        (404, ErrorCode::NotFound)
+    );
+    assert_eq!(
+        post_refused(&srv.api(), "/api/test/command?simulate=slow", &body).await,
+        (404, ErrorCode::NotFound),
+        "not there at all, even for anonymous callers"
+    );
+    let id = body["message_id"].as_str().unwrap();
+    assert!(srv.state().store.command(id).await.unwrap().is_none());
+    srv.stop().await;
+
+    let srv = TestServer::start_with(|c| c.test_mode = true).await;
+    let (mut agent, alice) = paired(&srv, "alice@lab.example").await;
+    let device_id = agent.device_id.clone().unwrap();
+    let (mut ws, _) = online(&srv, &mut agent).await;
+    let body = request(&device_id, "lock_screen", json!({}), 300);
+    let (s, v): (u16, Value) = alice
+        .post("/api/test/command?simulate=slow", &body)
+        .await
+        .unwrap();
+    assert_eq!(s, 202);
+    assert_eq!(v["state"], "queued");
+    let (_, d) = next_delivery(&mut ws, &srv).await;
+    assert_eq!(
+        d.command_id.to_string(),
+        body["message_id"].as_str().unwrap()
+    );
+    assert_eq!(d.simulate, Some(Simulation::Slow));
+    // An ordinary command in test mode simulates nothing.
+    let plain = lock_screen(&alice, &device_id).await;
+    let d = expect_delivery(&mut ws, &srv, &plain, 1).await;
+    assert_eq!(d.simulate, None);
+    let _ = ws.close(None).await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_result_naming_an_artifact_that_was_not_granted_and_uploaded_is_refused() {
+    let srv = TestServer::start().await;
+    let (mut agent, alice) = paired(&srv, "alice@lab.example").await;
+    let device_id = agent.device_id.clone().unwrap();
+    let (mut ws, _) = online(&srv, &mut agent).await;
+    let v = submit(
+        &alice,
+        &request(&device_id, "screenshot", json!({"display": 0}), 300),
+    )
+    .await;
+    let id = v["command_id"].as_str().unwrap().to_owned();
+    expect_delivery(&mut ws, &srv, &id, 1).await;
+    agent.send(&mut ws, &srv, &ack(&id)).await;
+    agent.send(&mut ws, &srv, &executing(&id)).await;
+    wait_state(&alice, &id, "executing").await;
+
+    let sha = "ab".repeat(32);
+    let with = |artifact_id: &str, sha256: &str, size: u64| {
+        let mut r = result_ok(&id);
+        r.artifact = Some(ArtifactRef {
+            artifact_id: artifact_id.to_owned(),
+            sha256: sha256.to_owned(),
+            size_bytes: size,
+            content_type: "image/png".into(),
+        });
+        r
+    };
+
+    // Never granted.
+    let f = frame(&mut agent, &srv, &with("art_never", &sha, 1000));
+    expect_refused(&srv, &mut ws, f, ErrorCode::NotFound).await;
+
+    // Granted for another command of the same device.
+    let other = lock_screen(&alice, &device_id).await;
+    expect_delivery(&mut ws, &srv, &other, 1).await;
+    let now = srv.clock.now();
+    let grant = |aid: &str, cid: &str| Artifact {
+        id: aid.to_owned(),
+        device_id: device_id.clone(),
+        command_id: cid.to_owned(),
+        object_key: format!("artifacts/{aid}"),
+        content_type: "image/png".into(),
+        max_bytes: 1 << 20,
+        created_at: now,
+        expires_at: now.saturating_add(Duration::from_secs(600)),
+        uploaded_at: None,
+        size_bytes: None,
+        sha256: None,
+    };
+    let store = &srv.state().store;
+    store
+        .insert_artifact(&grant("art_other", &other))
+        .await
+        .unwrap();
+    store
+        .mark_artifact_uploaded("art_other", 1000, &sha, now)
+        .await
+        .unwrap();
+    let f = frame(&mut agent, &srv, &with("art_other", &sha, 1000));
+    expect_refused(&srv, &mut ws, f, ErrorCode::NotFound).await;
+
+    // Granted but not uploaded; then uploaded with other bytes.
+    store
+        .insert_artifact(&grant("art_mine", &id))
+        .await
+        .unwrap();
+    let f = frame(&mut agent, &srv, &with("art_mine", &sha, 1000));
+    expect_refused(&srv, &mut ws, f, ErrorCode::ChecksumMismatch).await;
+    store
+        .mark_artifact_uploaded("art_mine", 1000, &sha, now)
+        .await
+        .unwrap();
+    let f = frame(&mut agent, &srv, &with("art_mine", &"cd".repeat(32), 1000));
+    expect_refused(&srv, &mut ws, f, ErrorCode::ChecksumMismatch).await;
+    let f = frame(&mut agent, &srv, &with("art_mine", &sha, 999));
+    expect_refused(&srv, &mut ws, f, ErrorCode::ChecksumMismatch).await;
+
+    let v = command(&alice, &id).await;
+    assert_eq!(v["state"], "executing", "not completed by a refused result");
+    assert!(v.get("result").is_none());
+
+    // The right one completes it, artifact and all.
+    agent
+        .send(&mut ws, &srv, &with("art_mine", &sha, 1000))
+        .await;
+    let v = wait_state(&alice, &id, "completed").await;
+    assert_eq!(v["result"]["artifact"]["artifact_id"], "art_mine");
+    let e = alice
+        .get::<Value>("/api/command/does-not-exist")
+        .await
+        .unwrap_err();
+    assert_eq!(refusal(&e), (404, ErrorCode::NotFound));
+
+    let _ = ws.close(None).await;
+    srv.stop().await;
+}
