@@ -476,7 +476,7 @@ async fn wait_follows_a_command_to_completed() {
     drop((pc, server));
 }
 
-/// Needs `GET /api/artifacts/{id}` on the server (see `commands/artifact.rs`).
+/// Through the server's `GET /api/artifacts/{id}` and the local object store's signed URL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_screenshot_artifact_is_downloaded_checked_and_decrypted() {
     let (server, tether, pc) = online_device().await;

@@ -1,7 +1,8 @@
 //! `tether artifact get ID [-o FILE] [--force]`: download a command's artifact.
 //!
-//! **Written against a contract, ahead of the server route.** This module assumes
-//! `GET /api/artifacts/{id}` answers [`ArtifactView`]: `{artifact_id, command_id,
+//! **Written against a contract, ahead of the server route** (which has since landed;
+//! `tests/commands.rs` downloads a real screenshot through it). This module relies only
+//! on `GET /api/artifacts/{id}` answering [`ArtifactView`]: `{artifact_id, command_id,
 //! device_id, content_type, size_bytes, sha256, download_url, expires_at, key?,
 //! plaintext_sha256?}`, where `download_url` is a presigned `GET` URL (the server itself
 //! for the local object store, or an S3 service), `sha256`/`size_bytes` describe the
