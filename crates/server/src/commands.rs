@@ -14,14 +14,15 @@
 //!   left pending for longer than [`CLAIM_IDLE`] (it died), verifies the server's
 //!   signature and TTL, moves the command `queued → sent` and writes a fresh
 //!   `command_delivery` to the agent; at connect it also redelivers, from the store,
-//!   every command still in flight (so neither a lost stream entry nor a gateway that
-//!   died between `sent` and the result loses a command; the agent dedupes by id);
+//!   every command still in flight, `high` priority first (so neither a lost stream
+//!   entry nor a gateway that died between `sent` and the result loses a command; the
+//!   agent dedupes by id), and finishes any command left in `result_posted`;
 //! - the agent's `command_ack`, `command_status` and `command_result` move it on
 //!   ([`agent`]);
 //! - the **CommandWorker** ([`crate::workers::commands`]) redelivers a `sent` command
-//!   whose ack is overdue (backoff 30 s, 120 s, 600 s), moves it to the dead-letter queue
-//!   ([`dlq_stream`], state `dlq`, error 5003) after the last, and expires commands whose
-//!   TTL passed.
+//!   whose ack is overdue (`commands.retry_backoff_s`, by default 30 s, 120 s, 600 s after
+//!   attempts 1, 2, 3: three attempts), moves it to the dead-letter queue ([`dlq_stream`],
+//!   state `dlq`, error 5003) after the last, and expires commands whose TTL passed.
 //!
 //! Every transition is also a [`LiveKind::CommandStatus`] live event for the device's
 //! owner (and admins), and an audit event.
@@ -45,8 +46,6 @@ pub use view::CommandView;
 pub const GATEWAY_GROUP: &str = "gateway";
 /// A stream entry pending this long with a consumer is taken over (its gateway died).
 pub const CLAIM_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
-/// How many delivery attempts a command gets before the dead-letter queue.
-pub const MAX_ATTEMPTS: u32 = 3;
 
 /// The bus stream of one device's commands.
 pub fn device_stream(device_id: &str) -> String {

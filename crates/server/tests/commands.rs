@@ -382,3 +382,29 @@ async fn a_request_without_a_trace_id_gets_one_and_the_delivery_carries_it() {
     let _ = ws.close(None).await;
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn a_retried_submission_returns_the_command_even_after_the_device_was_revoked() {
+    let srv = TestServer::start().await;
+    let (agent, alice) = paired(&srv, "alice@lab.example").await;
+    let device_id = agent.device_id.clone().unwrap();
+    let body = request(&device_id, "lock_screen", json!({}), 300);
+    let first = submit(&alice, &body).await;
+
+    let (s, _): (u16, Value) = alice
+        .post(&format!("/api/devices/{device_id}/revoke"), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(s, 200);
+    // The client's retry (its first answer was lost) learns what became of its command.
+    let (s, again): (u16, Value) = alice.post("/api/command", &body).await.unwrap();
+    assert_eq!(s, 200);
+    assert_eq!(again["command_id"], first["command_id"]);
+    // A new command for the revoked device is refused.
+    let new = request(&device_id, "lock_screen", json!({}), 300);
+    assert_eq!(
+        post_refused(&alice, "/api/command", &new).await,
+        (403, ErrorCode::DeviceRevoked)
+    );
+    srv.stop().await;
+}

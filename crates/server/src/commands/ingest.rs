@@ -172,6 +172,14 @@ async fn accept(
     simulate: Option<Simulation>,
 ) -> Result<(CommandView, bool), ApiError> {
     let device = controllable_device(state, caller, &req.device_id).await?;
+    let hash = request_hash(req)?;
+    let id = req.message_id.to_string();
+
+    // The same message_id again: the same command if the same request by the same user
+    // (whatever happened to the device since: a retry learns what became of it).
+    if let Some(existing) = state.store.command(&id).await? {
+        return same_request(existing, caller, &hash).map(|c| (CommandView::from(&c), false));
+    }
     match device.status {
         DeviceStatus::Active => {}
         DeviceStatus::Revoked => {
@@ -191,13 +199,6 @@ async fn accept(
         .opcode()
         .parse_params(&req.params)
         .map_err(|e| ApiError::with_message(ErrorCode::InvalidParams, e.to_string()))?;
-    let hash = request_hash(req)?;
-    let id = req.message_id.to_string();
-
-    // The same message_id again: the same command if the same request by the same user.
-    if let Some(existing) = state.store.command(&id).await? {
-        return same_request(existing, caller, &hash).map(|c| (CommandView::from(&c), false));
-    }
     let undelivered = state.store.count_undelivered(&device.id).await?;
     if undelivered >= state.config.commands.device_queue_max {
         return Err(ApiError::with_message(
@@ -259,8 +260,15 @@ async fn accept(
     } else {
         wake(state, &device.id, None).await;
     }
+    // Stored and published: the answer is "accepted" even if presence cannot be read
+    // now (an error here would make the client retry a command that exists).
     let mut view = CommandView::from(&stored);
-    view.device_online = Some(state.bus.get(&presence_key(&device.id)).await?.is_some());
+    view.device_online = state
+        .bus
+        .get(&presence_key(&device.id))
+        .await
+        .ok()
+        .map(|p| p.is_some());
     Ok((view, true))
 }
 
