@@ -142,18 +142,23 @@ async fn lock_screen(backends: Backends) {
         .await
         .unwrap();
     assert_eq!(s, 202);
-    let done = wait_state(
-        &user,
-        &shot,
-        &["completed", "failed", "dlq", "expired", "denied"],
-        Duration::from_secs(60),
-    )
-    .await;
+    let start = Instant::now();
+    let done = loop {
+        let (_, c): (u16, Value) = user.get(&format!("/api/command/{shot}")).await.unwrap();
+        let finished = ["completed", "failed", "dlq", "expired", "denied"]
+            .iter()
+            .any(|st| c["state"] == *st);
+        if finished || start.elapsed() > Duration::from_secs(60) {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(
         done["state"],
         "completed",
-        "{done}\nagent:\n{}",
-        agent.output()
+        "{done}\nagent:\n{}\nserver:\n{}",
+        agent.output(),
+        server.proc.output()
     );
     let artifact = &done["result"]["artifact"];
     let artifact_id = artifact["artifact_id"]
@@ -200,11 +205,11 @@ async fn lock_screen(backends: Backends) {
     );
     // A stranger cannot see it.
     let eve = register_user(&server, "eve@lab.example").await;
-    let (s, _): (u16, Value) = eve
-        .get(&format!("/api/artifacts/{artifact_id}"))
-        .await
-        .unwrap();
-    assert_eq!(s, 404);
+    let refused: Result<(u16, Value), _> = eve.get(&format!("/api/artifacts/{artifact_id}")).await;
+    assert_eq!(
+        refused.map(|(s, _)| s).unwrap_err().code(),
+        Some(tether_proto::ErrorCode::NotFound)
+    );
 
     agent.kill();
     drop(helper);
