@@ -407,8 +407,33 @@ pub async fn on_result(
         // result stands, the command ends as it says.
         return finish(state, &c).await;
     }
-    if let Some(a) = &result.artifact {
-        check_artifact(state, device_id, &id, a).await?;
+    if let Some(a) = &result.artifact
+        && let Err((code, message)) = check_artifact(state, device_id, &id, a).await
+    {
+        // A result whose artifact is not what it claims cannot complete the command:
+        // it fails with the check's code (a passing outage of the object store only
+        // refuses the frame, and the result comes again with the next redelivery).
+        if matches!(code, ErrorCode::ChecksumMismatch | ErrorCode::NotFound) {
+            transition(
+                state,
+                &id,
+                &[
+                    CommandState::Sent,
+                    CommandState::AckReceived,
+                    CommandState::Executing,
+                ],
+                CommandState::Failed,
+                CommandUpdate {
+                    next_attempt_at: Some(None),
+                    error_code: Some(code.number()),
+                    detail: json!({"by": "server", "reason": message}),
+                    ..CommandUpdate::default()
+                },
+            )
+            .await
+            .map_err(|e| (e.code(), "the command could not be updated".to_owned()))?;
+        }
+        return Err((code, message));
     }
     let body = serde_json::to_value(result).map_err(|e| (ErrorCode::Internal, e.to_string()))?;
     let code = result.error.map(ErrorCode::number);
