@@ -211,3 +211,6 @@ fn method_name(d: &CommandDelivery) -> String {
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests;
