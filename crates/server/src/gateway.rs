@@ -385,6 +385,10 @@ impl Session {
         .await
         .map_err(|e| (e.code(), e.to_string()))?;
         let mut mailbox = state.live.register_agent(&device.id, &session_id);
+        // The commands waiting for this device are taken (moved to `sent`) before the
+        // agent hears `connected`, and sent right after it: a command submitted once the
+        // session is up goes through the stream, never both ways at once.
+        let waiting = crate::commands::agent::on_connect(&state, &device.id).await;
         self.send(&Connected {
             session_id: session_id.clone(),
             heartbeat_interval_s: state.config.gateway.heartbeat_interval_s,
@@ -397,8 +401,8 @@ impl Session {
         telemetry::publish_presence(&state, &device, &session_id, true).await;
 
         let mut device = device;
-        for out in crate::commands::agent::on_connect(&state, &device.id).await {
-            self.deliver(&out).await?;
+        for out in &waiting {
+            self.deliver(out).await?;
         }
         let result = self
             .session_loop(&keys, &mut seqs, &mut device, &session_id, &mut mailbox)

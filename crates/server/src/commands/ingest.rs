@@ -241,11 +241,18 @@ async fn accept(
             .ok_or_else(|| ApiError::internal("command vanished after a duplicate insert"))?;
         return same_request(existing, caller, &hash).map(|c| (CommandView::from(&c), false));
     }
-    let stored = state
-        .store
-        .command(&id)
-        .await?
-        .ok_or_else(|| ApiError::internal("command vanished after insert"))?;
+    // The command as accepted (a gateway may move it on at once: the answer and the
+    // first event still say how it was accepted).
+    let stored = Command {
+        command: new,
+        state: CommandState::Queued,
+        attempts: 0,
+        next_attempt_at: None,
+        updated_at: now,
+        result: None,
+        error_code: None,
+        viewed_at: None,
+    };
     announce(state, &stored, None, &json!({"by": "ingest"})).await;
 
     // Sign and publish. A failure here leaves the command queued in the store, where the

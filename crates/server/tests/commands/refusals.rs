@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tether_proto::messages::command::{ArtifactRef, Simulation};
+use tether_proto::messages::command::{ArtifactRef, CommandResult, Simulation};
 use tether_proto::{Clock, ErrorCode};
 use tether_store::{Artifact, Role};
 
@@ -333,42 +333,46 @@ async fn the_test_hook_exists_only_in_test_mode_and_its_delivery_carries_the_sim
     srv.stop().await;
 }
 
+/// A `screenshot` command delivered, acknowledged and executing; its id.
+async fn screenshot_under_way(
+    srv: &TestServer,
+    agent: &mut crate::support::FakeAgent,
+    ws: &mut tether_client::WsStream,
+    api: &tether_client::Api,
+) -> String {
+    let device_id = agent.device_id.clone().unwrap();
+    let v = submit(
+        api,
+        &request(&device_id, "screenshot", json!({"display": 0}), 300),
+    )
+    .await;
+    let id = v["command_id"].as_str().unwrap().to_owned();
+    expect_delivery(ws, srv, &id, 1).await;
+    agent.send(ws, srv, &ack(&id)).await;
+    agent.send(ws, srv, &executing(&id)).await;
+    wait_state(api, &id, "executing").await;
+    id
+}
+
+fn with_artifact(id: &str, artifact_id: &str, sha256: &str, size: u64) -> CommandResult {
+    let mut r = result_ok(id);
+    r.artifact = Some(ArtifactRef {
+        artifact_id: artifact_id.to_owned(),
+        sha256: sha256.to_owned(),
+        size_bytes: size,
+        content_type: "image/png".into(),
+    });
+    r
+}
+
 #[tokio::test]
 async fn a_result_naming_an_artifact_that_was_not_granted_and_uploaded_is_refused() {
     let srv = TestServer::start().await;
     let (mut agent, alice) = paired(&srv, "alice@lab.example").await;
     let device_id = agent.device_id.clone().unwrap();
     let (mut ws, _) = online(&srv, &mut agent).await;
-    let v = submit(
-        &alice,
-        &request(&device_id, "screenshot", json!({"display": 0}), 300),
-    )
-    .await;
-    let id = v["command_id"].as_str().unwrap().to_owned();
-    expect_delivery(&mut ws, &srv, &id, 1).await;
-    agent.send(&mut ws, &srv, &ack(&id)).await;
-    agent.send(&mut ws, &srv, &executing(&id)).await;
-    wait_state(&alice, &id, "executing").await;
-
+    let store = &srv.state().store;
     let sha = "ab".repeat(32);
-    let with = |artifact_id: &str, sha256: &str, size: u64| {
-        let mut r = result_ok(&id);
-        r.artifact = Some(ArtifactRef {
-            artifact_id: artifact_id.to_owned(),
-            sha256: sha256.to_owned(),
-            size_bytes: size,
-            content_type: "image/png".into(),
-        });
-        r
-    };
-
-    // Never granted.
-    let f = frame(&mut agent, &srv, &with("art_never", &sha, 1000));
-    expect_refused(&srv, &mut ws, f, ErrorCode::NotFound).await;
-
-    // Granted for another command of the same device.
-    let other = lock_screen(&alice, &device_id).await;
-    expect_delivery(&mut ws, &srv, &other, 1).await;
     let now = srv.clock.now();
     let grant = |aid: &str, cid: &str| Artifact {
         id: aid.to_owned(),
@@ -383,7 +387,10 @@ async fn a_result_naming_an_artifact_that_was_not_granted_and_uploaded_is_refuse
         size_bytes: None,
         sha256: None,
     };
-    let store = &srv.state().store;
+
+    // Each bad artifact: the frame is refused with the check's code, and the command
+    // fails with it (never completed, no result recorded).
+    let other = screenshot_under_way(&srv, &mut agent, &mut ws, &alice).await;
     store
         .insert_artifact(&grant("art_other", &other))
         .await
@@ -392,35 +399,90 @@ async fn a_result_naming_an_artifact_that_was_not_granted_and_uploaded_is_refuse
         .mark_artifact_uploaded("art_other", 1000, &sha, now)
         .await
         .unwrap();
-    let f = frame(&mut agent, &srv, &with("art_other", &sha, 1000));
-    expect_refused(&srv, &mut ws, f, ErrorCode::NotFound).await;
+    let cases: Vec<(&str, &str, String, u64, ErrorCode)> = vec![
+        (
+            "never granted",
+            "art_never",
+            sha.clone(),
+            1000,
+            ErrorCode::NotFound,
+        ),
+        (
+            "granted for another command",
+            "art_other",
+            sha.clone(),
+            1000,
+            ErrorCode::NotFound,
+        ),
+        (
+            "not uploaded",
+            "art_{id}",
+            sha.clone(),
+            1000,
+            ErrorCode::ChecksumMismatch,
+        ),
+        (
+            "other bytes",
+            "art_{id}",
+            "cd".repeat(32),
+            1000,
+            ErrorCode::ChecksumMismatch,
+        ),
+        (
+            "other size",
+            "art_{id}",
+            sha.clone(),
+            999,
+            ErrorCode::ChecksumMismatch,
+        ),
+    ];
+    for (what, artifact_id, sha256, size, code) in cases {
+        let id = screenshot_under_way(&srv, &mut agent, &mut ws, &alice).await;
+        let artifact_id = artifact_id.replace("{id}", &id);
+        if artifact_id.ends_with(&id) {
+            store
+                .insert_artifact(&grant(&artifact_id, &id))
+                .await
+                .unwrap();
+            if what != "not uploaded" {
+                store
+                    .mark_artifact_uploaded(&artifact_id, 1000, &sha, now)
+                    .await
+                    .unwrap();
+            }
+        }
+        let f = frame(
+            &mut agent,
+            &srv,
+            &with_artifact(&id, &artifact_id, &sha256, size),
+        );
+        expect_refused(&srv, &mut ws, f, code).await;
+        let v = wait_state(&alice, &id, "failed").await;
+        assert_eq!(v["error"], code.number(), "{what}");
+        assert!(v.get("result").is_none(), "{what}: no result recorded");
+        assert!(
+            !transitions(&v)
+                .iter()
+                .any(|(_, to)| to == "result_posted" || to == "completed"),
+            "{what}"
+        );
+    }
 
-    // Granted but not uploaded; then uploaded with other bytes.
+    // The right one completes its command, artifact and all.
+    let id = screenshot_under_way(&srv, &mut agent, &mut ws, &alice).await;
     store
-        .insert_artifact(&grant("art_mine", &id))
+        .insert_artifact(&grant("art_good", &id))
         .await
         .unwrap();
-    let f = frame(&mut agent, &srv, &with("art_mine", &sha, 1000));
-    expect_refused(&srv, &mut ws, f, ErrorCode::ChecksumMismatch).await;
     store
-        .mark_artifact_uploaded("art_mine", 1000, &sha, now)
+        .mark_artifact_uploaded("art_good", 1000, &sha, now)
         .await
         .unwrap();
-    let f = frame(&mut agent, &srv, &with("art_mine", &"cd".repeat(32), 1000));
-    expect_refused(&srv, &mut ws, f, ErrorCode::ChecksumMismatch).await;
-    let f = frame(&mut agent, &srv, &with("art_mine", &sha, 999));
-    expect_refused(&srv, &mut ws, f, ErrorCode::ChecksumMismatch).await;
-
-    let v = command(&alice, &id).await;
-    assert_eq!(v["state"], "executing", "not completed by a refused result");
-    assert!(v.get("result").is_none());
-
-    // The right one completes it, artifact and all.
     agent
-        .send(&mut ws, &srv, &with("art_mine", &sha, 1000))
+        .send(&mut ws, &srv, &with_artifact(&id, "art_good", &sha, 1000))
         .await;
     let v = wait_state(&alice, &id, "completed").await;
-    assert_eq!(v["result"]["artifact"]["artifact_id"], "art_mine");
+    assert_eq!(v["result"]["artifact"]["artifact_id"], "art_good");
     let e = alice
         .get::<Value>("/api/command/does-not-exist")
         .await
