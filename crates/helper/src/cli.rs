@@ -70,8 +70,10 @@ pub struct RunArgs {
     /// A uid allowed to connect (repeatable). Default: the owner of the agent key file.
     #[arg(long = "allow-uid", value_name = "UID")]
     pub allow_uids: Vec<u32>,
-    /// Which executor carries requests out.
-    #[arg(long, value_enum, default_value_t = ExecutorKind::System)]
+    /// Which executor carries requests out. The default records what it would do and
+    /// performs nothing: real actions on this PC (locking, rebooting…) need
+    /// `--executor system` explicitly.
+    #[arg(long, value_enum, default_value_t = ExecutorKind::Recording)]
     pub executor: ExecutorKind,
     /// The recording executor's record file (default: STATE_DIR/recorded.jsonl).
     #[arg(long, value_name = "FILE")]
@@ -196,6 +198,7 @@ async fn run(args: RunArgs) -> Result<(), HelperError> {
     };
     let executor_name = executor.name();
     let helper = Helper::bind(config, executor, clock).await?;
+    let stopped = platform::shutdown_signal();
     println!(
         "tether-helper listening on {} ({executor_name} executor)",
         helper.socket().display()
@@ -205,7 +208,7 @@ async fn run(args: RunArgs) -> Result<(), HelperError> {
     tokio::pin!(serving);
     tokio::select! {
         r = &mut serving => return r,
-        () = platform::shutdown_signal() => {
+        () = stopped => {
             tracing::info!("stopping");
             stop.cancel();
         }

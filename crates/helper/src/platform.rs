@@ -126,25 +126,37 @@ pub(crate) fn hand_to(path: &Path, owner: Option<(u32, u32)>) -> io::Result<()> 
 }
 
 /// Resolves when the user or the service manager asks the helper to stop.
-pub(crate) async fn shutdown_signal() {
+pub(crate) fn shutdown_signal() -> impl Future<Output = ()> {
+    // The SIGTERM handler is installed here, when the future is made, not when it is
+    // first polled: a caller that makes it before announcing it is ready cannot be
+    // killed by a SIGTERM that arrives in between.
     #[cfg(unix)]
-    {
+    let term = {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        signal(SignalKind::terminate())
+            .map_err(|e| {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the helper");
+            })
+            .ok()
+    };
+    async move {
+        #[cfg(unix)]
+        {
+            match term {
+                Some(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                None => {
+                    let _ = tokio::signal::ctrl_c().await;
                 }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the helper");
-                let _ = tokio::signal::ctrl_c().await;
-            }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
