@@ -465,11 +465,15 @@ async fn assert_all_completed_once(rig: &Rig, ids: &[String], within: Duration) 
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    let mut paths: BTreeMap<String, usize> = BTreeMap::new();
     for id in ids {
         let c = rig.command(id).await;
         assert_eq!(c["result"]["status"], "ok", "{c}");
-        assert_valid_path(&c, "completed");
+        *paths
+            .entry(assert_valid_path(&c, "completed").join(" → "))
+            .or_insert(0) += 1;
     }
+    eprintln!("state paths: {paths:#?}");
     let runs = rig.helper.executions();
     let mut count: HashMap<String, usize> = HashMap::new();
     for r in &runs {
