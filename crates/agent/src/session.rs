@@ -15,7 +15,7 @@ use tether_proto::messages::command::CommandDelivery;
 use tether_proto::messages::notify::ErrorFrame;
 use tether_proto::messages::session::{Auth, Connected, Heartbeat, HeartbeatStatus};
 use tether_proto::validate::b64url_encode;
-use tether_proto::{ErrorCode, MessageType, SequenceTracker, StaticKeys, Verified};
+use tether_proto::{ErrorCode, MessageId, MessageType, SequenceTracker, StaticKeys, Verified};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::backoff::Backoff;
@@ -31,6 +31,8 @@ use crate::{Context, random, socket};
 const AUTH_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long opening the connection (TCP, TLS, WebSocket) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The session ends after this many refused gateway frames in a row.
+const MAX_REFUSED_IN_A_ROW: u32 = 10;
 /// Clock difference to the server above which the agent warns (envelopes allow 60 s).
 const SKEW_WARNING_MS: u64 = 30_000;
 
@@ -184,6 +186,7 @@ async fn attempt(
     );
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut refusal: Option<End> = None;
+    let mut refused_in_a_row: u32 = 0;
     loop {
         let sent = tokio::select! {
             () = ctx.shutdown.cancelled() => {
@@ -245,10 +248,23 @@ async fn attempt(
                             }
                         }
                         Ok(v) => {
+                            refused_in_a_row = 0;
                             if let Some(end) = handle(v) {
                                 refusal = Some(end);
                             }
                             Ok(())
+                        }
+                        Err(AgentError::Proto(e)) => {
+                            // A frame that fails its checks (a forged signature, a
+                            // rewound or replayed sequence, an expired TTL) is dropped,
+                            // never acted on, and reported to the server, which audits
+                            // it; a stream of them ends the session.
+                            refused_in_a_row = refused_in_a_row.saturating_add(1);
+                            if refused_in_a_row >= MAX_REFUSED_IN_A_ROW {
+                                Err(AgentError::Proto(e))
+                            } else {
+                                report_refused_frame(ctx, &mut ws, &frame, &e).await
+                            }
                         }
                         Err(e) => Err(e),
                     }
@@ -260,6 +276,37 @@ async fn attempt(
             return failed(e, true);
         }
     }
+}
+
+/// Answers a gateway frame that failed its checks with an `error` frame naming it (the
+/// server records it in the audit trail). Nothing in the frame is acted on.
+async fn report_refused_frame(
+    ctx: &mut Context,
+    ws: &mut WsStream,
+    frame: &[u8],
+    e: &tether_proto::ProtoError,
+) -> Result<(), AgentError> {
+    let code = e.code();
+    let claimed = serde_json::from_slice::<serde_json::Value>(frame)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/header/message_id")
+                .and_then(|m| m.as_str())
+                .and_then(|m| MessageId::parse(m).ok())
+        });
+    tracing::warn!(code = code.number(), error = %e, "refused a frame from the gateway");
+    say!(
+        "refused a frame from the gateway: {} {}: {e}",
+        code.number(),
+        code.name()
+    );
+    let body = ErrorFrame {
+        code,
+        message: e.to_string().chars().take(500).collect(),
+        ref_message_id: claimed,
+    };
+    let sealed = ctx.outbox.seal(&body)?;
+    socket::send(ws, sealed).await
 }
 
 /// Signs and sends a command frame under its command's trace id.

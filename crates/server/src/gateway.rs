@@ -48,6 +48,9 @@ pub use telemetry::{FRAME_REJECTED, TELEMETRY_REJECTED};
 
 /// How long a new socket may take to send its first frame.
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(15);
+/// The audit action of an `error` frame an agent sent: it refused one of the gateway's
+/// frames.
+pub const AGENT_REFUSED_FRAME: &str = "agent.frame_refused";
 /// A session ends after this many refused frames in a row (one bad frame is dropped and
 /// answered; a stream of them is a broken or hostile agent).
 pub const MAX_REJECTED_IN_A_ROW: u32 = 10;
@@ -502,6 +505,29 @@ impl Session {
                     }
                     if let Payload::Telemetry(body) = v.payload {
                         self.accept_telemetry(device, &v.header, body).await;
+                    }
+                }
+                MessageType::Error => {
+                    // The agent refused one of our frames (a signature or sequence that
+                    // failed its checks: a forged or replayed frame on the way). Audited.
+                    if let Payload::Error(e) = &v.payload {
+                        tracing::warn!(
+                            device = %device.id,
+                            code = e.code.number(),
+                            message = %e.message,
+                            "the agent refused a frame"
+                        );
+                        let _ = audit::record(
+                            &state,
+                            &device.id,
+                            AGENT_REFUSED_FRAME,
+                            Some(&device.id),
+                            Outcome::Denied,
+                            json!({"code": e.code.number(), "message": e.message,
+                                   "ref_message_id": e.ref_message_id.as_ref().map(ToString::to_string),
+                                   "session_id": session_id}),
+                        )
+                        .await;
                     }
                 }
                 t if crate::commands::agent::is_command_frame(t) => {

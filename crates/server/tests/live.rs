@@ -365,3 +365,49 @@ async fn the_live_view_is_in_the_openapi_document_as_an_event_stream() {
     );
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn a_frame_the_agent_refused_is_audited_and_the_session_goes_on() {
+    let srv = TestServer::start().await;
+    let (mut agent, _alice) = paired(&srv, "alice@lab.example").await;
+    let device_id = agent.device_id.clone().unwrap();
+    let (mut ws, session_id) = online(&srv, &mut agent).await;
+
+    // What an agent sends when a gateway frame fails its checks (a forged signature).
+    let refused = tether_proto::MessageId::from_random_bytes(support::rand16());
+    agent
+        .send(
+            &mut ws,
+            &srv,
+            &tether_proto::messages::notify::ErrorFrame {
+                code: ErrorCode::SignatureInvalid,
+                message: "signature does not verify".into(),
+                ref_message_id: Some(refused.clone()),
+            },
+        )
+        .await;
+    let audited = eventually("the refusal in the audit trail", || async {
+        srv.state()
+            .store
+            .audit_after(0, 10_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|a| a.event.action == tether_server::gateway::AGENT_REFUSED_FRAME)
+    })
+    .await;
+    assert_eq!(audited.event.actor, device_id);
+    assert_eq!(audited.event.outcome, "denied");
+    assert_eq!(audited.event.detail["code"], 2001);
+    assert_eq!(
+        audited.event.detail["ref_message_id"],
+        refused.to_string().as_str()
+    );
+    assert_eq!(audited.event.detail["session_id"], session_id.as_str());
+
+    // The session goes on: a sample sent afterwards is accepted.
+    agent.send(&mut ws, &srv, &sample(20.0)).await;
+    wait_telemetry_len(&srv, 1).await;
+    let _ = ws.close(None).await;
+    srv.stop().await;
+}
