@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 use tether_proto::helper::{HelperRequest, HelperResponse, HelperStatus};
-use tether_proto::messages::command::{CommandResult, CommandState, CommandStatus, ResultStatus};
+use tether_proto::messages::command::{CommandResult, ResultStatus};
 use tether_proto::{Clock, ErrorCode, MessageId, TraceId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +23,7 @@ const NO_POLICY_HASH: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca4
 /// a kernel failure.
 const MAX_TRIES: u32 = 2;
 /// The TTL of a helper request envelope, seconds.
+#[cfg(unix)]
 const HELPER_TTL_S: u32 = 60;
 
 pub(super) struct Executor {
@@ -37,6 +38,10 @@ pub(super) struct Executor {
 /// What one helper call came to.
 enum Outcome {
     /// The helper's final answer.
+    #[cfg_attr(
+        not(unix),
+        allow(dead_code, reason = "no helper transport on this platform yet")
+    )]
     Answer(HelperResponse),
     /// No trustworthy answer: the helper could not be reached, timed out, or answered
     /// something that did not verify.
@@ -213,6 +218,7 @@ impl Executor {
     #[cfg(unix)]
     async fn call(&self, entry: &Entry, trace_id: &TraceId) -> Result<Outcome, AgentError> {
         use tether_helper::client::HelperClient;
+        use tether_proto::messages::command::{CommandState, CommandStatus};
 
         let Some(link) = &self.helper else {
             return Ok(Outcome::NoAnswer(
