@@ -381,6 +381,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
     });
 
     let shutdown = CancellationToken::new();
+    crate::prom::install();
     let router = crate::routes::router(state.clone());
     let serve_task = tokio::spawn(crate::serve::serve(
         listener,
@@ -401,6 +402,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
     }
     tracing::info!(%addr, %public_url, store = state.store.backend(), bus = state.bus.backend(), "tether-server listening");
     let mut tasks = vec![serve_task, upkeep_task, live_task];
+    tasks.push(tokio::spawn(crate::prom::upkeep(shutdown.clone())));
     tasks.extend(worker_tasks);
     Ok(Running {
         addr,

@@ -102,6 +102,7 @@ pub async fn announce(state: &AppState, c: &Command, from: Option<CommandState>,
         attempts = c.attempts,
         "command state"
     );
+    crate::prom::command_announced(c, from);
     let owner = match state.store.device(&cmd.device_id).await {
         Ok(d) => d.and_then(|d| d.owner_id),
         Err(e) => {

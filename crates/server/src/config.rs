@@ -389,6 +389,26 @@ fn check_webhook_url(url: &str, allow_plain: bool) -> Result<(), ConfigError> {
     }
 }
 
+/// `GET /metrics` (Prometheus).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// A bearer token a scraper may send instead of an admin's or auditor's access token
+    /// (at least 32 characters). Unset: access tokens only.
+    pub token: Option<Secret>,
+}
+
+impl MetricsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.token.as_ref().is_some_and(|t| t.expose().len() < 32) {
+            return Err(ConfigError(
+                "metrics.token must be at least 32 characters".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -431,6 +451,9 @@ pub struct Config {
     /// Alert rules and the webhook.
     #[serde(default)]
     pub alerts: AlertsConfig,
+    /// `GET /metrics`.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// Write the chosen address to this file once listening (for scripts and tests).
     #[serde(default)]
     pub ready_file: Option<PathBuf>,
@@ -460,6 +483,7 @@ impl Default for Config {
             commands: CommandsConfig::default(),
             telemetry: TelemetryConfig::default(),
             alerts: AlertsConfig::default(),
+            metrics: MetricsConfig::default(),
             ready_file: None,
             test_mode: false,
         }
@@ -557,6 +581,7 @@ impl Config {
             .map_err(|e| ConfigError(format!("objects: {e}")))?;
         self.gateway.validate()?;
         self.commands.validate()?;
+        self.metrics.validate()?;
         self.alerts.validate()
     }
 

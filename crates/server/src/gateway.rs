@@ -388,6 +388,7 @@ impl Session {
         .await
         .map_err(|e| (e.code(), e.to_string()))?;
         let mut mailbox = state.live.register_agent(&device.id, &session_id);
+        let _counted = crate::prom::AgentSession::open();
         // The commands waiting for this device are taken (moved to `sent`) before the
         // agent hears `connected`, and sent right after it: a command submitted once the
         // session is up goes through the stream, never both ways at once.

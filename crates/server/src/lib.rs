@@ -18,6 +18,7 @@ pub mod events;
 pub mod extract;
 pub mod gateway;
 pub mod live;
+pub mod prom;
 pub mod random;
 pub mod ratelimit;
 pub mod routes;

@@ -38,7 +38,7 @@ use crate::state::AppState;
         passkeys::register_start, passkeys::register_finish, passkeys::login_start, passkeys::login_finish,
         live::stream, alerts::list, alerts::ack, metrics::metrics, metrics::telemetry,
         commands::submit, commands::simulate, commands::list, commands::get_one, commands::ack_viewed,
-        artifacts::request, artifacts::get_artifact,
+        artifacts::request, artifacts::get_artifact, crate::prom::scrape,
     ),
     modifiers(&BearerAuth),
 )]
@@ -72,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         api = api.route("/api/test/command", post(commands::simulate));
     }
     api.route("/healthz", get(health))
+        .route("/metrics", get(crate::prom::scrape))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/ca.pem", get(ca_pem))
         .route("/api/openapi.json", get(openapi))

@@ -55,6 +55,7 @@ impl Session {
             Err(e) => Err(e.to_string()),
         };
         if let Err(e) = stored {
+            crate::prom::telemetry_rejected(ErrorCode::Unavailable);
             tracing::warn!(device = %device.id, error = %e, "telemetry not stored");
             let _ = self
                 .send(&ErrorFrame {
@@ -63,6 +64,8 @@ impl Session {
                     ref_message_id: Some(header.message_id.clone()),
                 })
                 .await;
+        } else {
+            crate::prom::telemetry_accepted();
         }
     }
 
@@ -80,6 +83,9 @@ impl Session {
         let claimed = Claimed::peek(frame);
         let reason: String = e.to_string().chars().take(MAX_REASON_CHARS).collect();
         let claimed_type = claimed.msg_type.map(MessageType::name);
+        if claimed.msg_type == Some(MessageType::Telemetry) {
+            crate::prom::telemetry_rejected(code);
+        }
         tracing::warn!(
             device = %device_id,
             session = %session_id,

@@ -200,6 +200,7 @@ pub async fn stream(
         expires_at_ms: exp_s.saturating_mul(1000),
         state,
         greeted: false,
+        _counted: crate::prom::LiveSubscriber::open(),
     };
     let events = futures_util::stream::unfold(sub, |mut sub| async move {
         sub.next().await.map(|e| (Ok(e), sub))
@@ -214,6 +215,7 @@ struct Subscription {
     expires_at_ms: u64,
     state: AppState,
     greeted: bool,
+    _counted: crate::prom::LiveSubscriber,
 }
 
 impl Subscription {
