@@ -143,7 +143,7 @@ pub async fn announce(state: &AppState, c: &Command, from: Option<CommandState>,
         data,
     };
     if let Err(e) = publish_live(state, &event).await {
-        tracing::warn!(command = %cmd.id, error = %e.code(), "command live event not published");
+        tracing::warn!(trace_id = %cmd.trace_id, command = %cmd.id, error = %e.code(), "command live event not published");
     }
     let action = format!("command.{}", tether_store::state_str(c.state));
     let _ = audit::record(

@@ -86,7 +86,7 @@ async fn dispatch(state: &AppState, c: &Command, how: &str) -> Option<Outgoing> 
         Ok(Some(sent)) => Some(outgoing(state, &sent, attempt)),
         Ok(None) => None,
         Err(e) => {
-            tracing::warn!(command = %c.command.id, error = %e.code(), "dispatch failed");
+            tracing::warn!(trace_id = %c.command.trace_id, command = %c.command.id, error = %e.code(), "dispatch failed");
             None
         }
     }
@@ -113,7 +113,7 @@ pub async fn expire(state: &AppState, c: &Command) {
     )
     .await
     {
-        tracing::warn!(command = %c.command.id, error = %e.code(), "expiry failed");
+        tracing::warn!(trace_id = %c.command.trace_id, command = %c.command.id, error = %e.code(), "expiry failed");
     }
 }
 
@@ -152,7 +152,7 @@ pub async fn on_connect(state: &AppState, device_id: &str) -> Vec<Outgoing> {
             CommandState::Queued => out.extend(dispatch(state, &c, "connect").await),
             CommandState::ResultPosted => {
                 if let Err(e) = finish(state, &c).await {
-                    tracing::warn!(command = %c.command.id, error = %e.0.number(), "finishing a posted result failed");
+                    tracing::warn!(trace_id = %c.command.trace_id, command = %c.command.id, error = %e.0.number(), "finishing a posted result failed");
                 }
             }
             _ if c.command.expires_at <= state.now() => expire(state, &c).await,
@@ -188,7 +188,7 @@ async fn resend(state: &AppState, c: &Command) -> Option<Outgoing> {
         Ok(Some(sent)) => Some(outgoing(state, &sent, attempt)),
         Ok(None) => None,
         Err(e) => {
-            tracing::warn!(command = %c.command.id, error = %e.code(), "redelivery failed");
+            tracing::warn!(trace_id = %c.command.trace_id, command = %c.command.id, error = %e.code(), "redelivery failed");
             None
         }
     }
@@ -262,11 +262,11 @@ pub async fn read_stream(state: &AppState, device_id: &str) -> Vec<Outgoing> {
                         }
                         Ok(Some(_)) => {} // already on its way or finished
                         Ok(None) => {
-                            tracing::warn!(command = %d.command_id, "stream entry for an unknown command dropped")
+                            tracing::warn!(trace_id = %v.header.trace_id, command = %d.command_id, "stream entry for an unknown command dropped")
                         }
                         Err(e) => {
                             // Leave it pending: it is claimed again later.
-                            tracing::warn!(error = %e, "command stream entry not handled");
+                            tracing::warn!(trace_id = %v.header.trace_id, command = %d.command_id, error = %e, "command stream entry not handled");
                             continue;
                         }
                     }
@@ -351,7 +351,7 @@ pub async fn on_ack(state: &AppState, device_id: &str, ack: &CommandAck) -> Resu
         .await
         .map_err(|e| (e.code(), "the command could not be updated".to_owned()))?;
     if moved.is_none() {
-        tracing::debug!(command = %id, state = tether_store::state_str(c.state), "duplicate ack ignored");
+        tracing::debug!(trace_id = %c.command.trace_id, command = %id, state = tether_store::state_str(c.state), "duplicate ack ignored");
     }
     Ok(())
 }
@@ -399,7 +399,7 @@ pub async fn on_result(
     let id = result.command_id.to_string();
     let c = own_command(state, device_id, &id).await?;
     if is_terminal(c.state) {
-        tracing::debug!(command = %id, "duplicate result ignored");
+        tracing::debug!(trace_id = %c.command.trace_id, command = %id, "duplicate result ignored");
         return Ok(());
     }
     if c.state == CommandState::ResultPosted {

@@ -38,7 +38,8 @@ pub struct CommandRequest {
     /// the same command.
     #[schema(value_type = String)]
     pub message_id: MessageId,
-    /// A trace id to follow the command through every hop (default: a new one).
+    /// A trace id to follow the command through every hop (default: the request's, from
+    /// its `traceparent` header or the new one the `x-trace-id` response header shows).
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub trace_id: Option<TraceId>,
@@ -211,6 +212,7 @@ async fn accept(
     let trace_id = req
         .trace_id
         .clone()
+        .or_else(|| TraceId::parse(&crate::trace::current_trace_id()).ok())
         .unwrap_or_else(|| TraceId::from_random_bytes(crate::random::bytes::<16>()));
     let new = NewCommand {
         id: id.clone(),

@@ -246,7 +246,11 @@ pub async fn put_object(
         .store
         .mark_artifact_uploaded(&artifact.id, meta.size, &sha, state.now())
         .await?;
-    tracing::info!(artifact = %artifact.id, size = meta.size, "artifact uploaded");
+    let trace_id = match state.store.command(&artifact.command_id).await {
+        Ok(Some(c)) => c.command.trace_id,
+        _ => String::new(),
+    };
+    tracing::info!(%trace_id, command = %artifact.command_id, artifact = %artifact.id, size = meta.size, "artifact uploaded");
     Ok(StatusCode::CREATED)
 }
 

@@ -70,7 +70,9 @@ impl CommandWorker {
             expire(state, &c).await;
         }
         for c in state.store.commands_due_for_retry(now, BATCH).await? {
-            self.overdue(&c).await?;
+            self.overdue(&c).await.inspect_err(|e| {
+                tracing::warn!(trace_id = %c.command.trace_id, command = %c.command.id, error = %e, "retry or dead-letter failed");
+            })?;
         }
         Ok(())
     }
