@@ -390,7 +390,12 @@ struct Pc {
 
 /// A server, a user's `tether` profile, and `lab-pc-1` online with a helper.
 async fn online_device() -> (Server, Tether, Pc) {
-    let server = Server::start(&Backends::Embedded);
+    online_device_on(&Backends::Embedded).await
+}
+
+/// [`online_device`] on the given backends.
+async fn online_device_on(backends: &Backends) -> (Server, Tether, Pc) {
+    let server = Server::start(backends);
     let email = "grace@lab.example";
     let user = register_user(&server, email).await;
     let helper_dir = tempfile::tempdir().unwrap();
@@ -541,4 +546,65 @@ async fn a_screenshot_artifact_is_downloaded_checked_and_decrypted() {
     // Only the file remains in the directory: no temporary files left behind.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     drop((pc, server));
+}
+
+/// The scale-out backends from the CLI: MariaDB, Redis Streams and a real S3 server
+/// (s3s-fs) — `lock_screen` followed to `completed`, and a screenshot's artifact, stored in
+/// the bucket, downloaded through its presigned S3 URL, checked and decrypted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_screen_and_a_screenshot_on_mariadb_redis_and_s3() {
+    tether_e2e::on_mysql_and_redis(|backends| async move {
+        let (server, tether, pc) = online_device_on(&backends).await;
+        let done = tether
+            .run(&["cmd", "lab-pc-1", "lock_screen", "--wait", "--json"])
+            .code(0)
+            .json();
+        assert_eq!(done["state"], "completed", "{done}");
+        let steps: Vec<&str> = done["transitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["to"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                "queued",
+                "sent",
+                "ack_received",
+                "executing",
+                "result_posted",
+                "completed"
+            ],
+            "{done}"
+        );
+        let shot = tether
+            .run(&["cmd", "lab-pc-1", "screenshot", "--wait", "--json"])
+            .code(0)
+            .json();
+        let artifact_id = shot["result"]["artifact"]["artifact_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no artifact: {shot}\nagent:\n{}", pc.agent.output()))
+            .to_owned();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("shot.png");
+        let got = tether
+            .run(&[
+                "artifact",
+                "get",
+                &artifact_id,
+                "-o",
+                file.to_str().unwrap(),
+                "--json",
+            ])
+            .code(0)
+            .json();
+        assert_eq!(got["decrypted"], true, "{got}");
+        let png = std::fs::read(&file).unwrap();
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+        let runs = pc.helper.executions();
+        assert_eq!(runs.len(), 2, "{runs:?}");
+        drop((pc, server));
+    })
+    .await;
 }

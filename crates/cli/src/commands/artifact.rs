@@ -493,7 +493,9 @@ fn download_client(conn: &Conn, url: &str) -> Result<reqwest::Client, CliError> 
     let builder = match origin_of(url, conn.server())? {
         Origin::Server => builder
             .tls_backend_preconfigured(tether_client::tls_config(&conn.trusted.ca_pem, None)?),
-        Origin::Public => {
+        // Plain HTTP to loopback (a test object store) still gets a TLS configuration:
+        // reqwest builds no client without one (there is no process-wide provider).
+        Origin::Public | Origin::Loopback => {
             let mut roots = rustls::RootCertStore::empty();
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
             let tls = rustls::ClientConfig::builder_with_provider(provider())
@@ -503,7 +505,6 @@ fn download_client(conn: &Conn, url: &str) -> Result<reqwest::Client, CliError> 
                 .with_no_client_auth();
             builder.tls_backend_preconfigured(tls)
         }
-        Origin::Loopback => builder,
     };
     builder
         .build()
