@@ -430,17 +430,6 @@ async fn simulated_kernel_failure_is_retried_once_and_slow_shows_executing() {
     assert_eq!(rig.executions_of(&slow), 1);
 }
 
-/// Submits `n` lock_screen commands (two of them `slow`, so the executor holds a queue),
-/// returns their ids in order.
-async fn submit_many(rig: &Rig, n: usize) -> Vec<String> {
-    let ids: Vec<String> = (0..n).map(|_| uuid()).collect();
-    for (i, id) in ids.iter().enumerate() {
-        let simulate = SLOW.contains(&i).then_some("slow");
-        rig.submit(id, 600, simulate).await;
-    }
-    ids
-}
-
 /// Waits until all of `ids` are finished; every one must be `completed` with a valid
 /// path, and the helper must have run each exactly once and nothing else.
 async fn assert_all_completed_once(rig: &Rig, ids: &[String], within: Duration) {
@@ -598,6 +587,10 @@ async fn server_killed_mid_flight(backends: Backends) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let at_kill = tally(&rig.states().await, &ids);
+    assert!(
+        at_kill.get("completed") != Some(&ids.len()),
+        "all completed before the kill: {at_kill:?}"
+    );
     eprintln!("server killed during submission with {at_kill:?}");
     crash_server(&mut rig);
     // Kill 2: the second slow one running, the commands behind it acknowledged.
@@ -629,34 +622,38 @@ async fn server_sigkill_mid_flight_loses_and_duplicates_nothing_on_mariadb_and_r
 async fn agent_sigkill_after_ack_loses_and_duplicates_nothing() {
     let mut rig = Rig::start(&Backends::Embedded, &[]).await;
     let started = Instant::now();
-    let ids = submit_many(&rig, 100).await;
+    let ids: Vec<String> = (0..100).map(|_| uuid()).collect();
+    let progress = Arc::new(AtomicUsize::new(0));
+    let submitter = tokio::spawn(submit_through_crashes(
+        rig.user.clone(),
+        rig.device.clone(),
+        ids.clone(),
+        Arc::clone(&progress),
+    ));
+    // Kill the agent while the helper runs the second slow command (the ones behind it
+    // acknowledged and waiting in the agent's ledger, later ones maybe still coming).
     let start = Instant::now();
-    let (at_kill, slow_running) = loop {
-        let states = rig.states().await;
-        let t = tally(&states, &ids);
-        let acked = ["ack_received", "executing"]
-            .iter()
-            .any(|s| t.contains_key(*s));
-        let slow = states.get(&ids[59]).map(String::as_str);
-        if slow == Some("executing") || (slow == Some("completed") && acked) {
-            break (t, slow == Some("executing"));
+    let slow_running = loop {
+        if progress.load(Ordering::SeqCst) > SLOW[1] {
+            match rig.command(&ids[SLOW[1]]).await["state"].as_str() {
+                Some("executing") => break true,
+                Some("completed") => break false, // missed it (a slow machine)
+                _ => {}
+            }
         }
-        assert!(
-            t.get("completed") != Some(&ids.len()),
-            "all completed before the kill: {t:?}"
-        );
-        assert!(start.elapsed() < Duration::from_secs(60), "{t:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(start.elapsed() < Duration::from_secs(60));
+        tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    let at_kill = tally(&rig.states().await, &ids);
     rig.agent.kill();
     eprintln!("agent killed with {at_kill:?}");
     let first_run = rig.agent.output();
     rig.restart_agent();
+    submitter.await.unwrap();
     assert_all_completed_once(&rig, &ids, Duration::from_secs(90)).await;
     eprintln!("agent kill: all completed after {:?}", started.elapsed());
     // Killed while the helper ran the slow command, the agent had it (and the commands
-    // queued behind it) unfinished in its ledger. (When the machine was too slow to catch
-    // that moment, the server's view may have lagged an agent that had finished them.)
+    // queued behind it) unfinished in its ledger.
     if slow_running {
         assert!(
             rig.agent.output().contains("resuming"),
