@@ -62,31 +62,37 @@ pub fn ack_deadline(state: &AppState, attempt: u32) -> Duration {
 /// is not queued any more (another gateway took it, or it ended) or it has expired (then
 /// it is moved to `expired`).
 async fn dispatch(state: &AppState, c: &Command, how: &str) -> Option<Outgoing> {
-    let now = state.now();
-    if c.command.expires_at <= now {
+    if c.command.expires_at <= state.now() {
         expire(state, c).await;
         return None;
     }
-    let attempt = c.attempts.saturating_add(1);
+    deliver_attempt(state, c, CommandState::Queued, how).await
+}
+
+/// Moves a command from `from` to `sent` as a new delivery attempt with a new ack
+/// deadline, and returns the delivery; `None` if it is no longer in `from` (another
+/// gateway or worker moved it) or the store failed (logged; the command stays where it
+/// was and is found again).
+async fn deliver_attempt(
+    state: &AppState,
+    c: &Command,
+    from: CommandState,
+    via: &str,
+) -> Option<Outgoing> {
+    let attempt = c.attempts.saturating_add(1).min(16);
     let update = CommandUpdate {
         attempts: Some(attempt),
-        next_attempt_at: Some(Some(now.saturating_add(ack_deadline(state, attempt)))),
-        detail: json!({"attempt": attempt, "via": how, "node": state.node_id}),
+        next_attempt_at: Some(Some(
+            state.now().saturating_add(ack_deadline(state, attempt)),
+        )),
+        detail: json!({"attempt": attempt, "via": via, "node": state.node_id}),
         ..CommandUpdate::default()
     };
-    match transition(
-        state,
-        &c.command.id,
-        &[CommandState::Queued],
-        CommandState::Sent,
-        update,
-    )
-    .await
-    {
+    match transition(state, &c.command.id, &[from], CommandState::Sent, update).await {
         Ok(Some(sent)) => Some(outgoing(state, &sent, attempt)),
         Ok(None) => None,
         Err(e) => {
-            tracing::warn!(trace_id = %c.command.trace_id, command = %c.command.id, error = %e.code(), "dispatch failed");
+            tracing::warn!(trace_id = %c.command.trace_id, command = %c.command.id, via, error = %e.code(), "delivery failed");
             None
         }
     }
@@ -167,31 +173,7 @@ pub async fn on_connect(state: &AppState, device_id: &str) -> Vec<Outgoing> {
 
 /// A `sent` command sent again at reconnect: a new attempt with a new ack deadline.
 async fn resend(state: &AppState, c: &Command) -> Option<Outgoing> {
-    let attempt = c.attempts.saturating_add(1).min(16);
-    let update = CommandUpdate {
-        attempts: Some(attempt),
-        next_attempt_at: Some(Some(
-            state.now().saturating_add(ack_deadline(state, attempt)),
-        )),
-        detail: json!({"attempt": attempt, "via": "reconnect", "node": state.node_id}),
-        ..CommandUpdate::default()
-    };
-    match transition(
-        state,
-        &c.command.id,
-        &[CommandState::Sent],
-        CommandState::Sent,
-        update,
-    )
-    .await
-    {
-        Ok(Some(sent)) => Some(outgoing(state, &sent, attempt)),
-        Ok(None) => None,
-        Err(e) => {
-            tracing::warn!(trace_id = %c.command.trace_id, command = %c.command.id, error = %e.code(), "redelivery failed");
-            None
-        }
-    }
+    deliver_attempt(state, c, CommandState::Sent, "reconnect").await
 }
 
 /// The delivery of one in-flight command, sent again (the CommandWorker already counted
