@@ -567,7 +567,7 @@ impl Session {
         match push {
             AgentPush::Alert(alert) => self.send(&*alert).await,
             AgentPush::Commands => {
-                for out in crate::commands::agent::read_stream(&self.state, device_id).await {
+                for out in crate::commands::agent::pending(&self.state, device_id).await {
                     self.deliver(&out).await?;
                 }
                 Ok(())

@@ -286,6 +286,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Commands in `queued`, `sent` or `ack_received` whose `expires_at` is at or before
     /// `now`.
     async fn commands_expired(&self, now: UnixMillis, limit: u32) -> StoreResult<Vec<Command>>;
+    /// Commands still `queued` that were accepted at or before `before`, oldest first
+    /// (waiting longer than a delivery should take).
+    async fn commands_queued_before(
+        &self,
+        before: UnixMillis,
+        limit: u32,
+    ) -> StoreResult<Vec<Command>>;
     /// A device's commands that are not in a terminal state, oldest first.
     async fn commands_in_flight(&self, device_id: &str, limit: u32) -> StoreResult<Vec<Command>>;
     /// How many of a device's commands wait for delivery (`queued` or `sent`).

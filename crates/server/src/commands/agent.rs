@@ -176,6 +176,23 @@ async fn resend(state: &AppState, c: &Command) -> Option<Outgoing> {
     deliver_attempt(state, c, CommandState::Sent, "reconnect").await
 }
 
+/// What a woken session sends: new entries of the device's stream, then any command of
+/// the device still `queued` in the store (one whose stream entry was never written, the
+/// CommandWorker's wake for it).
+pub async fn pending(state: &AppState, device_id: &str) -> Vec<Outgoing> {
+    let mut out = read_stream(state, device_id).await;
+    match state.store.commands_in_flight(device_id, 256).await {
+        Ok(in_flight) => {
+            for c in in_flight.iter().filter(|c| c.state == CommandState::Queued) {
+                out.extend(dispatch(state, c, "store").await);
+            }
+        }
+        Err(e) => tracing::warn!(device = %device_id, error = %e, "queued commands not loaded"),
+    }
+    by_priority(&mut out);
+    out
+}
+
 /// The delivery of one in-flight command, sent again (the CommandWorker already counted
 /// the attempt); `None` unless it is `sent`.
 pub async fn redeliver(state: &AppState, command_id: &str) -> Option<Outgoing> {

@@ -9,7 +9,9 @@
 //!   it to the device's dead-letter stream and raises a `command_dlq` alert (owner's live
 //!   view, the agent, the webhook);
 //! - moves every command whose TTL passed before it ran to `expired` (its originator sees
-//!   that on the live view).
+//!   that on the live view);
+//! - wakes the session of an online device whose command is still `queued` after 5 s
+//!   (its bus entry or wake-up was lost), which takes it from the store.
 //!
 //! Times come from the injected clock, so tests drive the schedule without sleeping;
 //! several processes may run the worker at once, the store's compare-and-set
@@ -34,6 +36,9 @@ use crate::state::AppState;
 
 /// The alert kind raised when a command is dead-lettered.
 pub const KIND_COMMAND_DLQ: &str = "command_dlq";
+/// A command queued this long while its device is online is handed to the device's
+/// session again.
+const QUEUED_TOO_LONG: Duration = Duration::from_secs(5);
 /// How many commands one sweep handles per query.
 const BATCH: u32 = 256;
 
@@ -68,6 +73,19 @@ impl CommandWorker {
         let now = state.now();
         for c in state.store.commands_expired(now, BATCH).await? {
             expire(state, &c).await;
+        }
+        // A command still queued after a while never reached its device's session (its
+        // stream entry or wake-up was lost): wake the session of each such device that is
+        // online, which then takes it from the store.
+        let stale = now.saturating_sub(QUEUED_TOO_LONG);
+        let mut woken = std::collections::HashSet::new();
+        for c in state.store.commands_queued_before(stale, BATCH).await? {
+            let device = &c.command.device_id;
+            if woken.insert(device.clone()) && state.bus.get(&presence_key(device)).await?.is_some()
+            {
+                tracing::info!(trace_id = %c.command.trace_id, command = %c.command.id, "a queued command waits too long; waking its device's session");
+                wake(state, device, None).await;
+            }
         }
         for c in state.store.commands_due_for_retry(now, BATCH).await? {
             self.overdue(&c).await.inspect_err(|e| {

@@ -305,22 +305,45 @@ async fn a_stream_entry_a_dead_gateway_left_pending_is_claimed_after_the_idle_ti
         .unwrap();
     assert_eq!(taken.len(), 1);
 
-    // Within the idle time it stays with the dead consumer: a wake delivers only the
-    // new command.
+    // Within the idle time the entry stays with the dead consumer; a wake (here for a
+    // new command) still delivers the stored command from the store.
     let marker = lock_screen(&alice, &device_id).await;
-    expect_delivery(&mut ws, &srv, &marker, 1).await;
-    agent.send(&mut ws, &srv, &ack(&marker)).await;
-    wait_state(&alice, &marker, "ack_received").await;
-    assert_eq!(command(&alice, &id).await["state"], "queued");
-
-    // After it, the live session claims and delivers it.
-    srv.advance(tether_server::commands::CLAIM_IDLE.as_secs() + 1);
-    tether_server::commands::wake(state, &device_id, None).await;
-    let d = expect_delivery(&mut ws, &srv, &id, 1).await;
-    assert_eq!(d.device_id, device_id);
+    let mut delivered = Vec::new();
+    for _ in 0..2 {
+        let (_, d) = crate::kit::next_delivery(&mut ws, &srv).await;
+        delivered.push(d.command_id.to_string());
+    }
+    delivered.sort();
+    let mut expected = vec![marker.clone(), id.clone()];
+    expected.sort();
+    assert_eq!(delivered, expected);
     let v = command(&alice, &id).await;
     assert_eq!(v["state"], "sent");
-    assert_eq!(v["transitions"][1]["detail"]["via"], "stream");
+    assert_eq!(v["transitions"][1]["detail"]["via"], "store");
+    assert_eq!(
+        state
+            .bus
+            .pending_count(&stream, GATEWAY_GROUP)
+            .await
+            .unwrap(),
+        1,
+        "the dead consumer still holds its entry"
+    );
+
+    // After the idle time the live session claims the entry, finds its command on its
+    // way already, and acknowledges it without a second delivery.
+    srv.advance(tether_server::commands::CLAIM_IDLE.as_secs() + 1);
+    tether_server::commands::wake(state, &device_id, None).await;
+    eventually("the claimed entry acknowledged", || async {
+        (state
+            .bus
+            .pending_count(&stream, GATEWAY_GROUP)
+            .await
+            .unwrap()
+            == 0)
+            .then_some(())
+    })
+    .await;
     assert_eq!(
         state
             .bus
@@ -344,6 +367,24 @@ async fn a_queued_command_that_never_reached_the_stream_is_delivered_at_connect(
 
     let id = stored_queued(&srv, &device_id, &alice_id).await;
     let (mut ws, _) = online(&srv, &mut agent).await;
+    expect_delivery(&mut ws, &srv, &id, 1).await;
+    crate::kit::complete(&mut agent, &mut ws, &srv, &alice, &id).await;
+
+    let _ = ws.close(None).await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_queued_command_that_never_reached_a_connected_device_is_delivered_by_the_worker() {
+    let srv = server().await;
+    let (mut agent, alice) = paired(&srv, "alice@lab.example").await;
+    let device_id = agent.device_id.clone().unwrap();
+    let alice_id = user_id(&alice).await;
+    let (mut ws, _) = online(&srv, &mut agent).await;
+
+    // Stored while the session is up, but its stream entry and wake-up were lost.
+    let id = stored_queued(&srv, &device_id, &alice_id).await;
+    srv.advance(6);
     expect_delivery(&mut ws, &srv, &id, 1).await;
     crate::kit::complete(&mut agent, &mut ws, &srv, &alice, &id).await;
 

@@ -50,6 +50,11 @@ const SELECT_EXPIRED: &str = concat!(
     " FROM commands WHERE state IN ('queued', 'sent', 'ack_received') AND expires_at <= ? \
      ORDER BY expires_at, id LIMIT ?"
 );
+const SELECT_QUEUED_BEFORE: &str = concat!(
+    "SELECT ",
+    command_columns!(),
+    " FROM commands WHERE state = 'queued' AND created_at <= ? ORDER BY created_at, id LIMIT ?"
+);
 const SELECT_IN_FLIGHT: &str = concat!(
     "SELECT ",
     command_columns!(),
@@ -289,6 +294,15 @@ where
         limit: u32,
     ) -> StoreResult<Vec<Command>> {
         self.commands_query(SELECT_EXPIRED, CommandsArg::Time(now), limit)
+            .await
+    }
+
+    pub(super) async fn commands_queued_before_sql(
+        &self,
+        before: UnixMillis,
+        limit: u32,
+    ) -> StoreResult<Vec<Command>> {
+        self.commands_query(SELECT_QUEUED_BEFORE, CommandsArg::Time(before), limit)
             .await
     }
 

@@ -727,6 +727,14 @@ where
         self.commands_expired_sql(now, limit).await
     }
 
+    async fn commands_queued_before(
+        &self,
+        before: UnixMillis,
+        limit: u32,
+    ) -> StoreResult<Vec<Command>> {
+        self.commands_queued_before_sql(before, limit).await
+    }
+
     async fn commands_in_flight(&self, device_id: &str, limit: u32) -> StoreResult<Vec<Command>> {
         self.commands_in_flight_sql(device_id, limit).await
     }
