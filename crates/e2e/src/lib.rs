@@ -269,6 +269,8 @@ pub struct Server {
     pub dir: tempfile::TempDir,
     backends: Backends,
     env: Vec<(String, String)>,
+    /// Extra command-line arguments (kept for restarts).
+    args: Vec<String>,
 }
 
 impl Server {
@@ -285,7 +287,7 @@ impl Server {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
-        let (proc, url, ca_pem) = Self::spawn(dir.path(), "127.0.0.1:0", backends, &env);
+        let (proc, url, ca_pem) = Self::spawn(dir.path(), "127.0.0.1:0", backends, &env, &[]);
         let ca_file = dir.path().join("ca.pem");
         std::fs::write(&ca_file, &ca_pem).unwrap_or_else(|e| panic!("writing ca.pem: {e}"));
         Server {
@@ -296,6 +298,41 @@ impl Server {
             dir,
             backends: backends.clone(),
             env,
+            args: Vec::new(),
+        }
+    }
+
+    /// Starts a second process beside this one that runs only the gateway role, on the
+    /// same backends (so only on [`Backends::MysqlRedis`]) with a copy of this one's keys
+    /// (as a second node would be given them). Its `public_url` stays this server's (QR
+    /// codes and tokens name the api); its `url` is where agents reach it.
+    pub fn start_gateway(&self) -> Server {
+        assert!(
+            matches!(self.backends, Backends::MysqlRedis { .. }),
+            "a separate gateway process needs the shared backends"
+        );
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+        copy_dir(&self.dir.path().join("keys"), &dir.path().join("keys"));
+        let args = vec![
+            "--role".to_owned(),
+            "gateway".to_owned(),
+            "--public-url".to_owned(),
+            self.url.clone(),
+        ];
+        let (proc, url, ca_pem) =
+            Self::spawn(dir.path(), "127.0.0.1:0", &self.backends, &self.env, &args);
+        assert_eq!(ca_pem, self.ca_pem, "the gateway has another CA");
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, &ca_pem).unwrap_or_else(|e| panic!("writing ca.pem: {e}"));
+        Server {
+            proc,
+            url,
+            ca_pem,
+            ca_file,
+            dir,
+            backends: self.backends.clone(),
+            env: self.env.clone(),
+            args,
         }
     }
 
@@ -318,18 +355,26 @@ impl Server {
     pub fn restart(&mut self) {
         self.kill();
         let listen = format!("127.0.0.1:{}", self.port());
-        let (proc, url, ca_pem) = Self::spawn(self.dir.path(), &listen, &self.backends, &self.env);
+        let (proc, url, ca_pem) = Self::spawn(
+            self.dir.path(),
+            &listen,
+            &self.backends,
+            &self.env,
+            &self.args,
+        );
         assert_eq!(url, self.url, "the restarted server has another URL");
         assert_eq!(ca_pem, self.ca_pem, "the restarted server has another CA");
         self.proc = proc;
     }
 
-    /// Runs the binary on `data_dir` and waits until it is listening.
+    /// Runs the binary on `data_dir` and waits until it is listening. Returns the
+    /// process, `https://localhost:<port>` and the root CA.
     fn spawn(
         data_dir: &Path,
         listen: &str,
         backends: &Backends,
         env: &[(String, String)],
+        args: &[String],
     ) -> (Proc, String, String) {
         let ready = data_dir.join("ready.json");
         let _ = std::fs::remove_file(&ready);
@@ -338,7 +383,8 @@ impl Server {
             .arg(data_dir)
             .args(["--listen", listen])
             .arg("--ready-file")
-            .arg(&ready);
+            .arg(&ready)
+            .args(args);
         cmd.env("TETHER_LOG", "info,sqlx=warn");
         if let Backends::MysqlRedis {
             mysql_url,
@@ -362,7 +408,11 @@ impl Server {
         cmd.envs(env.iter().map(|(k, v)| (k, v)));
         let mut proc = Proc::spawn("tether-server", cmd);
         let r = wait_for_json(&ready, Duration::from_secs(60), &mut proc);
-        let url = r["public_url"].as_str().unwrap_or_default().to_owned();
+        let addr: std::net::SocketAddr = r["addr"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no addr in the ready file: {r}"));
+        let url = format!("https://localhost:{}", addr.port());
         let ca_pem = r["ca_pem"].as_str().unwrap_or_default().to_owned();
         (proc, url, ca_pem)
     }
@@ -388,6 +438,23 @@ impl Server {
     pub fn api(&self) -> tether_client::Api {
         tether_client::Api::new(&self.url, &self.ca_pem)
             .unwrap_or_else(|e| panic!("api client: {e}"))
+    }
+}
+
+/// Copies a directory tree (the keystore, for a second server process).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("creating {}: {e}", to.display()));
+    let entries =
+        std::fs::read_dir(from).unwrap_or_else(|e| panic!("reading {}: {e}", from.display()));
+    for entry in entries {
+        let entry = entry.unwrap_or_else(|e| panic!("reading {}: {e}", from.display()));
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        if src.is_dir() {
+            copy_dir(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst)
+                .unwrap_or_else(|e| panic!("copying {}: {e}", src.display()));
+        }
     }
 }
 
@@ -587,3 +654,4 @@ impl Helper {
             .collect()
     }
 }
+

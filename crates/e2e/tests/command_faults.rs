@@ -10,7 +10,9 @@
 //! - no loss, no duplicates: 100 commands with the server SIGKILLed mid-flight (embedded
 //!   backends and MariaDB + Redis), and 100 with the agent SIGKILLed after acknowledging
 //!   them, each end `completed` exactly once, every state path valid, and the helper's
-//!   record holds each command exactly once.
+//!   record holds each command exactly once; and the same with the roles split into an
+//!   api process and a gateway process (MariaDB + Redis + S3) whose gateway is SIGKILLed
+//!   while the api process carries on.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -44,6 +46,9 @@ fn uuid() -> String {
 /// helper.
 struct Rig {
     server: Server,
+    /// A separate gateway-role process the agent talks to (when the rig splits roles);
+    /// otherwise the agent talks to `server`.
+    gateway: Option<Server>,
     user: tether_client::Api,
     device: String,
     agent: Proc,
@@ -55,9 +60,23 @@ struct Rig {
 
 impl Rig {
     async fn start(backends: &Backends, env: &[(&str, &str)]) -> Rig {
+        Self::start_inner(backends, env, false).await
+    }
+
+    /// A rig whose `server` runs the api role and both roles' shared routes, and whose
+    /// agent talks to a second, gateway-only process (MariaDB + Redis + S3 only).
+    async fn start_split(backends: &Backends) -> Rig {
+        Self::start_inner(backends, &[], true).await
+    }
+
+    async fn start_inner(backends: &Backends, env: &[(&str, &str)], split: bool) -> Rig {
         let mut all = vec![("TETHER_SERVER_TEST_MODE", "true")];
         all.extend_from_slice(env);
+        if split {
+            all.push(("TETHER_SERVER_ROLES", "[\"api\"]"));
+        }
         let server = Server::start_with(backends, &all);
+        let gateway = split.then(|| server.start_gateway());
         let user = register_user(&server, "ada@lab.example").await;
         let helper_dir = tempfile::tempdir().unwrap();
         let (socket, key_file) = Helper::paths(helper_dir.path());
@@ -68,12 +87,14 @@ impl Rig {
             key_file.to_str().unwrap().to_owned(),
         ];
         let args: Vec<&str> = agent_args.iter().map(String::as_str).collect();
-        let (agent, state) = pair_agent(&server, &user, DEVICE_NAME, &args).await;
+        let agent_server = gateway.as_ref().unwrap_or(&server);
+        let (agent, state) = pair_agent(agent_server, &user, DEVICE_NAME, &args).await;
         let helper = Helper::start_in(helper_dir, state.path());
         let (_, devices): (u16, Value) = user.get("/api/devices").await.unwrap();
         let device = devices[0]["id"].as_str().unwrap().to_owned();
         Rig {
             server,
+            gateway,
             user,
             device,
             agent,
@@ -88,7 +109,8 @@ impl Rig {
     fn restart_agent(&mut self) {
         self.agent.kill();
         let args: Vec<&str> = self.agent_args.iter().map(String::as_str).collect();
-        self.agent = run_agent(&self.server, self.state.path(), DEVICE_NAME, &args);
+        let agent_server = self.gateway.as_ref().unwrap_or(&self.server);
+        self.agent = run_agent(agent_server, self.state.path(), DEVICE_NAME, &args);
         self.agent
             .wait_for_line("connected: session", Duration::from_secs(60));
     }
@@ -613,6 +635,62 @@ async fn server_sigkill_mid_flight_loses_and_duplicates_nothing_on_embedded_back
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_sigkill_mid_flight_loses_and_duplicates_nothing_on_mariadb_and_redis() {
     on_mysql_and_redis(server_killed_mid_flight).await;
+}
+
+/// SIGKILLs the gateway process, lets the agent carry on alone for a moment, starts the
+/// gateway again on the same port, and waits for the agent to reconnect to it.
+fn crash_gateway(rig: &mut Rig) {
+    let before = rig.agent.count_lines("connected: session");
+    let gateway = rig.gateway.as_mut().expect("a split rig");
+    gateway.kill();
+    std::thread::sleep(Duration::from_millis(300));
+    gateway.restart();
+    rig.agent
+        .wait_for_new_line("connected: session", before, Duration::from_secs(60));
+}
+
+/// 4c. With the roles split (an api process and a gateway process on MariaDB + Redis +
+///     S3), the gateway is SIGKILLed twice after dispatch and before the results: once
+///     during submission, once while the helper runs a slow command with acknowledged
+///     ones queued behind it. The api process never stops: every submission is
+///     accepted at the first try, and all 100 end `completed` once.
+async fn gateway_killed_mid_flight(backends: Backends) {
+    let mut rig = Rig::start_split(&backends).await;
+    let started = Instant::now();
+    let ids: Vec<String> = (0..100).map(|_| uuid()).collect();
+    let progress = Arc::new(AtomicUsize::new(0));
+    let submitter = tokio::spawn(submit_through_crashes(
+        rig.user.clone(),
+        rig.device.clone(),
+        ids.clone(),
+        Arc::clone(&progress),
+    ));
+    // Kill 1: a third submitted, the first slow one (most likely) running.
+    while progress.load(Ordering::SeqCst) < 33 {
+        assert!(!submitter.is_finished());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let at_kill = tally(&rig.states().await, &ids);
+    eprintln!("gateway killed during submission with {at_kill:?}");
+    crash_gateway(&mut rig);
+    // Kill 2: the second slow one running, the commands behind it acknowledged.
+    let at_kill = wait_for_slow(&rig, &ids, SLOW[1]).await;
+    eprintln!("gateway killed with {at_kill:?}");
+    crash_gateway(&mut rig);
+    let (failed, _) = submitter.await.unwrap();
+    assert_eq!(failed, 0, "the api process refused or dropped submissions");
+    assert_all_completed_once(&rig, &ids, Duration::from_secs(120)).await;
+    assert_eq!(
+        rig.server.proc.count_lines("tether-server listening"),
+        1,
+        "the api process was restarted"
+    );
+    eprintln!("gateway kills: all completed after {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_process_sigkill_mid_flight_loses_and_duplicates_nothing() {
+    on_mysql_and_redis(gateway_killed_mid_flight).await;
 }
 
 /// 4b. The agent is SIGKILLed after acknowledging commands (one of them running in the

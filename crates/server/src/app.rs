@@ -400,7 +400,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
     if let Some(path) = &config.ready_file {
         write_ready_file(path, addr, &public_url, &state)?;
     }
-    tracing::info!(%addr, %public_url, store = state.store.backend(), bus = state.bus.backend(), "tether-server listening");
+    tracing::info!(%addr, %public_url, roles = %state.config.roles_label(), store = state.store.backend(), bus = state.bus.backend(), "tether-server listening");
     let mut tasks = vec![serve_task, upkeep_task, live_task];
     tasks.push(tokio::spawn(crate::prom::upkeep(shutdown.clone())));
     tasks.extend(worker_tasks);

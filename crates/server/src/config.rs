@@ -18,6 +18,32 @@ use serde::{Deserialize, Serialize};
 #[error("configuration error: {0}")]
 pub struct ConfigError(pub String);
 
+/// What a server process does. One process runs both by default (the quickstart and the
+/// small-lab deployment); a large deployment runs processes of each kind against one
+/// MySQL, one Redis and one S3 endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The users' side: accounts, devices, commands, the live view, alerts, artifacts.
+    Api,
+    /// The agents' side: holds their WebSocket sessions (`/agent/ws`).
+    Gateway,
+}
+
+impl Role {
+    /// The role's name in configuration.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Role::Api => "api",
+            Role::Gateway => "gateway",
+        }
+    }
+}
+
+fn default_roles() -> Vec<Role> {
+    vec![Role::Api, Role::Gateway]
+}
+
 /// Where the store lives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "backend", rename_all = "snake_case", deny_unknown_fields)]
@@ -424,6 +450,13 @@ pub struct Config {
     /// Extra DNS names / IPs for the server certificate.
     #[serde(default)]
     pub tls_names: Vec<String>,
+    /// What this process serves: `api`, `gateway`, or both (the default). Every process
+    /// serves `/healthz`, `/metrics`, `/ca.pem` and the HTTP routes agents call (discovery,
+    /// pairing, artifact uploads); only the gateway role holds agent sessions
+    /// (`/agent/ws`), only the api role serves users. Both roles need the same data dir
+    /// keys (copy `keys/` to every node) and shared backends (MySQL, Redis, S3).
+    #[serde(default = "default_roles")]
+    pub roles: Vec<Role>,
     /// The store.
     #[serde(default = "default_store")]
     pub store: StoreConfig,
@@ -470,6 +503,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             public_url: None,
             tls_names: Vec::new(),
+            roles: default_roles(),
             store: StoreConfig::Sqlite {
                 path: default_sqlite_path(),
             },
@@ -505,6 +539,9 @@ pub struct Overrides {
     /// `--ready-file`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ready_file: Option<PathBuf>,
+    /// `--role`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<Role>>,
 }
 
 impl Config {
@@ -537,6 +574,11 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.roles.is_empty() {
+            return Err(ConfigError(
+                "roles must name at least one of api, gateway".into(),
+            ));
+        }
         let a = &self.auth;
         if !(60..=3600).contains(&a.access_ttl_s) {
             return Err(ConfigError("auth.access_ttl_s must be 60..=3600".into()));
@@ -583,6 +625,19 @@ impl Config {
         self.commands.validate()?;
         self.metrics.validate()?;
         self.alerts.validate()
+    }
+
+    /// Whether this process has `role`.
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// The roles, as `api+gateway`.
+    pub fn roles_label(&self) -> String {
+        let mut names: Vec<&str> = self.roles.iter().map(|r| r.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        names.join("+")
     }
 
     /// A path relative to the data dir (absolute paths stay as they are).

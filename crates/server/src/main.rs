@@ -9,7 +9,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use tether_proto::SystemClock;
 use tether_server::app;
-use tether_server::config::{Config, Overrides};
+use tether_server::config::{Config, Overrides, Role};
 
 /// Tether server: pair PCs, queue signed commands to them, and keep a verifiable audit log.
 ///
@@ -23,6 +23,7 @@ use tether_server::config::{Config, Overrides};
 ///   data_dir = "/var/lib/tether"
 ///   listen = "0.0.0.0:8443"
 ///   public_url = "https://tether.lab.example:8443"
+///   roles = ["api", "gateway"]   # what this process serves (both by default)
 ///   [store]
 ///   backend = "mysql"            # or "sqlite" (path = "tether.db")
 ///   url = "mysql://tether:secret@db:3306/tether"
@@ -52,6 +53,10 @@ struct Args {
     /// Write {"addr","public_url","ca_pem"} to this file once listening.
     #[arg(long, global = true)]
     ready_file: Option<PathBuf>,
+    /// What this process serves: api (users), gateway (agent sessions), or both (repeat
+    /// or comma-separate) [default: api,gateway]. Split roles need MySQL + Redis (+ S3).
+    #[arg(long = "role", global = true, value_enum, value_delimiter = ',')]
+    roles: Vec<Role>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -129,6 +134,7 @@ async fn main() -> ExitCode {
         listen: args.listen,
         public_url: args.public_url.clone(),
         ready_file: args.ready_file.clone(),
+        roles: (!args.roles.is_empty()).then(|| args.roles.clone()),
     };
     let config = match Config::load(args.config.as_deref(), &overrides) {
         Ok(c) => c,
@@ -172,9 +178,10 @@ async fn serve(config: Config) -> ExitCode {
     };
     let fingerprint = fingerprint(running.state.ca.certificates().root_der());
     println!(
-        "tether-server {} listening on {} (store: {}, bus: {})\n  URL: {}\n  CA certificate: {}/ca.pem\n  CA fingerprint (SHA-256): {}",
+        "tether-server {} listening on {} (roles: {}, store: {}, bus: {})\n  URL: {}\n  CA certificate: {}/ca.pem\n  CA fingerprint (SHA-256): {}",
         env!("CARGO_PKG_VERSION"),
         running.addr,
+        running.state.config.roles_label(),
         running.state.store.backend(),
         running.state.bus.backend(),
         running.public_url,

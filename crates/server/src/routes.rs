@@ -20,6 +20,7 @@ use serde::Serialize;
 use tether_proto::ErrorCode;
 use utoipa::OpenApi;
 
+use crate::config::Role;
 use crate::error::ApiError;
 use crate::extract::MAX_JSON_BODY;
 use crate::state::AppState;
@@ -63,19 +64,58 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// Builds the router.
+/// Builds the router for the roles this process runs (see [`crate::config::Role`]).
 pub fn router(state: AppState) -> Router {
+    let mut app = common_routes().merge(agent_http_routes());
+    if state.config.has_role(Role::Api) {
+        app = app.merge(api_routes(&state));
+    }
+    if state.config.has_role(Role::Gateway) {
+        app = app.route("/agent/ws", get(crate::gateway::upgrade));
+    }
+    app.fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(axum::middleware::from_fn(crate::trace::layer))
+        .with_state(state)
+}
+
+/// What every process serves: health, metrics, the CA and the API description.
+fn common_routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/metrics", get(crate::prom::scrape))
+        .route("/ca.pem", get(ca_pem))
+        .route("/api/openapi.json", get(openapi))
+}
+
+/// The HTTP routes agents call (discovery, pairing, artifact uploads), served by every
+/// process so an agent pointed at a gateway can pair and upload through it.
+fn agent_http_routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/discovery/confirm", post(pairing::discovery_confirm))
+        .route("/api/pair/request", post(pairing::pair_request))
+        .route("/api/pair/activate", post(pairing::pair_activate))
+        .route("/api/artifact/request", post(artifacts::request))
+        .route(
+            "/api/objects/{*key}",
+            get(artifacts::get_object)
+                .put(artifacts::put_object)
+                .layer(DefaultBodyLimit::max(
+                    usize::try_from(artifacts::MAX_ARTIFACT_BYTES).unwrap_or(usize::MAX),
+                )),
+        )
+}
+
+/// The users' side: accounts, devices, commands, the live view, alerts.
+fn api_routes(state: &AppState) -> Router<AppState> {
     let mut api = Router::new();
     // The fault hooks exist only in test mode: otherwise the path is unknown (404) to
     // everyone, before any authentication or parsing.
     if state.config.test_mode {
         api = api.route("/api/test/command", post(commands::simulate));
     }
-    api.route("/healthz", get(health))
-        .route("/metrics", get(crate::prom::scrape))
-        .route("/.well-known/jwks.json", get(jwks))
-        .route("/ca.pem", get(ca_pem))
-        .route("/api/openapi.json", get(openapi))
+    api.route("/.well-known/jwks.json", get(jwks))
         .route("/pair", get(pair_page))
         .route("/api/register", post(accounts::register))
         .route("/api/login", post(accounts::login))
@@ -95,10 +135,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/passkeys/login/start", post(passkeys::login_start))
         .route("/api/passkeys/login/finish", post(passkeys::login_finish))
-        .route("/api/discovery/confirm", post(pairing::discovery_confirm))
-        .route("/api/pair/request", post(pairing::pair_request))
         .route("/api/pair/confirm", post(pairing::pair_confirm))
-        .route("/api/pair/activate", post(pairing::pair_activate))
         .route("/api/devices", get(devices::list))
         .route("/api/devices/{id}", get(devices::get_one))
         .route("/api/devices/{id}/approve", post(devices::approve))
@@ -117,22 +154,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/commands", get(commands::list))
         .route("/api/command/{id}", get(commands::get_one))
         .route("/api/command/{id}/ack_viewed", post(commands::ack_viewed))
-        .route("/api/artifact/request", post(artifacts::request))
         .route("/api/artifacts/{id}", get(artifacts::get_artifact))
-        .route(
-            "/api/objects/{*key}",
-            get(artifacts::get_object)
-                .put(artifacts::put_object)
-                .layer(DefaultBodyLimit::max(
-                    usize::try_from(artifacts::MAX_ARTIFACT_BYTES).unwrap_or(usize::MAX),
-                )),
-        )
-        .route("/agent/ws", get(crate::gateway::upgrade))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
-        .layer(axum::middleware::from_fn(crate::trace::layer))
-        .with_state(state)
 }
 
 async fn not_found() -> ApiError {
@@ -158,6 +180,8 @@ pub struct Health {
     pub store: String,
     /// Bus backend and whether it answers.
     pub bus: String,
+    /// What this process serves (`api+gateway`, `api` or `gateway`).
+    pub roles: String,
     /// Server version.
     pub version: &'static str,
 }
@@ -172,6 +196,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>)
         status: if store_ok && bus_ok { "ok" } else { "degraded" },
         store: format!("{} {}", state.store.backend(), word(store_ok)),
         bus: format!("{} {}", state.bus.backend(), word(bus_ok)),
+        roles: state.config.roles_label(),
         version: env!("CARGO_PKG_VERSION"),
     };
     let code = if store_ok && bus_ok {
