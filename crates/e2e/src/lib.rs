@@ -452,8 +452,7 @@ fn copy_dir(from: &Path, to: &Path) {
         if src.is_dir() {
             copy_dir(&src, &dst);
         } else {
-            std::fs::copy(&src, &dst)
-                .unwrap_or_else(|e| panic!("copying {}: {e}", src.display()));
+            std::fs::copy(&src, &dst).unwrap_or_else(|e| panic!("copying {}: {e}", src.display()));
         }
     }
 }
