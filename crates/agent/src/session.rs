@@ -15,7 +15,9 @@ use tether_proto::messages::command::CommandDelivery;
 use tether_proto::messages::notify::ErrorFrame;
 use tether_proto::messages::session::{Auth, Connected, Heartbeat, HeartbeatStatus};
 use tether_proto::validate::b64url_encode;
-use tether_proto::{ErrorCode, MessageId, MessageType, SequenceTracker, StaticKeys, Verified};
+use tether_proto::{
+    ErrorCode, MessageId, MessageType, SequenceTracker, StaticKeys, Verified, Verifier,
+};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::backoff::Backoff;
@@ -24,7 +26,7 @@ use crate::error::AgentError;
 use crate::socket::Incoming;
 use crate::state::{PairedDevice, SessionRecord};
 use crate::uplink::Uplink;
-use crate::wire::{UnverifiedFrame, gateway_key_set, verify};
+use crate::wire::{UnverifiedFrame, gateway_key_set};
 use crate::{Context, random, socket};
 
 /// How long the gateway may take to answer `auth`.
@@ -230,7 +232,25 @@ async fn attempt(
                     match read_gateway_frame(ctx, keys, &mut gateway_seq, &frame) {
                         Ok(v) if v.header.msg_type == MessageType::CommandDelivery => {
                             let trace_id = v.header.trace_id.clone();
+                            let message_id = v.header.message_id.clone();
                             match v.into_body::<CommandDelivery>() {
+                                Ok(d) if d.device_id != device.record.device_id => {
+                                    // Another PC's command (replayed here, or misrouted):
+                                    // not a command of this device, so there is nothing
+                                    // to acknowledge; the frame is refused and reported
+                                    // (the server audits it), and nothing is stored.
+                                    report_refusal(
+                                        ctx,
+                                        &mut ws,
+                                        ErrorCode::Forbidden,
+                                        &format!(
+                                            "command {} is for another device",
+                                            d.command_id
+                                        ),
+                                        Some(message_id),
+                                    )
+                                    .await
+                                }
                                 Ok(d) => {
                                     let mut sent = Ok(());
                                     for out in commands.on_delivery(&d, &trace_id).await {
@@ -254,11 +274,12 @@ async fn attempt(
                             }
                             Ok(())
                         }
-                        Err(AgentError::Proto(e)) => {
+                        Err(e) => {
                             // A frame that fails its checks (a forged signature, a
-                            // rewound or replayed sequence, an expired TTL) is dropped,
-                            // never acted on, and reported to the server, which audits
-                            // it; a stream of them ends the session.
+                            // rewound or replayed sequence, an expired TTL), whatever
+                            // type it claims, is dropped, never acted on, and reported
+                            // to the server, which audits it; a stream of them ends the
+                            // session.
                             refused_in_a_row = refused_in_a_row.saturating_add(1);
                             if refused_in_a_row >= MAX_REFUSED_IN_A_ROW {
                                 Err(AgentError::Proto(e))
@@ -266,7 +287,6 @@ async fn attempt(
                                 report_refused_frame(ctx, &mut ws, &frame, &e).await
                             }
                         }
-                        Err(e) => Err(e),
                     }
                 }
             }
@@ -286,7 +306,6 @@ async fn report_refused_frame(
     frame: &[u8],
     e: &tether_proto::ProtoError,
 ) -> Result<(), AgentError> {
-    let code = e.code();
     let claimed = serde_json::from_slice::<serde_json::Value>(frame)
         .ok()
         .and_then(|v| {
@@ -294,16 +313,34 @@ async fn report_refused_frame(
                 .and_then(|m| m.as_str())
                 .and_then(|m| MessageId::parse(m).ok())
         });
-    tracing::warn!(code = code.number(), error = %e, "refused a frame from the gateway");
+    // Say what an unverifiable refusal claimed (a genuine one can fail its checks when
+    // this PC's clock is off), for the person reading the log; it is not acted on.
+    let message = match UnverifiedFrame::parse(frame).ok().and_then(|f| f.refusal()) {
+        Some(claimed) => format!("{e} (the frame claims: {claimed})"),
+        None => e.to_string(),
+    };
+    report_refusal(ctx, ws, e.code(), &message, claimed).await
+}
+
+/// Sends the `error` frame that reports a refused gateway frame (`ref_message_id`: the
+/// frame's claimed message id, when it has one).
+async fn report_refusal(
+    ctx: &mut Context,
+    ws: &mut WsStream,
+    code: ErrorCode,
+    message: &str,
+    ref_message_id: Option<MessageId>,
+) -> Result<(), AgentError> {
+    tracing::warn!(code = code.number(), error = %message, "refused a frame from the gateway");
     say!(
-        "refused a frame from the gateway: {} {}: {e}",
+        "refused a frame from the gateway: {} {}: {message}",
         code.number(),
         code.name()
     );
     let body = ErrorFrame {
         code,
-        message: e.to_string().chars().take(500).collect(),
-        ref_message_id: claimed,
+        message: message.chars().take(500).collect(),
+        ref_message_id,
     };
     let sealed = ctx.outbox.seal(&body)?;
     socket::send(ws, sealed).await
@@ -440,7 +477,17 @@ async fn connect_and_auth(
             }
         },
     };
-    let v = read_gateway_frame(ctx, keys, gateway_seq, &frame)?;
+    let v = read_gateway_frame(ctx, keys, gateway_seq, &frame).map_err(|e| {
+        // Say what an unverifiable refusal claimed, for the person reading the log; it
+        // is not acted on.
+        match UnverifiedFrame::parse(&frame)
+            .ok()
+            .and_then(|f| f.refusal())
+        {
+            Some(claimed) => AgentError::Protocol(format!("{e} (the frame claims: {claimed})")),
+            None => AgentError::Proto(e),
+        }
+    })?;
     match v.header.msg_type {
         MessageType::Connected => Ok(Some((ws, v.into_body::<Connected>()?, auth_seq))),
         MessageType::Error => {
@@ -464,15 +511,8 @@ fn read_gateway_frame(
     keys: &StaticKeys,
     seq: &mut SequenceTracker<()>,
     frame: &[u8],
-) -> Result<Verified, AgentError> {
-    let v = verify(frame, keys, &*ctx.clock).map_err(|e| {
-        // Say what an unverifiable refusal claimed, for the person reading the log; it
-        // is not acted on.
-        match UnverifiedFrame::parse(frame).ok().and_then(|f| f.refusal()) {
-            Some(claimed) => AgentError::Protocol(format!("{e} (the frame claims: {claimed})")),
-            None => e,
-        }
-    })?;
+) -> Result<Verified, tether_proto::ProtoError> {
+    let v = Verifier::new(keys, &*ctx.clock).verify(frame)?;
     seq.accept(&(), v.header.seq)?;
     Ok(v)
 }

@@ -53,6 +53,27 @@ pub fn binary(name: &str) -> PathBuf {
         if bin_dir().file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
+        // Build as `cargo build` from a shell would, without the variables cargo sets for
+        // this test process: build scripts that track them (ring's tracks
+        // CARGO_MANIFEST_DIR and CARGO_PKG_*) would see them change and rebuild their
+        // crate and everything above it, here and again at the next `cargo test`.
+        for (key, _) in std::env::vars_os() {
+            let k = key.to_string_lossy();
+            if k.starts_with("CARGO_PKG_")
+                || k.starts_with("CARGO_BIN_")
+                || [
+                    "CARGO_MANIFEST_DIR",
+                    "CARGO_MANIFEST_PATH",
+                    "CARGO_CRATE_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                    "CARGO_RUSTC_CURRENT_DIR",
+                ]
+                .contains(&k.as_ref())
+            {
+                cmd.env_remove(&key);
+            }
+        }
         let status = cmd.status();
         assert!(
             status.is_ok_and(|s| s.success()),
@@ -654,3 +675,16 @@ impl Helper {
     }
 }
 
+/// The server's real gateway envelope signing key, read from its data dir the way the
+/// server keeps it ([`tether_server::app::read_gateway_signer`]): for tests that play a
+/// compromised server and sign frames the agent's pinned gateway key accepts.
+pub fn gateway_signer(server: &Server) -> tether_proto::envelope::EnvelopeSigner {
+    tether_server::app::read_gateway_signer(server.dir.path())
+        .unwrap_or_else(|e| panic!("reading the server's gateway key: {e}"))
+        .unwrap_or_else(|| {
+            panic!(
+                "the server in {} has no gateway key",
+                server.dir.path().display()
+            )
+        })
+}

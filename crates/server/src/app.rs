@@ -243,6 +243,24 @@ fn gateway_signer(keystore: &dyn Keystore) -> Result<EnvelopeSigner, StartError>
     Ok(EnvelopeSigner::new(key))
 }
 
+/// The gateway's envelope signing key as the server with this data dir keeps it (sealed
+/// in the keystore under `<data_dir>/keys`), opened without creating anything: `None` if
+/// that server has not made one yet. For tests that play a compromised server (frames
+/// signed with the real key, `tether-e2e`) and offline tools; [`start`] loads it itself.
+pub fn read_gateway_signer(
+    data_dir: &std::path::Path,
+) -> Result<Option<EnvelopeSigner>, StartError> {
+    let keystore = FileKeystore::open(data_dir.join("keys"))?;
+    let Some(bytes) = keystore.load_sealed(GATEWAY_KEY_FILE, GATEWAY_KEY_LABEL)? else {
+        return Ok(None);
+    };
+    let arr: [u8; 32] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| StartError::Other("the gateway key blob is not 32 bytes".into()))?;
+    Ok(Some(EnvelopeSigner::new(SigningKey::from_bytes(&arr))))
+}
+
 /// The HMAC key of the local object store's signed URLs (32 random bytes, sealed).
 fn objects_url_key(keystore: &dyn Keystore) -> Result<zeroize::Zeroizing<Vec<u8>>, StartError> {
     match keystore.load_sealed(OBJECTS_URL_KEY_FILE, OBJECTS_URL_KEY_LABEL)? {

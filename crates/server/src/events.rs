@@ -60,6 +60,9 @@ pub enum LiveKind {
     /// command stream (`data.redeliver` null), or send an in-flight command again
     /// (`data.redeliver` = its id).
     CommandWake,
+    /// Internal, never shown to users, test mode only (`POST /api/test/agent_frame`): the
+    /// device's gateway session writes `data.frame` (a string) to its agent verbatim.
+    AgentFrame,
 }
 
 /// One live event.

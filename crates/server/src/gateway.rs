@@ -562,7 +562,8 @@ impl Session {
         }
     }
 
-    /// A push from the live hub: an alert for the agent, or commands to deliver.
+    /// A push from the live hub: an alert for the agent, commands to deliver, or (test
+    /// mode) a raw frame to write.
     async fn on_push(&mut self, device_id: &str, push: AgentPush) -> Result<(), Refusal> {
         match push {
             AgentPush::Alert(alert) => self.send(&*alert).await,
@@ -580,7 +581,32 @@ impl Session {
                 }
                 Ok(())
             }
+            AgentPush::Raw(frame) => self.send_raw(device_id, frame).await,
         }
+    }
+
+    /// Test mode only (`POST /api/test/agent_frame`, which plays a compromised or buggy
+    /// server): writes `frame` to the agent exactly as given, unsigned by us and
+    /// unchecked. The session's own counter then moves up to the frame's `header.seq`
+    /// (when it has a usable one), so the gateway's next genuine frames stay above it
+    /// for the agent. A process not in test mode drops the frame.
+    async fn send_raw(&mut self, device_id: &str, frame: String) -> Result<(), Refusal> {
+        if !self.state.config.test_mode {
+            tracing::warn!(device = %device_id, "a raw agent frame outside test mode dropped");
+            return Ok(());
+        }
+        if let Some(seq) = serde_json::from_str::<Value>(&frame)
+            .ok()
+            .and_then(|v| v.pointer("/header/seq").and_then(Value::as_u64))
+            .filter(|s| *s <= tether_proto::canonical::MAX_SAFE_INTEGER)
+        {
+            self.seq = self.seq.max(seq);
+        }
+        tracing::warn!(device = %device_id, bytes = frame.len(), "test mode: writing a raw frame to the agent");
+        self.socket
+            .send(WsMessage::Text(frame.into()))
+            .await
+            .map_err(|e| (ErrorCode::DeliveryFailed, e.to_string()))
     }
 
     /// Answers a verified command frame the server cannot accept (another device's

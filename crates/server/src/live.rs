@@ -7,7 +7,9 @@
 //! - for an [`LiveKind::Alert`], the agent session of that device if it is connected to
 //!   this process, which sends the agent a signed `alert_push`;
 //! - a [`LiveKind::CommandWake`] goes only to the agent session of that device (if it is
-//!   here), which then reads its command stream or redelivers the named command.
+//!   here), which then reads its command stream or redelivers the named command;
+//! - a [`LiveKind::AgentFrame`] (test mode's `POST /api/test/agent_frame`) goes only to
+//!   the agent session of that device (if it is here), which writes the frame verbatim.
 //!
 //! Agent sessions register a small bounded mailbox per device instead of subscribing to
 //! the broadcast, so an event wakes only the one session it concerns (a process may hold
@@ -56,6 +58,9 @@ pub enum AgentPush {
     Commands,
     /// Send this in-flight command again.
     Redeliver(String),
+    /// Test mode only: write this frame to the agent as it is (no signing, no checks),
+    /// as a compromised or buggy server would.
+    Raw(String),
 }
 
 /// This process's fan-out point for live events.
@@ -122,6 +127,14 @@ impl LiveHub {
                 None => AgentPush::Commands,
             };
             self.push(&event.device_id, push);
+            return;
+        }
+        if event.kind == LiveKind::AgentFrame {
+            // Never fanned out to live-view subscribers: it is not an event about the
+            // device, and its frame may be anything.
+            if let Some(frame) = event.data.get("frame").and_then(|v| v.as_str()) {
+                self.push(&event.device_id, AgentPush::Raw(frame.to_owned()));
+            }
             return;
         }
         if event.kind == LiveKind::Alert {

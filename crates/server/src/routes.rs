@@ -10,6 +10,7 @@ pub mod live;
 pub mod metrics;
 pub mod pairing;
 pub mod passkeys;
+pub mod test_hooks;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
@@ -38,7 +39,7 @@ use crate::state::AppState;
         devices::gateway_keys,
         passkeys::register_start, passkeys::register_finish, passkeys::login_start, passkeys::login_finish,
         live::stream, alerts::list, alerts::ack, metrics::metrics, metrics::telemetry,
-        commands::submit, commands::simulate, commands::list, commands::get_one, commands::ack_viewed,
+        commands::submit, commands::simulate, test_hooks::agent_frame, commands::list, commands::get_one, commands::ack_viewed,
         artifacts::request, artifacts::get_artifact, crate::prom::scrape,
     ),
     modifiers(&BearerAuth),
@@ -114,6 +115,7 @@ fn api_routes(state: &AppState) -> Router<AppState> {
     // everyone, before any authentication or parsing.
     if state.config.test_mode {
         api = api.route("/api/test/command", post(commands::simulate));
+        api = api.route("/api/test/agent_frame", post(test_hooks::agent_frame));
     }
     api.route("/.well-known/jwks.json", get(jwks))
         .route("/pair", get(pair_page))

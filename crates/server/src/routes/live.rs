@@ -58,6 +58,7 @@ pub fn event_name(kind: LiveKind) -> &'static str {
         LiveKind::Alert => "alert",
         LiveKind::CommandStatus => "command_status",
         LiveKind::CommandWake => "command_wake",
+        LiveKind::AgentFrame => "agent_frame",
     }
 }
 

@@ -492,3 +492,112 @@ async fn a_result_naming_an_artifact_that_was_not_granted_and_uploaded_is_refuse
     let _ = ws.close(None).await;
     srv.stop().await;
 }
+
+/// The next text frame the gateway writes, as it is (not verified).
+async fn next_text(ws: &mut tether_client::WsStream) -> String {
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), futures_util::StreamExt::next(ws))
+            .await
+            .expect("a frame from the gateway in time")
+            .expect("the socket is open")
+            .expect("a frame");
+        match m {
+            WsMessage::Text(t) => return t.as_str().to_owned(),
+            WsMessage::Close(c) => panic!("the gateway closed the session: {c:?}"),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_agent_frame_hook_exists_only_in_test_mode_for_admins_and_writes_the_frame_verbatim() {
+    let srv = TestServer::start().await;
+    let (mut agent, _alice) = paired(&srv, "alice@lab.example").await;
+    let device_id = agent.device_id.clone().unwrap();
+    let (ws, _) = online(&srv, &mut agent).await;
+    let admin = staff(&srv, "admin@lab.example", Role::Admin).await;
+    let body = json!({"device_id": device_id, "frame": "hello"});
+    assert_eq!(
+        post_refused(&admin, "/api/test/agent_frame", &body).await,
+        (404, ErrorCode::NotFound),
+        "no such route outside test mode, even for an admin"
+    );
+    assert!(audit(&srv, "test.agent_frame", None).await.is_empty());
+    drop(ws);
+    srv.stop().await;
+
+    let srv = TestServer::start_with(|c| c.test_mode = true).await;
+    let (mut agent, alice) = paired(&srv, "alice@lab.example").await;
+    let device_id = agent.device_id.clone().unwrap();
+    let admin = staff(&srv, "admin@lab.example", Role::Admin).await;
+    let body = json!({"device_id": device_id, "frame": "hello"});
+    let (s, code) = post_refused(&admin, "/api/test/agent_frame", &body).await;
+    assert_eq!(
+        (s, code),
+        (404, ErrorCode::NotFound),
+        "no session holds the device"
+    );
+    let (mut ws, session_id) = online(&srv, &mut agent).await;
+    assert_eq!(
+        post_refused(&alice, "/api/test/agent_frame", &body).await,
+        (403, ErrorCode::Forbidden),
+        "admins only, not even the device's owner"
+    );
+    assert_eq!(
+        post_refused(
+            &admin,
+            "/api/test/agent_frame",
+            &json!({"device_id": "dev_nope", "frame": "hello"})
+        )
+        .await,
+        (404, ErrorCode::NotFound)
+    );
+    assert_eq!(
+        post_refused(
+            &admin,
+            "/api/test/agent_frame",
+            &json!({"device_id": device_id, "frame": ""})
+        )
+        .await,
+        (422, ErrorCode::InvalidField)
+    );
+
+    // A string is written byte for byte, unsigned and unchecked.
+    let raw = r#"{ "header": {"seq": 5000}, "not": "an envelope" }"#;
+    let (s, v): (u16, Value) = admin
+        .post(
+            "/api/test/agent_frame",
+            &json!({"device_id": device_id, "frame": raw}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, 202, "{v}");
+    assert_eq!(v["status"], "published");
+    assert_eq!(v["session_id"], session_id.as_str());
+    assert_eq!(v["bytes"], raw.len());
+    assert_eq!(next_text(&mut ws).await, raw);
+    // Any other JSON value is written as its compact JSON.
+    let (s, _): (u16, Value) = admin
+        .post(
+            "/api/test/agent_frame",
+            &json!({"device_id": device_id, "frame": {"a": [1, 2]}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, 202);
+    assert_eq!(next_text(&mut ws).await, r#"{"a":[1,2]}"#);
+    // The session's own frames go on numbered above the raw frame's seq.
+    let id = lock_screen(&alice, &device_id).await;
+    let (header, d) = next_delivery(&mut ws, &srv).await;
+    assert_eq!(d.command_id.to_string(), id);
+    assert!(header.seq > 5000, "seq {}", header.seq);
+    // Each use is audited as the admin's.
+    let used = audit(&srv, "test.agent_frame", Some(&device_id)).await;
+    assert_eq!(used.len(), 2);
+    assert_eq!(used[0]["session_id"], session_id.as_str());
+    assert_eq!(used[0]["bytes"], raw.len());
+
+    let _ = ws.close(None).await;
+    srv.stop().await;
+}
