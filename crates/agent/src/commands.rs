@@ -1,8 +1,11 @@
 //! Flow 2 on the PC: commands from the gateway, carried out through the helper.
 //!
 //! A `command_delivery` (already verified by the session: the gateway's signature, TTL,
-//! sequence) is checked — for this device, not expired, parameters valid for its opcode —
-//! then stored in the encrypted [`ledger`] and acknowledged (`command_ack` `received`).
+//! sequence) is checked — for this device, not expired, signed by a pinned owner key
+//! ([`crate::owner`]: the server's signature alone never suffices), parameters valid for
+//! its opcode — then stored in the encrypted [`ledger`] and acknowledged (`command_ack`
+//! `received`). A command without a valid owner signature is refused with
+//! `2011 OWNER_SIGNATURE_INVALID`: nothing is stored and the helper is never called.
 //! The [`executor`] task runs stored commands one at a time through the helper, reports
 //! `command_status` `executing` when the helper does, retries once after a kernel failure,
 //! and stores the `command_result` before sending it.
@@ -17,19 +20,23 @@ pub mod artifact;
 pub mod ledger;
 
 mod executor;
+mod policy;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use tether_proto::messages::command::{
     AckStatus, CommandAck, CommandDelivery, CommandResult, CommandStatus,
 };
+use tether_proto::messages::discovery::OwnerKey;
+use tether_proto::owner_sig::{OwnerKeysUpdate, command_statement};
 use tether_proto::{Clock, ErrorCode, TraceId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::AgentError;
 use crate::identity::AgentIdentity;
+use crate::owner::{KeysRefusal, OwnerSigError, OwnerTrust};
 use crate::state::StateDir;
 use ledger::{Ledger, LocalState};
 
@@ -67,26 +74,36 @@ pub struct Outgoing {
 #[derive(Debug)]
 pub struct Commands {
     ledger: Arc<Ledger>,
+    state: StateDir,
     device_id: String,
+    owner: RwLock<OwnerTrust>,
     clock: Arc<dyn Clock>,
     jobs: mpsc::UnboundedSender<String>,
     replies: mpsc::UnboundedReceiver<Outgoing>,
     executor: tokio::task::JoinHandle<()>,
+    /// The policy bundle in force (flow 7), checked before every helper call.
+    policy: crate::policy::LocalPolicy,
 }
 
 impl Commands {
     /// Opens the ledger, starts the executor and hands it every command a crash left
-    /// unfinished.
+    /// unfinished. `owner` holds the owner keys pinned for the device.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "each is a distinct input of the run"
+    )]
     pub async fn start(
         state: &StateDir,
         identity: &AgentIdentity,
         device_id: &str,
+        owner: OwnerTrust,
         helper: Option<HelperLink>,
         uploader: Option<artifact::Uploader>,
         clock: Arc<dyn Clock>,
         shutdown: CancellationToken,
     ) -> Result<Self, AgentError> {
         let ledger = Arc::new(Ledger::open(state).await?);
+        let policy = crate::policy::LocalPolicy::open(state)?;
         if let Err(e) = ledger.prune(clock.now()).await {
             tracing::warn!(error = %e, "old finished commands not pruned");
         }
@@ -107,17 +124,28 @@ impl Commands {
                 clock: Arc::clone(&clock),
                 replies: replies_tx,
                 uploader,
+                policy: policy.subscribe(),
+                device_id: device_id.to_owned(),
+                helper_policy: std::sync::Mutex::new(None),
             }
             .run(jobs_rx, shutdown),
         );
         Ok(Self {
             ledger,
+            state: state.clone(),
             device_id: device_id.to_owned(),
+            owner: RwLock::new(owner),
             clock,
             jobs: jobs_tx,
             replies: replies_rx,
             executor,
+            policy,
         })
+    }
+
+    /// The policy bundle in force on this PC, which `policy_update` frames replace.
+    pub fn policy(&self) -> &crate::policy::LocalPolicy {
+        &self.policy
     }
 
     /// Handles one verified `command_delivery`: what to send back right away.
@@ -127,26 +155,15 @@ impl Commands {
             reply,
             trace_id: trace_id.clone(),
         };
-        let reject = |code: ErrorCode| {
-            tracing::warn!(%trace_id, command = %id, code = code.number(), "command refused");
-            say!(
-                "refused command {id} ({}): {} {}",
-                method_name(d),
-                code.number(),
-                code.name()
-            );
-            vec![reply(Reply::Ack(CommandAck {
-                command_id: d.command_id.clone(),
-                status: AckStatus::Rejected,
-                error: Some(code),
-            }))]
-        };
+        let reject = |code: ErrorCode| self.refuse(d, trace_id, code, code.message());
         if d.device_id != self.device_id {
             return reject(ErrorCode::Forbidden);
         }
         match self.ledger.get(&id).await {
             Ok(Some(entry)) => {
-                // A redelivery: acknowledge again, resend a result we hold.
+                // A redelivery: acknowledge again, resend a result we hold. Nothing runs
+                // again, so a redelivery with other content (a server trying to swap a
+                // signed command's body) achieves nothing either.
                 let mut out = vec![reply(Reply::Ack(received(d)))];
                 if entry.state == LocalState::Done
                     && let Some(r) = entry.result
@@ -164,6 +181,10 @@ impl Commands {
         if d.expires_at <= self.clock.now() {
             return reject(ErrorCode::TtlExpired);
         }
+        let signer = match self.check_owner(d) {
+            Ok(kid) => kid,
+            Err((code, why)) => return self.refuse(d, trace_id, code, &why),
+        };
         if d.method.opcode().parse_params(&d.params).is_err() {
             return reject(ErrorCode::InvalidParams);
         }
@@ -174,9 +195,107 @@ impl Commands {
                 return reject(ErrorCode::Internal);
             }
         }
-        say!("command {id}: {} received", method_name(d));
+        tracing::info!(%trace_id, command = %id, signer = %signer, "owner signature verified");
+        say!(
+            "command {id}: {} received (signed by {signer})",
+            method_name(d)
+        );
         let _ = self.jobs.send(id);
         vec![reply(Reply::Ack(received(d)))]
+    }
+
+    /// The refusal of a delivery: a `command_ack` `rejected` with `code`, which the
+    /// server records (and, for `2011`, raises as a security alert). Nothing is stored.
+    fn refuse(
+        &self,
+        d: &CommandDelivery,
+        trace_id: &TraceId,
+        code: ErrorCode,
+        why: &str,
+    ) -> Vec<Outgoing> {
+        let id = &d.command_id;
+        tracing::warn!(%trace_id, command = %id, code = code.number(), reason = %why, "command refused");
+        say!(
+            "refused command {id} ({}): {} {}: {why}",
+            method_name(d),
+            code.number(),
+            code.name()
+        );
+        vec![Outgoing {
+            reply: Reply::Ack(CommandAck {
+                command_id: d.command_id.clone(),
+                status: AckStatus::Rejected,
+                error: Some(code),
+            }),
+            trace_id: trace_id.clone(),
+        }]
+    }
+
+    /// The owner-signature check: `user_sig` over the command statement rebuilt from the
+    /// delivery (for this device, this command id, this method and these exact
+    /// parameters, until `not_after`) must verify with a pinned owner key, and the
+    /// approvals the delivery says it needs with as many other pinned keys. Returns the
+    /// signing key's id.
+    fn check_owner(&self, d: &CommandDelivery) -> Result<String, (ErrorCode, String)> {
+        let invalid = |e: OwnerSigError| (ErrorCode::OwnerSignatureInvalid, e.to_string());
+        let (Some(sig), Some(not_after)) = (&d.user_sig, d.not_after) else {
+            return Err(invalid(OwnerSigError::Missing));
+        };
+        let now = self.clock.now();
+        if not_after <= now {
+            return Err((
+                ErrorCode::TtlExpired,
+                "the deadline its owner signed has passed".into(),
+            ));
+        }
+        let statement = command_statement(
+            &d.command_id,
+            &self.device_id,
+            d.method,
+            &d.params,
+            not_after,
+        )
+        .map_err(|e| (ErrorCode::OwnerSignatureInvalid, e.to_string()))?;
+        let trust = self.owner.read().map_err(|_| {
+            (
+                ErrorCode::Internal,
+                "the owner keys are unreadable".to_owned(),
+            )
+        })?;
+        let signer = trust.verify(&statement, sig).map_err(invalid)?;
+        if let Some(required) = d.approvals_required {
+            trust
+                .check_approvals(&statement, &signer, &d.approvals, required)
+                .map_err(invalid)?;
+        }
+        Ok(signer)
+    }
+
+    /// The owner keys pinned now.
+    pub fn owner_keys(&self) -> Vec<OwnerKey> {
+        self.owner.read().map(|t| t.keys()).unwrap_or_default()
+    }
+
+    /// Applies a signed owner-keys statement (`owner_keys_update`): it must verify with
+    /// a key pinned now, be above the last version applied, unexpired and for this
+    /// device (or every device). The new key set is saved in `device.json`, then put in
+    /// force. Returns it.
+    pub fn on_owner_keys_update(&self, u: &OwnerKeysUpdate) -> Result<Vec<OwnerKey>, KeysRefusal> {
+        let (keys, version) = {
+            let trust = self
+                .owner
+                .read()
+                .map_err(|_| KeysRefusal::Storage("the owner keys are unreadable".into()))?;
+            let keys = trust.apply(&self.device_id, &u.statement, &u.user_sig, self.clock.now())?;
+            (keys, u.statement.version)
+        };
+        self.state
+            .save_owner_keys(&keys, version)
+            .map_err(|e| KeysRefusal::Storage(e.to_string()))?;
+        if let Ok(mut t) = self.owner.write() {
+            *t = t.with_keys(&keys, version);
+        }
+        Ok(keys)
     }
 
     /// The next reply the executor produced.

@@ -22,8 +22,10 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod identity;
+pub mod owner;
 pub mod pairing;
 pub mod platform;
+pub mod policy;
 pub mod qr;
 pub mod queue;
 pub mod random;
@@ -224,6 +226,8 @@ async fn connected_with_telemetry(
         &ctx.state,
         &ctx.identity,
         &device.record.device_id,
+        owner::OwnerTrust::new(&device.record.owner_keys, &device.record.server_url)
+            .at_version(device.record.owner_keys_version),
         cfg.helper.clone(),
         uploader,
         ctx.clock.clone(),

@@ -14,6 +14,7 @@ use tether_client::{ClientIdentity, WsStream};
 use tether_proto::messages::command::CommandDelivery;
 use tether_proto::messages::notify::ErrorFrame;
 use tether_proto::messages::session::{Auth, Connected, Heartbeat, HeartbeatStatus};
+use tether_proto::owner_sig::OwnerKeysUpdate;
 use tether_proto::validate::b64url_encode;
 use tether_proto::{
     ErrorCode, MessageId, MessageType, SequenceTracker, StaticKeys, Verified, Verifier,
@@ -131,12 +132,22 @@ async fn attempt(
     commands: &mut Commands,
 ) -> End {
     let mut gateway_seq = SequenceTracker::<()>::new();
-    let (mut ws, connected, auth_seq) =
-        match connect_and_auth(ctx, device, keys, chain, &mut gateway_seq, uplink).await {
-            Ok(Some(ok)) => ok,
-            Ok(None) => return End::Stopped,
-            Err(e) => return failed(e, false),
-        };
+    let policy_version = commands.policy().current().version;
+    let (mut ws, connected, auth_seq) = match connect_and_auth(
+        ctx,
+        device,
+        keys,
+        chain,
+        &mut gateway_seq,
+        uplink,
+        policy_version,
+    )
+    .await
+    {
+        Ok(Some(ok)) => ok,
+        Ok(None) => return End::Stopped,
+        Err(e) => return failed(e, false),
+    };
     say!("connected: session {}", connected.session_id);
     commands.drop_stale_replies();
     uplink.go_online(connected.telemetry_interval_s);
@@ -267,6 +278,14 @@ async fn attempt(
                                 }
                             }
                         }
+                        Ok(v) if v.header.msg_type == MessageType::PolicyUpdate => {
+                            refused_in_a_row = 0;
+                            on_policy_update(ctx, &mut ws, commands, &frame, v).await
+                        }
+                        Ok(v) if v.header.msg_type == MessageType::OwnerKeysUpdate => {
+                            refused_in_a_row = 0;
+                            on_owner_keys_update(ctx, &mut ws, commands, v).await
+                        }
                         Ok(v) => {
                             refused_in_a_row = 0;
                             if let Some(end) = handle(v) {
@@ -322,6 +341,40 @@ async fn report_refused_frame(
     report_refusal(ctx, ws, e.code(), &message, claimed).await
 }
 
+/// A verified `policy_update`: put in force (and stored), or refused with an `error`
+/// frame naming it (`4005` invalid bundle, `4006` not above the version in force), which
+/// the server audits; a refused one changes nothing.
+async fn on_policy_update(
+    ctx: &mut Context,
+    ws: &mut WsStream,
+    commands: &Commands,
+    frame: &[u8],
+    v: Verified,
+) -> Result<(), AgentError> {
+    let message_id = v.header.message_id.clone();
+    match commands.policy().accept(frame, v) {
+        Ok(b) => {
+            tracing::info!(policy_version = b.version, policy_hash = %b.hash, "policy in force");
+            say!("policy: version {} in force (hash {})", b.version, b.hash);
+            Ok(())
+        }
+        Err(refusal) => {
+            let in_force = commands.policy().current();
+            report_refusal(
+                ctx,
+                ws,
+                refusal.code(),
+                &format!(
+                    "policy_update refused: {refusal}; version {} stays in force",
+                    in_force.version
+                ),
+                Some(message_id),
+            )
+            .await
+        }
+    }
+}
+
 /// Sends the `error` frame that reports a refused gateway frame (`ref_message_id`: the
 /// frame's claimed message id, when it has one).
 async fn report_refusal(
@@ -344,6 +397,46 @@ async fn report_refusal(
     };
     let sealed = ctx.outbox.seal(&body)?;
     socket::send(ws, sealed).await
+}
+
+/// An `owner_keys_update` (a change of the pinned owner keys, relayed by the server):
+/// applied only if a key pinned now signed it ([`Commands::on_owner_keys_update`]);
+/// otherwise refused with an `error` frame naming it (`2011` for a statement no pinned
+/// key signed), which the server audits. The server's own signature on the envelope
+/// counts for nothing here.
+async fn on_owner_keys_update(
+    ctx: &mut Context,
+    ws: &mut WsStream,
+    commands: &Commands,
+    v: Verified,
+) -> Result<(), AgentError> {
+    let message_id = v.header.message_id.clone();
+    let update = match v.into_body::<OwnerKeysUpdate>() {
+        Ok(u) => u,
+        Err(e) => return report_refusal(ctx, ws, e.code(), &e.to_string(), Some(message_id)).await,
+    };
+    match commands.on_owner_keys_update(&update) {
+        Ok(keys) => {
+            let kids: Vec<&str> = keys.iter().map(|k| k.kid.as_str()).collect();
+            say!(
+                "owner keys changed (version {}, signed by {}): pinned now {}",
+                update.statement.version,
+                update.user_sig.kid(),
+                kids.join(", ")
+            );
+            Ok(())
+        }
+        Err(e) => {
+            report_refusal(
+                ctx,
+                ws,
+                e.code(),
+                &format!("owner keys not changed: {e}"),
+                Some(message_id),
+            )
+            .await
+        }
+    }
 }
 
 /// Signs and sends a command frame under its command's trace id.
@@ -408,6 +501,7 @@ async fn connect_and_auth(
     chain: &[CertificateDer<'static>],
     gateway_seq: &mut SequenceTracker<()>,
     uplink: &mut Uplink,
+    policy_version: u64,
 ) -> Result<Option<(WsStream, Connected, u64)>, AgentError> {
     let identity = ClientIdentity {
         chain: chain.to_vec(),
@@ -443,6 +537,14 @@ async fn connect_and_auth(
         // The gateway numbers its frames per session for now, so there is nothing to
         // resume from yet.
         last_seq_received: 0,
+        policy_version: Some(policy_version),
+        // What `device.json` says (the pinned keys are saved there before they are used).
+        owner_keys_version: ctx
+            .state
+            .device()
+            .ok()
+            .flatten()
+            .map(|d| d.record.owner_keys_version),
     };
     // With a queue to deliver, the auth takes a number reserved below the queue's head,
     // so every queued frame follows it in order.

@@ -117,8 +117,21 @@ pub struct DeviceRecord {
     pub pairing_code: String,
     /// The gateway keys pinned at pairing.
     pub gateway_keys: Vec<GatewayKey>,
-    /// The owner keys pinned at pairing.
+    /// The owner keys pinned: at pairing, then as changed by owner-keys statements a
+    /// pinned key signed.
     pub owner_keys: Vec<OwnerKey>,
+    /// The `version` of the last owner-keys statement applied (0: none); a statement
+    /// not above it is a replay.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub owner_keys_version: u64,
+}
+
+#[allow(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if passes a reference"
+)]
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// `session.json`: the latest session.
@@ -383,6 +396,17 @@ impl StateDir {
             .collect();
         self.write_atomic(files::CA_CHAIN, chain.as_bytes(), false)?;
         self.write_json(files::DEVICE, &d.record, false)
+    }
+
+    /// Replaces the pinned owner keys and the last applied statement version in
+    /// `device.json` (atomically; the certificate files are unchanged).
+    pub fn save_owner_keys(&self, keys: &[OwnerKey], version: u64) -> Result<(), AgentError> {
+        let mut record = self
+            .read_json::<DeviceRecord>(files::DEVICE)?
+            .ok_or_else(|| self.corrupt(files::DEVICE, "missing: the PC is not paired".into()))?;
+        record.owner_keys = keys.to_vec();
+        record.owner_keys_version = version;
+        self.write_json(files::DEVICE, &record, false)
     }
 
     /// Records the latest session.

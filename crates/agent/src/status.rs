@@ -57,6 +57,17 @@ pub async fn print(dir: &Path) -> Result<(), AgentError> {
         Ok(None) => say!("queued:       0 telemetry messages"),
         Err(e) => say!("queued:       (unreadable: {e})"),
     }
+    if state.read_optional(crate::policy::POLICY_FILE)?.is_none() {
+        say!("policy:       version 0 (built-in)");
+    } else {
+        match crate::policy::LocalPolicy::open(&state) {
+            Ok(p) => {
+                let b = p.current();
+                say!("policy:       version {} (hash {})", b.version, b.hash);
+            }
+            Err(e) => say!("policy:       (unreadable: {e})"),
+        }
+    }
     Ok(())
 }
 

@@ -27,6 +27,9 @@ Examples:
   tether cmd lab-pc-7 lock_screen --wait              lock a PC's screen and follow it
   tether commands lab-pc-7                            a PC's recent commands
   tether artifact get ART_ID -o shot.png              download a command's artifact
+  tether policy check lab-pc-7 reboot                 would policy allow it, by which rule?
+  tether step-up                                      a fresh second factor for sensitive commands
+  tether approvals                                    commands waiting for your approval
 
 Exit status: 0 success, 1 the server refused (the error code is printed), \
 2 usage or local problem, 3 the server could not be reached; `tether cmd`: 4 gave up \
@@ -190,6 +193,49 @@ Examples:
     /// A command's artifacts (screenshots, log bundles).
     #[command(subcommand)]
     Artifact(ArtifactCommand),
+    /// The central policy: show it, replace it (admins), or ask what it would decide.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Prove a fresh second factor (a TOTP code) for this session: sensitive commands
+    /// (memory_dump, and what the policy marks sensitive) need one from the last few
+    /// minutes. Logging in with a TOTP code counts too.
+    #[command(after_help = "\
+Examples:
+  tether step-up                  asks for the code from your authenticator app
+  tether step-up --totp 123456    then: tether cmd lab-pc-7 memory_dump -p max_bytes=1048576")]
+    StepUp {
+        /// The current code from your authenticator app (asked for when not given).
+        #[arg(long, value_name = "CODE")]
+        totp: Option<String>,
+    },
+    /// List the commands waiting for your approval (a policy rule wants approvals by
+    /// other users before they run).
+    Approvals,
+    /// Approve a command that waits for approvals (not your own; once). Your approval is
+    /// signed with your key (owner-key.json) over the same command statement its owner
+    /// signed; when the last approval it needs comes in, it is queued for its PC, which
+    /// runs it only if enough approvals verify with keys it pins (its owner adds yours
+    /// with `tether keys add <your key> --role approver`).
+    #[command(after_help = "\
+Examples:
+  tether approvals                 the commands waiting for you, with their ids
+  tether approve 0b7e4c7e          approve one by the start of its id (or the full id)
+  tether keys list                 your key id, to give the PC's owner")]
+    Approve {
+        /// The command id, or its start (at least 4 characters) as `tether approvals`
+        /// shows it.
+        command_id: String,
+        /// Send the approval without a signature (accepted only for a command its owner
+        /// did not sign; PCs refuse those anyway).
+        #[arg(long)]
+        unsigned: bool,
+    },
+    /// Your signing keys as the server and your PCs know them: list them, add one (a new
+    /// device's key, or a colleague's key as an approver), remove one. Every change is a
+    /// statement signed with your key (owner-key.json); each PC applies it only if it
+    /// pins that key already.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Administration (admin accounts only).
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -198,6 +244,64 @@ Examples:
     Errors {
         /// The code to explain; omit to list every code.
         code: Option<String>,
+    },
+}
+
+/// `tether keys ...`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Your registered keys (kid, kind, role) and the statements that changed them.
+    List,
+    /// Pin another key on your PCs: your key on a new computer (`--role owner`, the
+    /// default: it may sign commands and key changes) or a colleague's key as an
+    /// approver (`--role approver`: it may sign approvals of your commands, nothing else).
+    #[command(after_help = "\
+Examples:
+  tether keys add ./laptop-owner-key.pub          a key file: owner-key.json, or the public key alone
+  tether keys add 11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo
+  tether keys add bob.pub --role approver         bob may approve your sensitive commands
+  tether keys add passkey.spki --kind webauthn-es256 --kid <credential id>
+  tether keys add new.pub --device dev_01HZX3K9   only on that PC
+
+A PC that is offline gets the change when it connects (within --valid-days).")]
+    Add {
+        /// The public key: a file (an owner-key.json, a JSON object with "public_key",
+        /// or the key itself) or the key in unpadded base64url (Ed25519: 32 bytes;
+        /// WebAuthn: the P-256 SubjectPublicKeyInfo DER). A key may start with `-`.
+        #[arg(allow_hyphen_values = true)]
+        key: String,
+        /// ed25519 (a CLI key, the default) or webauthn-es256 (a passkey).
+        #[arg(long, default_value = "ed25519", value_parser = ["ed25519", "webauthn-es256"])]
+        kind: String,
+        /// The key id: derived from an Ed25519 key (leave it out); a passkey's
+        /// credential id in base64url (required for webauthn-es256).
+        #[arg(long)]
+        kid: Option<String>,
+        /// owner (signs commands and key changes) or approver (signs approvals only).
+        #[arg(long, default_value = "owner", value_parser = ["owner", "approver"])]
+        role: String,
+        /// Only this PC (its id or name); default: every PC of yours.
+        #[arg(long)]
+        device: Option<String>,
+        /// Days the signed change stays valid for PCs that are offline now (1..=400).
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=400))]
+        valid_days: u64,
+    },
+    /// Unpin a key from your PCs (a lost laptop, a colleague who left). You cannot
+    /// remove your last owner key: pair the PC again instead.
+    #[command(after_help = "\
+Examples:
+  tether keys list                 the key ids
+  tether keys remove 34750f98bd59fcfc")]
+    Remove {
+        /// The key id (`tether keys list`).
+        kid: String,
+        /// Only on this PC (its id or name); default: every PC of yours.
+        #[arg(long)]
+        device: Option<String>,
+        /// Days the signed change stays valid for PCs that are offline now (1..=400).
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=400))]
+        valid_days: u64,
     },
 }
 
@@ -217,6 +321,49 @@ pub enum TotpCommand {
         /// The current 6-digit code from your authenticator app.
         #[arg(long)]
         code: Option<String>,
+    },
+}
+
+/// `tether policy ...`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Show the policy in force: its version, hash and rules (docs/policy.md).
+    Show,
+    /// Replace the policy with the bundle in FILE (admins). The server checks it first
+    /// and names the field that is wrong; the new version is printed.
+    #[command(after_help = "\
+Examples:
+  tether policy show --json | jq .bundle > policy.json    start from the one in force
+  tether policy set policy.json                           save it as the next version
+  tether policy set - < policy.json                       from standard input
+
+A bundle: {\"format\": 1, \"default\": \"allow\", \"rules\": [{\"id\": \"no-night-reboots\", \
+\"effect\": \"deny\", \"match\": {\"methods\": [\"reboot\"], \"outside_window\": \
+{\"start\": \"08:00\", \"end\": \"18:00\", \"utc_offset_minutes\": 60}}}]}. \
+The first rule that matches decides; docs/policy.md describes every field.")]
+    Set {
+        /// The bundle (JSON), or `-` for standard input.
+        file: PathBuf,
+    },
+    /// Ask what the policy would decide about a command, and by which rule (nothing is
+    /// sent to the PC).
+    #[command(after_help = "\
+Examples:
+  tether policy check lab-pc-7 reboot
+  tether policy check lab-pc-7 memory_dump -p max_bytes=1048576
+  tether policy check lab-pc-7 shutdown --as usr_…        an admin asks for another user")]
+    Check {
+        /// The PC: its device id (`dev_…`) or its name.
+        device: String,
+        /// The method (see `tether cmd --help`).
+        #[arg(value_parser = parse_method)]
+        method: Method,
+        /// One parameter as KEY=VALUE (repeatable), as for `tether cmd`.
+        #[arg(long = "param", short = 'p', value_name = "KEY=VALUE", value_parser = parse_param)]
+        params: Vec<(String, Value)>,
+        /// Admins: decide as this user (by id) instead of yourself.
+        #[arg(long = "as", value_name = "USER_ID")]
+        as_user: Option<String>,
     },
 }
 
@@ -270,6 +417,11 @@ pub struct CmdArgs {
     #[arg(long, value_name = "SECONDS", requires = "wait",
           value_parser = clap::value_parser!(u64).range(1..=691_200))]
     pub timeout: Option<u64>,
+    /// Send it without your owner signature (the PC refuses it with 2011
+    /// OWNER_SIGNATURE_INVALID): only to check that it does. Every command is signed
+    /// with this profile's owner key otherwise.
+    #[arg(long)]
+    pub unsigned: bool,
 }
 
 const CMD_HELP: &str = "\

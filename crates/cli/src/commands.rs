@@ -7,9 +7,11 @@ mod cmd;
 mod devices;
 mod errors;
 mod history;
+mod keys;
 mod login;
 mod metrics;
 mod pair;
+mod policy;
 mod register;
 mod status;
 mod target;
@@ -52,6 +54,14 @@ pub(crate) async fn run(command: Command, ctx: &Ctx) -> Result<(), CliError> {
             force,
         }) => artifact::get(ctx, &artifact_id, output.as_deref(), force).await,
         Command::Admin(c) => admin::run(ctx, c).await,
+        Command::Policy(c) => policy::run(ctx, c).await,
+        Command::StepUp { totp } => policy::step_up(ctx, totp).await,
+        Command::Approvals => policy::approvals(ctx).await,
+        Command::Approve {
+            command_id,
+            unsigned,
+        } => policy::approve(ctx, &command_id, unsigned).await,
+        Command::Keys(c) => keys::run(ctx, c).await,
         Command::Errors { code } => errors::run(ctx, code.as_deref()),
     }
 }

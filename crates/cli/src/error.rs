@@ -88,8 +88,8 @@ pub enum CliError {
     /// The server answered with an error body.
     #[error("error {} {}: {}", .body.code.number(), .body.code.name(), .body.message)]
     Refused {
-        /// The server's error body.
-        body: ErrorBody,
+        /// The server's error body (boxed: it is the largest variant).
+        body: Box<ErrorBody>,
         /// What the user can do about it, when the CLI knows better than the message.
         hint: Option<String>,
     },
@@ -152,7 +152,7 @@ impl CliError {
     /// A server refusal with a hint.
     pub fn refused_with_hint(body: ErrorBody, hint: impl Into<String>) -> Self {
         CliError::Refused {
-            body,
+            body: Box::new(body),
             hint: Some(hint.into()),
         }
     }
@@ -175,7 +175,7 @@ impl CliError {
         hint: Option<&str>,
     ) -> Self {
         CliError::Refused {
-            body: ErrorBody::with_message(code, message),
+            body: Box::new(ErrorBody::with_message(code, message)),
             hint: hint.map(str::to_owned),
         }
     }
@@ -216,7 +216,7 @@ impl From<ClientError> for CliError {
             ClientError::Api { body, .. } => {
                 let hint = default_hint(body.code);
                 CliError::Refused {
-                    body,
+                    body: Box::new(body),
                     hint: hint.map(str::to_owned),
                 }
             }
@@ -247,6 +247,12 @@ fn default_hint(code: ErrorCode) -> Option<&'static str> {
             Some("each code works once: wait for the next code from your authenticator app")
         }
         ErrorCode::Forbidden => Some("your account's role does not allow this"),
+        ErrorCode::StepUpRequired => Some(
+            "prove a fresh second factor with `tether step-up` (or log in with a TOTP code), then send it again",
+        ),
+        ErrorCode::PolicyDenied => Some(
+            "the policy rule named above refuses it; `tether policy check DEVICE METHOD` shows what is allowed",
+        ),
         _ => None,
     }
 }

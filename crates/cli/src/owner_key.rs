@@ -6,6 +6,7 @@ use ed25519_dalek::SigningKey;
 use rand_core::CryptoRngCore;
 use serde::{Deserialize, Serialize};
 use tether_proto::KeyId;
+use tether_proto::owner_sig::UserSig;
 use tether_proto::validate::{b64url_decode, b64url_encode};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
@@ -55,6 +56,36 @@ impl OwnerKey {
     /// The key id: the first 8 bytes of SHA-256 of the public key, in hex.
     pub fn kid(&self) -> String {
         KeyId::for_ed25519(self.signing.verifying_key().as_bytes()).to_string()
+    }
+
+    /// Signs a statement's canonical bytes (a command's, or an owner-keys change's;
+    /// docs/protocol.md sections 6.11 and 6.12).
+    pub fn sign(&self, statement: &[u8]) -> UserSig {
+        tether_proto::owner_sig::sign_ed25519(&self.signing, statement)
+    }
+
+    /// The key as a PC pins it.
+    pub fn pinned(&self) -> tether_proto::messages::discovery::OwnerKey {
+        tether_proto::messages::discovery::OwnerKey {
+            kid: self.kid(),
+            kind: tether_proto::owner_sig::KIND_ED25519.into(),
+            public_key: self.public_b64(),
+            role: Default::default(),
+        }
+    }
+
+    /// The profile's key, or a clear error saying why commands cannot be signed.
+    pub fn require(profile: &Profile) -> Result<Self, CliError> {
+        Self::load(profile)?.ok_or_else(|| {
+            CliError::usage(format!(
+                "this profile has no owner key ({} is missing), and your PCs run only \
+                 commands signed by a key they pinned: use the profile you registered \
+                 with (`tether register` created the key there), or copy its {} here \
+                 (--unsigned sends the command anyway; the PC will refuse it)",
+                profile.path(OWNER_KEY_FILE).display(),
+                OWNER_KEY_FILE
+            ))
+        })
     }
 
     /// The key stored in `profile`, if there is one.

@@ -6,7 +6,7 @@ mod command;
 use serde::{Deserialize, Serialize};
 
 pub use command::{
-    ArtifactRefView, ArtifactView, CommandEventView, CommandView, Ending, ResultView,
+    ApprovalView, ArtifactRefView, ArtifactView, CommandEventView, CommandView, Ending, ResultView,
     TERMINAL_STATES, TransitionView,
 };
 

@@ -77,9 +77,11 @@ fn stamp(iat: u64, ttl: u32, seq: u64) -> Stamp {
 }
 
 /// A `lock_screen` delivery the agent would carry out, but for its faults (built from
-/// JSON: optional members it does not name stay absent).
+/// JSON: optional members it does not name stay absent). Signed by its owner
+/// (`ada@lab.example`'s key, which the agent pinned) for `device_id` until `expires_at`,
+/// so the faults under test are its only ones.
 fn delivery(device_id: &str, command_id: &str, expires_at: u64) -> CommandDelivery {
-    serde_json::from_value(json!({
+    let mut d: CommandDelivery = serde_json::from_value(json!({
         "command_id": command_id,
         "device_id": device_id,
         "method": "lock_screen",
@@ -91,7 +93,21 @@ fn delivery(device_id: &str, command_id: &str, expires_at: u64) -> CommandDelive
         "expires_at": expires_at,
         "attempt": 1,
     }))
-    .unwrap()
+    .unwrap();
+    let statement = tether_proto::owner_sig::command_statement(
+        &d.command_id,
+        &d.device_id,
+        d.method,
+        &d.params,
+        d.expires_at,
+    )
+    .unwrap();
+    d.not_after = Some(d.expires_at);
+    d.user_sig = Some(tether_proto::owner_sig::sign_ed25519(
+        &tether_e2e::owner_key("ada@lab.example"),
+        &statement,
+    ));
+    d
 }
 
 fn seal<T: Message>(signer: &EnvelopeSigner, stamp: Stamp, body: &T) -> String {
@@ -315,8 +331,11 @@ impl Rig {
             .owner
             .post(
                 "/api/command",
-                &json!({"device_id": self.device, "method": "lock_screen", "message_id": id,
-                        "ttl_seconds": 120}),
+                &tether_e2e::signed_command(
+                    "ada@lab.example",
+                    json!({"device_id": self.device, "method": "lock_screen",
+                           "message_id": id, "ttl_seconds": 120}),
+                ),
             )
             .await
             .unwrap();

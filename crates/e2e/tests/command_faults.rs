@@ -30,6 +30,7 @@ use serde_json::{Value, json};
 use tether_client::sse::EventStream;
 use tether_e2e::{
     Backends, Helper, Proc, Server, on_mysql_and_redis, pair_agent, register_user, run_agent,
+    signed_command,
 };
 
 const DEVICE_NAME: &str = "lab-pc-faults";
@@ -121,8 +122,11 @@ impl Rig {
             Some(s) => format!("/api/test/command?simulate={s}"),
             None => "/api/command".to_owned(),
         };
-        let body = json!({"device_id": self.device, "method": "lock_screen", "message_id": id,
-                          "ttl_seconds": ttl_seconds});
+        let body = signed_command(
+            "ada@lab.example",
+            json!({"device_id": self.device, "method": "lock_screen", "message_id": id,
+                   "ttl_seconds": ttl_seconds}),
+        );
         let (s, accepted): (u16, Value) = self.user.post(&path, &body).await.unwrap();
         assert_eq!(s, 202, "{accepted}");
         assert_eq!(accepted["state"], "queued", "{accepted}");
@@ -523,8 +527,12 @@ async fn submit_through_crashes(
         } else {
             "/api/command"
         };
-        let body = json!({"device_id": device, "method": "lock_screen", "message_id": id,
-                          "ttl_seconds": 600});
+        // Signed once: a retry is the same request (the same signature) under its id.
+        let body = signed_command(
+            "ada@lab.example",
+            json!({"device_id": device, "method": "lock_screen", "message_id": id,
+                   "ttl_seconds": 600}),
+        );
         let start = Instant::now();
         loop {
             match user.post::<_, Value>(path, &body).await {

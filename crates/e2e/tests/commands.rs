@@ -14,7 +14,9 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tether_e2e::{Backends, Helper, Server, on_mysql_and_redis, pair_agent, register_user};
+use tether_e2e::{
+    Backends, Helper, Server, on_mysql_and_redis, pair_agent, register_user, signed_command,
+};
 
 /// A fresh random UUID v4 for a message id.
 fn uuid() -> String {
@@ -70,8 +72,11 @@ async fn lock_screen(backends: Backends) {
     let (s, accepted): (u16, Value) = user
         .post(
             "/api/command",
-            &json!({"device_id": device, "method": "lock_screen", "message_id": id,
-                    "ttl_seconds": 120}),
+            &signed_command(
+                "ada@lab.example",
+                json!({"device_id": device, "method": "lock_screen", "message_id": id,
+                       "ttl_seconds": 120}),
+            ),
         )
         .await
         .unwrap();
@@ -137,7 +142,10 @@ async fn lock_screen(backends: Backends) {
     let (s, _): (u16, Value) = user
         .post(
             "/api/command",
-            &json!({"device_id": device, "method": "screenshot", "message_id": shot}),
+            &signed_command(
+                "ada@lab.example",
+                json!({"device_id": device, "method": "screenshot", "message_id": shot}),
+            ),
         )
         .await
         .unwrap();

@@ -67,6 +67,23 @@ pub enum HelperError {
     /// The command was already requested with another opcode, params or simulation.
     #[error("command {0} was already requested with different content")]
     CommandMismatch(MessageId),
+    /// The request names another policy than the one the agent said is in force.
+    #[error("policy_hash {got} is not the hash of policy version {version} in force")]
+    PolicyHashMismatch {
+        /// The request's hash.
+        got: String,
+        /// The version in force.
+        version: u64,
+    },
+    /// `SET_POLICY` with an older version than the one in force (or the same version with
+    /// another hash).
+    #[error("policy version {got} is not newer than version {current} in force")]
+    PolicyRollback {
+        /// The request's version.
+        got: u64,
+        /// The version in force.
+        current: u64,
+    },
 
     // --- an execution that failed (answered `failed`) ---
     /// The operation was tried and failed.
@@ -117,6 +134,8 @@ impl HelperError {
             HelperError::InvalidParams { .. } => ErrorCode::InvalidParams,
             HelperError::OpcodeNotAllowed { .. } => ErrorCode::OpcodeNotAllowed,
             HelperError::CommandMismatch(_) => ErrorCode::DuplicateMessage,
+            HelperError::PolicyHashMismatch { .. } => ErrorCode::PolicyHashMismatch,
+            HelperError::PolicyRollback { .. } => ErrorCode::PolicyVersionRollback,
             HelperError::ExecutionTimeout { .. } => ErrorCode::ExecutionTimeout,
             HelperError::Unavailable(_) => ErrorCode::HelperUnavailable,
             HelperError::Timeout { executing, .. } => {

@@ -10,12 +10,15 @@
 //! 2. the type is `helper_request` (1006) and `header.seq` equals `agent_sequence` (1005);
 //! 3. `agent_sequence` is above the last accepted one (2006); the new mark is on disk
 //!    before anything else happens;
-//! 4. the params are valid for the opcode (6004);
-//! 5. the executor runs the opcode and the simulation (6003);
-//! 6. the ledger: a command asked for before with other content (5008), one that already
+//! 4. `SET_POLICY` is not a command: its params are checked (6004) and the policy is
+//!    taken unless it is older than the one in force (4006; see `crate::policy`), and
+//!    that is the answer. For a command: its `policy_hash` is the one in force (4004);
+//! 5. the params are valid for the opcode (6004);
+//! 6. the executor runs the opcode and the simulation (6003);
+//! 7. the ledger: a command asked for before with other content (5008), one that already
 //!    ended (its stored answer, `"duplicate": true`), one still running (wait for it).
 //!
-//! Refusals at steps 4–5 become the command's final answer in the ledger.
+//! Refusals at steps 4–6 of a command become its final answer in the ledger.
 
 use std::io;
 use std::sync::Arc;
@@ -23,7 +26,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tether_proto::canonical::canonicalize;
-use tether_proto::helper::{HelperRequest, HelperResponse, HelperStatus, OpParams};
+use tether_proto::helper::{HelperRequest, HelperResponse, HelperStatus, OpParams, Opcode};
 use tether_proto::ids::{is_sha256_hex, sha256_hex};
 use tether_proto::{
     Clock, Header, MessageId, MessageType, ProtoError, StaticKeys, TraceId, Verifier,
@@ -36,6 +39,7 @@ use crate::error::HelperError;
 use crate::executor::{Executor, Job};
 use crate::framing::with_newline;
 use crate::ledger::{Begin, FinalAnswer, Ledger, RequestFacts, refusal};
+use crate::policy::PolicyInForce;
 use crate::respond::{Responder, unverified_request_id};
 
 /// Whether a line was answered normally or refused.
@@ -193,11 +197,19 @@ impl Handler {
             req,
             params,
         } = a;
+        if req.opcode == Opcode::SetPolicy {
+            return self.set_policy(&header, &req, params, out).await;
+        }
         let trace = Some(&header.trace_id);
-        let precheck = params
-            .map_err(|e| HelperError::InvalidParams {
-                opcode: req.opcode.name(),
-                reason: e.to_string(),
+        let precheck = self
+            .ledger
+            .policy()
+            .check(&req.policy_hash)
+            .and_then(|()| {
+                params.map_err(|e| HelperError::InvalidParams {
+                    opcode: req.opcode.name(),
+                    reason: e.to_string(),
+                })
             })
             .and_then(|p| self.executor.check(req.opcode, req.simulate).map(|()| p));
         let facts = RequestFacts {
@@ -271,6 +283,62 @@ impl Handler {
                     .await
             }
         }
+    }
+
+    /// `SET_POLICY`: takes the agent's policy in force (persisted before the answer) or
+    /// refuses an older one (4006). Not a command: nothing is journaled or executed.
+    async fn set_policy<W: AsyncWrite + Unpin>(
+        &self,
+        header: &Header,
+        req: &HelperRequest,
+        params: Result<OpParams, ProtoError>,
+        out: &mut W,
+    ) -> io::Result<()> {
+        let taken = match params {
+            Ok(OpParams::SetPolicy(p)) => {
+                let new = PolicyInForce {
+                    policy_version: p.policy_version,
+                    policy_hash: p.policy_hash,
+                };
+                let ledger = Arc::clone(&self.ledger);
+                let to_set = new.clone();
+                tokio::task::spawn_blocking(move || ledger.policy().set(to_set))
+                    .await
+                    .map_err(|e| HelperError::Kernel(format!("policy task failed: {e}")))
+                    .and_then(|r| r)
+                    .map(|()| new)
+            }
+            Ok(_) => Err(HelperError::InvalidParams {
+                opcode: req.opcode.name(),
+                reason: "not SET_POLICY params".into(),
+            }),
+            Err(e) => Err(HelperError::InvalidParams {
+                opcode: req.opcode.name(),
+                reason: e.to_string(),
+            }),
+        };
+        let answer = match taken {
+            Ok(p) => {
+                tracing::info!(request_id = %req.request_id, policy_version = p.policy_version,
+                    policy_hash = %p.policy_hash, "the agent's policy in force");
+                FinalAnswer {
+                    status: HelperStatus::Ok,
+                    kernel_exec_id: None,
+                    error: None,
+                    result: json!({"policy_version": p.policy_version, "policy_hash": p.policy_hash}),
+                }
+            }
+            Err(e) => {
+                let mut answer = refusal(&e);
+                if matches!(e, HelperError::Io { .. } | HelperError::Kernel(_)) {
+                    answer.status = HelperStatus::Failed;
+                }
+                log_refusal(&req.request_id, None, &answer);
+                answer
+            }
+        };
+        self.send_final(&req.request_id, answer, false, Some(&header.trace_id), out)
+            .await
     }
 
     fn spawn_execution(&self, job: Job) {

@@ -35,6 +35,7 @@ use tokio::sync::watch;
 
 use crate::error::HelperError;
 use crate::platform;
+use crate::policy::PolicyMark;
 use crate::state::files;
 
 /// How many times one command may be executed: the first try and the agent's one
@@ -152,6 +153,8 @@ pub(crate) struct Ledger {
     seq_path: PathBuf,
     last_seq: Mutex<Option<u64>>,
     book: Mutex<Book>,
+    /// The agent's policy in force (`policy.json`, see `crate::policy`).
+    policy: PolicyMark,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -183,6 +186,7 @@ impl Ledger {
         }
         let (commands, next_exec) = replay(&path, &text);
         Ok(Self {
+            policy: PolicyMark::open(state_dir)?,
             seq_path,
             last_seq: Mutex::new(last_seq),
             book: Mutex::new(Book {
@@ -192,6 +196,11 @@ impl Ledger {
                 next_exec,
             }),
         })
+    }
+
+    /// The agent's policy in force, as it told us.
+    pub(crate) fn policy(&self) -> &PolicyMark {
+        &self.policy
     }
 
     /// The last accepted agent_sequence.

@@ -35,6 +35,8 @@ mod ledger;
 #[cfg_attr(not(unix), allow(dead_code))]
 mod platform;
 #[cfg_attr(not(unix), allow(dead_code))]
+mod policy;
+#[cfg_attr(not(unix), allow(dead_code))]
 mod random;
 #[cfg_attr(not(unix), allow(dead_code))]
 mod respond;

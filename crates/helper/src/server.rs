@@ -117,6 +117,7 @@ impl Helper {
             allow_uids = ?config.allow_uids,
             agent_exe = ?agent_exe,
             last_agent_sequence = ?ledger.last_sequence(),
+            policy_version = ?ledger.policy().current().map(|p| p.policy_version),
             "helper listening"
         );
         let handler = Handler::new(

@@ -5,6 +5,8 @@
 //!   helper-key.pk8       the helper's Ed25519 key, PKCS#8 DER, 0600, created on first start
 //!   helper.pub           its public key, base64url + '\n', 0644 (what the agent verifies with)
 //!   agent-sequence       the last accepted agent_sequence, decimal, 0600 (see `ledger`)
+//!   policy.json          the agent's policy in force, {"policy_version","policy_hash"}, 0600
+//!                        (see `policy`)
 //!   executions.jsonl     the execution journal, append-only, 0600 (see `ledger`)
 //!   recorded.jsonl       the recording executor's record, unless --record names another file
 //!   artifacts/           screenshots and log bundles, kx_<n>.<ext>, owned by the agent's user

@@ -356,6 +356,8 @@ async fn open(
         nonce: b64url_encode(&random::<32>()),
         agent_version: env!("CARGO_PKG_VERSION").into(),
         last_seq_received: 0,
+        policy_version: None,
+        owner_keys_version: None,
     };
     send(&mut ws, outbox.seal(shared.clock.now(), &auth)?).await?;
     let frame = next_frame(&mut ws, AUTH_TIMEOUT).await?;

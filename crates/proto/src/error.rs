@@ -254,6 +254,10 @@ pub struct ErrorBody {
     /// The trace id the server logged the cause under, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    /// The policy rule that decided, on a policy refusal (`4001`, `4003`), when a rule
+    /// did (absent when the policy's default or a method's built-in sensitivity did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
 }
 
 impl ErrorBody {
@@ -269,6 +273,7 @@ impl ErrorBody {
             error: code.name().to_owned(),
             message: message.into(),
             trace_id: None,
+            rule: None,
         }
     }
 }

@@ -73,7 +73,13 @@ pub fn body(t: MessageType) -> Value {
             "origin_user_id": "usr_alice",
             "policy_version": 3,
             "expires_at": T0 + 300_000,
-            "attempt": 1
+            "attempt": 1,
+            "not_after": T0 + 300_000,
+            "user_sig": {
+                "kind": "ed25519",
+                "kid": "34750f98bd59fcfc",
+                "sig": "scYFGLLKuFGKp3rHPApQUsxUpgx6NJ1TPVq6PP5-aAzPpdg-hX537rMUHZbQZkogTcd6qSMUYcAp9yLUqZgYBA"
+            }
         }),
         MessageType::CommandAck => json!({"command_id": UUID_A, "status": "received"}),
         MessageType::CommandStatus => {
@@ -130,6 +136,25 @@ pub fn body(t: MessageType) -> Value {
             "reason": "device reported lost",
             "action": "re_pair_needed",
             "revoked_at": T0
+        }),
+        MessageType::OwnerKeysUpdate => json!({
+            "statement": {
+                "type": "tether.owner_keys.v1",
+                "user_id": "usr_alice",
+                "version": T0,
+                "add": [{
+                    "kid": "9vHMNT-UsqUBcxHbKpIP4A",
+                    "kind": "webauthn-es256",
+                    "public_key": "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAES2hXcm4_gYH7qpqgnkUyFbIWGDNL-qJxPh3MbKKg9JfRbvOza0yNKE_HGRAAqU90ve_RK3Fl4HPBHfOokrjHZg"
+                }],
+                "remove": [],
+                "not_after": T0 + 600_000
+            },
+            "user_sig": {
+                "kind": "ed25519",
+                "kid": "34750f98bd59fcfc",
+                "sig": "wawndJHrrx5oaTOijH_IUGMLksqj08nm6uDSWc3NqD9Gz-ba1zb7nmCHFrU4-rAQgbpaGAY7AVHIrd6UX4PtAg"
+            }
         }),
         MessageType::Error => json!({
             "code": 2001,

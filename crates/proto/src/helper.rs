@@ -61,6 +61,10 @@ opcodes! {
     RollbackUpdate = (0x0403, "ROLLBACK_UPDATE"),
     /// Dump a process's memory.
     MemoryDump = (0x0501, "MEMORY_DUMP"),
+    /// Tell the helper which policy bundle is in force on the agent: from then on it
+    /// refuses every command request whose `policy_hash` is another (`4004`). Not a
+    /// command: no method maps to it.
+    SetPolicy = (0x0601, "SET_POLICY"),
 }
 
 /// Parameters of opcodes that take none: must be `{}`.
@@ -139,6 +143,17 @@ pub struct MemoryDumpParams {
     pub max_bytes: u64,
 }
 
+/// `SET_POLICY`: the policy bundle in force on the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetPolicyParams {
+    /// Its version (0: the built-in policy); never lower than the one the helper holds.
+    pub policy_version: u64,
+    /// Its `policy_hash` (SHA-256 of the bundle's canonical form); MUST equal the
+    /// request's own `policy_hash`.
+    pub policy_hash: String,
+}
+
 /// An opcode's parameters, decoded and checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OpParams {
@@ -156,6 +171,8 @@ pub enum OpParams {
     Sandbox(SandboxParams),
     /// Memory dump.
     MemoryDump(MemoryDumpParams),
+    /// The agent's policy in force.
+    SetPolicy(SetPolicyParams),
 }
 
 fn params_as<T: DeserializeOwned>(v: &Value) -> Result<T, ProtoError> {
@@ -219,6 +236,11 @@ impl Opcode {
                 validate::range("body.params.max_bytes", p.max_bytes, 1 << 20, 4 << 30)?;
                 OpParams::MemoryDump(p)
             }
+            Opcode::SetPolicy => {
+                let p: SetPolicyParams = params_as(params)?;
+                validate::sha256_hex("body.params.policy_hash", &p.policy_hash)?;
+                OpParams::SetPolicy(p)
+            }
         };
         Ok(p)
     }
@@ -249,7 +271,15 @@ pub struct HelperRequest {
 impl Validate for HelperRequest {
     fn validate(&self) -> Result<(), ProtoError> {
         validate::sha256_hex("body.policy_hash", &self.policy_hash)?;
-        self.opcode.parse_params(&self.params).map(|_| ())
+        if let OpParams::SetPolicy(p) = self.opcode.parse_params(&self.params)?
+            && p.policy_hash != self.policy_hash
+        {
+            return Err(ProtoError::invalid(
+                "body.params.policy_hash",
+                "must equal body.policy_hash",
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -20,6 +20,7 @@ pub mod examples;
 pub mod helper;
 pub mod ids;
 pub mod messages;
+pub mod owner_sig;
 pub mod validate;
 
 pub use clock::{Clock, ManualClock, SystemClock, UnixMillis};

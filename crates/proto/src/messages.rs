@@ -15,6 +15,7 @@ use serde_json::Value;
 use crate::canonical::canonicalize;
 use crate::error::ProtoError;
 use crate::helper::{HelperRequest, HelperResponse};
+use crate::owner_sig::OwnerKeysUpdate;
 use crate::validate::Validate;
 
 use command::{CommandAck, CommandDelivery, CommandResult, CommandStatus};
@@ -128,6 +129,7 @@ message_types! {
     UpdatePrecheck => ("update_precheck", UpdatePrecheck, 8 * KIB, AgentToGateway),
     UpdateResult => ("update_result", UpdateResult, 4 * KIB, AgentToGateway),
     Revocation => ("revocation", Revocation, 4 * KIB, GatewayToAgent),
+    OwnerKeysUpdate => ("owner_keys_update", OwnerKeysUpdate, 16 * KIB, GatewayToAgent),
     Error => ("error", ErrorFrame, 2 * KIB, Both),
     HelperRequest => ("helper_request", HelperRequest, 32 * KIB, AgentToHelper),
     HelperResponse => ("helper_response", HelperResponse, 64 * KIB, HelperToAgent),

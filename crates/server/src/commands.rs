@@ -29,6 +29,7 @@
 
 pub mod agent;
 pub mod ingest;
+pub mod owner_sig;
 pub mod view;
 
 use serde_json::{Value, json};

@@ -16,6 +16,8 @@ pub struct ApiError {
     message: String,
     /// Logged, never sent.
     cause: Option<String>,
+    /// The policy rule behind a policy refusal, sent as the body's `rule`.
+    rule: Option<String>,
 }
 
 impl ApiError {
@@ -25,6 +27,7 @@ impl ApiError {
             code,
             message: code.message().to_owned(),
             cause: None,
+            rule: None,
         }
     }
 
@@ -34,6 +37,7 @@ impl ApiError {
             code,
             message: message.into(),
             cause: None,
+            rule: None,
         }
     }
 
@@ -43,6 +47,7 @@ impl ApiError {
             code: ErrorCode::Internal,
             message: ErrorCode::Internal.message().to_owned(),
             cause: Some(cause.to_string()),
+            rule: None,
         }
     }
 
@@ -52,12 +57,24 @@ impl ApiError {
             code: ErrorCode::Unavailable,
             message: ErrorCode::Unavailable.message().to_owned(),
             cause: Some(cause.to_string()),
+            rule: None,
         }
+    }
+
+    /// Names the policy rule behind a policy refusal (the body's `rule`).
+    pub fn with_rule(mut self, rule: Option<String>) -> Self {
+        self.rule = rule;
+        self
     }
 
     /// The code.
     pub fn code(&self) -> ErrorCode {
         self.code
+    }
+
+    /// The client-safe message.
+    pub fn message(&self) -> &str {
+        &self.message
     }
 }
 
@@ -85,6 +102,7 @@ impl IntoResponse for ApiError {
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut body = ErrorBody::with_message(self.code, self.message);
         body.trace_id = Some(trace_id);
+        body.rule = self.rule;
         (status, Json(body)).into_response()
     }
 }

@@ -63,6 +63,14 @@ pub enum LiveKind {
     /// Internal, never shown to users, test mode only (`POST /api/test/agent_frame`): the
     /// device's gateway session writes `data.frame` (a string) to its agent verbatim.
     AgentFrame,
+    /// An admin saved a new policy: `data` = `{"policy_version", "policy_hash"}`;
+    /// `device_id` is empty (it concerns every device). Admins and auditors see it live;
+    /// gateways will relay the new bundle to agents as `policy_update`.
+    PolicyChanged,
+    /// Internal, never shown to users: an owner-keys statement the device's owner
+    /// submitted (`POST /api/me/keys`), `data.update` = the `owner_keys_update` body; the
+    /// device's gateway session sends it to its agent.
+    OwnerKeys,
 }
 
 /// One live event.

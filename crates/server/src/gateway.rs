@@ -8,7 +8,9 @@
 //!   was issued for; the gateway answers `connected`, records presence with a TTL and
 //!   keeps the session (heartbeats and telemetry refresh presence). Accepted telemetry
 //!   goes to the bus's telemetry stream and, as a live event, to the live view; presence
-//!   changes are live events too; alerts for the device come back as `alert_push`.
+//!   changes are live events too; alerts for the device come back as `alert_push`; the
+//!   policy in force goes out as `policy_update` after `connected` (when the agent's
+//!   bundle is older) and whenever an admin saves a new one (see `gateway/policy.rs`).
 //!
 //! Every frame the gateway sends is a signed envelope. A refused session gets a signed
 //! `error` frame with a stable code, followed by a close; a single refused frame on an
@@ -42,8 +44,11 @@ use crate::routes::pairing::DISCOVERY_AUDIENCE;
 use crate::serve::Peer;
 use crate::state::AppState;
 
+mod owner_keys;
+mod policy;
 mod telemetry;
 
+pub use policy::relay_policy;
 pub use telemetry::{FRAME_REJECTED, TELEMETRY_REJECTED};
 
 /// How long a new socket may take to send its first frame.
@@ -76,6 +81,8 @@ pub async fn upgrade(
                 peer,
                 socket,
                 seq: 0,
+                policy_sent: 0,
+                owner_keys_sent: 0,
             };
             let result = if s.peer.client_cert.is_some() {
                 s.authenticated().await
@@ -93,6 +100,12 @@ struct Session {
     peer: Peer,
     socket: WebSocket,
     seq: u64,
+    /// The policy version the agent holds, as far as this session knows (what its `auth`
+    /// said, then what we sent).
+    policy_sent: u64,
+    /// The last owner-keys statement version the agent applied, as far as this session
+    /// knows (what its `auth` said, then what we sent).
+    owner_keys_sent: u64,
 }
 
 type Refusal = (ErrorCode, String);
@@ -389,6 +402,12 @@ impl Session {
         .map_err(|e| (e.code(), e.to_string()))?;
         let mut mailbox = state.live.register_agent(&device.id, &session_id);
         let _counted = crate::prom::AgentSession::open();
+        // Read after registering: a policy saved from now on reaches the mailbox, one
+        // saved before is what the store says.
+        let (policy_version, policy_update) = policy::in_force(&state)
+            .await
+            .map_err(|e| (e.code(), "store unavailable".to_owned()))?;
+        self.policy_sent = auth.policy_version.unwrap_or(0);
         // The commands waiting for this device are taken (moved to `sent`) before the
         // agent hears `connected`, and sent right after it: a command submitted once the
         // session is up goes through the stream, never both ways at once.
@@ -398,11 +417,19 @@ impl Session {
             heartbeat_interval_s: state.config.gateway.heartbeat_interval_s,
             telemetry_interval_s: state.config.gateway.telemetry_interval_s,
             server_time: state.now(),
-            policy_version: 0,
+            policy_version,
         })
         .await?;
         tracing::info!(device = %device.id, session = %session_id, "agent connected");
         telemetry::publish_presence(&state, &device, &session_id, true).await;
+        if let Some(update) = policy_update {
+            self.send_policy(&device.id, &update).await?;
+        }
+        // The owner's key changes the agent missed, before any command they may sign.
+        self.owner_keys_sent = auth.owner_keys_version.unwrap_or(0);
+        for update in owner_keys::pending(&state, &device, self.owner_keys_sent).await {
+            self.send_owner_keys(&device.id, &update).await?;
+        }
 
         let mut device = device;
         for out in &waiting {
@@ -582,7 +609,26 @@ impl Session {
                 Ok(())
             }
             AgentPush::Raw(frame) => self.send_raw(device_id, frame).await,
+            AgentPush::Policy(update) => self.send_policy(device_id, &update).await,
+            AgentPush::OwnerKeys(update) => self.send_owner_keys(device_id, &update).await,
         }
+    }
+
+    /// Sends the agent a `policy_update` unless it holds that version (or a newer one)
+    /// already.
+    async fn send_policy(
+        &mut self,
+        device_id: &str,
+        update: &tether_proto::messages::notify::PolicyUpdate,
+    ) -> Result<(), Refusal> {
+        if update.policy_version <= self.policy_sent {
+            return Ok(());
+        }
+        tracing::info!(device = %device_id, policy_version = update.policy_version,
+            policy_hash = %update.policy_hash, "policy sent to the agent");
+        self.send(update).await?;
+        self.policy_sent = update.policy_version;
+        Ok(())
     }
 
     /// Test mode only (`POST /api/test/agent_frame`, which plays a compromised or buggy

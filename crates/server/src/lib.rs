@@ -18,6 +18,8 @@ pub mod events;
 pub mod extract;
 pub mod gateway;
 pub mod live;
+pub mod owner_keys;
+pub mod policy;
 pub mod prom;
 pub mod random;
 pub mod ratelimit;

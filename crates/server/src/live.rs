@@ -9,7 +9,14 @@
 //! - a [`LiveKind::CommandWake`] goes only to the agent session of that device (if it is
 //!   here), which then reads its command stream or redelivers the named command;
 //! - a [`LiveKind::AgentFrame`] (test mode's `POST /api/test/agent_frame`) goes only to
-//!   the agent session of that device (if it is here), which writes the frame verbatim.
+//!   the agent session of that device (if it is here), which writes the frame verbatim;
+//! - a [`LiveKind::OwnerKeys`] (an owner's signed key statement) goes only to the agent
+//!   session of that device (if it is here), which sends it as `owner_keys_update`;
+//! - a [`LiveKind::PolicyChanged`] makes the hub read the policy in force from the store
+//!   once and hand it to **every** agent session here, which sends its agent a signed
+//!   `policy_update` (flow 7) unless the agent has that version already. The policy goes
+//!   through a watch channel, not the mailboxes: a session always sees the newest
+//!   version, however busy its mailbox was.
 //!
 //! Agent sessions register a small bounded mailbox per device instead of subscribing to
 //! the broadcast, so an event wakes only the one session it concerns (a process may hold
@@ -22,8 +29,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::Deserialize;
-use tether_proto::messages::notify::AlertPush;
-use tokio::sync::{broadcast, mpsc};
+use tether_proto::messages::notify::{AlertPush, PolicyUpdate};
+use tether_proto::owner_sig::OwnerKeysUpdate;
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::AlertView;
@@ -61,6 +69,11 @@ pub enum AgentPush {
     /// Test mode only: write this frame to the agent as it is (no signing, no checks),
     /// as a compromised or buggy server would.
     Raw(String),
+    /// Send the agent this `policy_update` unless it has this version already.
+    Policy(Arc<PolicyUpdate>),
+    /// Send the agent this `owner_keys_update` (its owner's signed statement) unless it
+    /// applied this version already.
+    OwnerKeys(Arc<OwnerKeysUpdate>),
 }
 
 /// This process's fan-out point for live events.
@@ -69,6 +82,8 @@ pub struct LiveHub {
     tx: broadcast::Sender<Arc<LiveEvent>>,
     agents: Mailboxes,
     stopped: CancellationToken,
+    /// The newest saved policy this process heard of (none: none since it started).
+    policy: watch::Sender<Option<Arc<PolicyUpdate>>>,
 }
 
 impl Default for LiveHub {
@@ -85,6 +100,7 @@ impl LiveHub {
             tx,
             agents: Arc::default(),
             stopped: CancellationToken::new(),
+            policy: watch::Sender::new(None),
         }
     }
 
@@ -113,9 +129,34 @@ impl LiveHub {
         );
         AgentMailbox {
             rx,
+            policy: self.policy.subscribe(),
             device_id: device_id.to_owned(),
             session_id: session_id.to_owned(),
             agents: Arc::clone(&self.agents),
+        }
+    }
+
+    /// Hands a newly saved policy to every agent session of this process (each sends
+    /// its agent a `policy_update`). An older version than one handed on already is
+    /// ignored: versions only go up.
+    pub fn publish_policy(&self, update: PolicyUpdate) {
+        let version = update.policy_version;
+        let newer = self.policy.send_if_modified(|current| {
+            if current
+                .as_ref()
+                .is_some_and(|c| c.policy_version >= version)
+            {
+                return false;
+            }
+            *current = Some(Arc::new(update));
+            true
+        });
+        if newer {
+            tracing::info!(
+                policy_version = version,
+                sessions = lock(&self.agents).len(),
+                "relaying the new policy to the agents connected here"
+            );
         }
     }
 
@@ -134,6 +175,21 @@ impl LiveHub {
             // device, and its frame may be anything.
             if let Some(frame) = event.data.get("frame").and_then(|v| v.as_str()) {
                 self.push(&event.device_id, AgentPush::Raw(frame.to_owned()));
+            }
+            return;
+        }
+        if event.kind == LiveKind::OwnerKeys {
+            // Only for the device's session: the statement is the owner's business.
+            match event
+                .data
+                .get("update")
+                .cloned()
+                .map(serde_json::from_value)
+            {
+                Some(Ok(u)) => self.push(&event.device_id, AgentPush::OwnerKeys(Arc::new(u))),
+                _ => {
+                    tracing::warn!(device = %event.device_id, "an unreadable owner-keys event skipped")
+                }
             }
             return;
         }
@@ -211,7 +267,12 @@ impl LiveHub {
             let mut ids = Vec::with_capacity(entries.len());
             for entry in entries {
                 match serde_json::from_slice::<LiveEvent>(&entry.payload) {
-                    Ok(event) if event.at >= started => state.live.fan_out(event),
+                    Ok(event) if event.at >= started => {
+                        if event.kind == LiveKind::PolicyChanged {
+                            crate::gateway::relay_policy(state).await;
+                        }
+                        state.live.fan_out(event);
+                    }
                     Ok(_) => {}
                     Err(e) => {
                         tracing::warn!(id = %entry.id, error = %e, "live hub: skipping an unreadable live event");
@@ -245,15 +306,22 @@ fn lock(
 #[derive(Debug)]
 pub struct AgentMailbox {
     rx: mpsc::Receiver<AgentPush>,
+    policy: watch::Receiver<Option<Arc<PolicyUpdate>>>,
     device_id: String,
     session_id: String,
     agents: Mailboxes,
 }
 
 impl AgentMailbox {
-    /// The next push for this session (pending forever once the hub replaced it).
+    /// The next push for this session (pending forever once the hub replaced it): a
+    /// push from its mailbox, or the policy when a newer one was saved.
     pub async fn recv(&mut self) -> Option<AgentPush> {
-        self.rx.recv().await
+        tokio::select! {
+            push = self.rx.recv() => push,
+            Ok(()) = self.policy.changed() => {
+                self.policy.borrow_and_update().clone().map(AgentPush::Policy)
+            }
+        }
     }
 }
 

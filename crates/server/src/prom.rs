@@ -177,6 +177,7 @@ fn describe() {
 }
 
 const ALL_STATES: &[CommandState] = &[
+    CommandState::AwaitingApproval,
     CommandState::Queued,
     CommandState::Sent,
     CommandState::AckReceived,

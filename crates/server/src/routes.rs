@@ -6,10 +6,12 @@ pub mod alerts;
 pub mod artifacts;
 pub mod commands;
 pub mod devices;
+pub mod keys;
 pub mod live;
 pub mod metrics;
 pub mod pairing;
 pub mod passkeys;
+pub mod policy;
 pub mod test_hooks;
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -29,7 +31,7 @@ use crate::state::AppState;
 /// The OpenAPI document.
 #[derive(Debug, OpenApi)]
 #[openapi(
-    info(title = "Tether API", description = "Accounts, discovery, pairing, devices, commands, the live view (Server-Sent Events), alerts and metrics. Errors are `{code, error, message, trace_id}` with the stable codes of docs/protocol.md."),
+    info(title = "Tether API", description = "Accounts, discovery, pairing, devices, commands, policy and approvals, the live view (Server-Sent Events), alerts and metrics. Errors are `{code, error, message, trace_id}` with the stable codes of docs/protocol.md."),
     paths(
         health, jwks, ca_pem,
         accounts::register, accounts::login, accounts::refresh, accounts::logout,
@@ -41,6 +43,8 @@ use crate::state::AppState;
         live::stream, alerts::list, alerts::ack, metrics::metrics, metrics::telemetry,
         commands::submit, commands::simulate, test_hooks::agent_frame, commands::list, commands::get_one, commands::ack_viewed,
         artifacts::request, artifacts::get_artifact, crate::prom::scrape,
+        policy::get_policy, policy::put_policy, policy::dry_run, policy::step_up,
+        policy::approvals, policy::approve, keys::list, keys::submit,
     ),
     modifiers(&BearerAuth),
 )]
@@ -125,6 +129,7 @@ fn api_routes(state: &AppState) -> Router<AppState> {
         .route("/api/logout", post(accounts::logout))
         .route("/api/sessions/revoke", post(accounts::revoke_sessions))
         .route("/api/me", get(accounts::me))
+        .route("/api/me/keys", get(keys::list).post(keys::submit))
         .route("/api/totp/enroll", post(accounts::totp_enroll))
         .route("/api/totp/confirm", post(accounts::totp_confirm))
         .route(
@@ -157,6 +162,18 @@ fn api_routes(state: &AppState) -> Router<AppState> {
         .route("/api/command/{id}", get(commands::get_one))
         .route("/api/command/{id}/ack_viewed", post(commands::ack_viewed))
         .route("/api/artifacts/{id}", get(artifacts::get_artifact))
+        .route(
+            "/api/policy",
+            get(policy::get_policy)
+                .put(policy::put_policy)
+                .layer(DefaultBodyLimit::max(
+                    crate::policy::MAX_BUNDLE_BYTES.saturating_mul(2),
+                )),
+        )
+        .route("/api/policy/dry-run", post(policy::dry_run))
+        .route("/api/step-up", post(policy::step_up))
+        .route("/api/approvals", get(policy::approvals))
+        .route("/api/command/{id}/approve", post(policy::approve))
 }
 
 async fn not_found() -> ApiError {

@@ -267,7 +267,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     // ---- commands -------------------------------------------------------------------------
 
-    /// Stores a new command in `c.state` (`queued`, or `denied` at ingest) with its first
+    /// Stores a new command in `c.state` (`queued`, or `awaiting_approval`) with its first
     /// transition, atomically. Returns false, storing nothing, if a command with this id
     /// exists already (the caller compares `request_hash`). Unknown device or user →
     /// [`StoreError::NotFound`].
@@ -283,8 +283,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: UnixMillis,
         limit: u32,
     ) -> StoreResult<Vec<Command>>;
-    /// Commands in `queued`, `sent` or `ack_received` whose `expires_at` is at or before
-    /// `now`.
+    /// Commands in `awaiting_approval`, `queued`, `sent` or `ack_received` whose
+    /// `expires_at` is at or before `now`.
     async fn commands_expired(&self, now: UnixMillis, limit: u32) -> StoreResult<Vec<Command>>;
     /// Commands still `queued` that were accepted at or before `before`, oldest first
     /// (waiting longer than a delivery should take).
@@ -314,6 +314,45 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Records that the originator viewed a finished command's result. False if it is not
     /// finished or was marked already.
     async fn mark_command_viewed(&self, id: &str, at: UnixMillis) -> StoreResult<bool>;
+
+    // ---- policy ---------------------------------------------------------------------
+
+    /// Saves a policy bundle under `p.version`. Returns false, storing nothing, if that
+    /// version exists already (another admin saved first).
+    async fn insert_policy(&self, p: &PolicyRecord) -> StoreResult<bool>;
+    /// The policy in force: the highest saved version (`None`: the built-in policy).
+    async fn current_policy(&self) -> StoreResult<Option<PolicyRecord>>;
+    /// Records one user's approval of a command. Returns false if this user approved it
+    /// already (atomic: a second approval is refused however requests interleave).
+    /// Unknown command or user → [`StoreError::NotFound`].
+    async fn add_command_approval(&self, a: &CommandApproval) -> StoreResult<bool>;
+    /// A command's approvals, oldest first.
+    async fn command_approvals(&self, command_id: &str) -> StoreResult<Vec<CommandApproval>>;
+    /// Commands in `awaiting_approval`, oldest first, at most `limit`.
+    async fn commands_awaiting_approval(&self, limit: u32) -> StoreResult<Vec<Command>>;
+    /// Stores a user's signed owner-keys statement. Returns false, storing nothing, if
+    /// the user has one with that version already. Unknown user →
+    /// [`StoreError::NotFound`].
+    async fn insert_owner_keys(&self, r: &OwnerKeysRecord) -> StoreResult<bool>;
+    /// A user's owner-keys statements, in version order.
+    async fn owner_keys_statements(&self, user_id: &str) -> StoreResult<Vec<OwnerKeysRecord>>;
+    /// How many commands match `q` (any state): what rate rules count.
+    async fn count_commands(&self, q: &CommandCount) -> StoreResult<u64>;
+    /// Records that a session (refresh-token family) of `user_id` proved a second factor
+    /// at `at`; a later time replaces an earlier one, never the reverse. Unknown user →
+    /// [`StoreError::NotFound`].
+    async fn record_second_factor(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        at: UnixMillis,
+    ) -> StoreResult<()>;
+    /// When the user's session last proved a second factor, if it ever did.
+    async fn last_second_factor(
+        &self,
+        session_id: &str,
+        user_id: &str,
+    ) -> StoreResult<Option<UnixMillis>>;
 
     // ---- artifacts --------------------------------------------------------------------
 

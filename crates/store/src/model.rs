@@ -1,9 +1,11 @@
 //! The records the store keeps.
 
 mod command;
+mod policy;
 mod telemetry;
 
 pub use command::*;
+pub use policy::*;
 pub use telemetry::*;
 
 use serde::{Deserialize, Serialize};

@@ -32,6 +32,9 @@ impl Dialect for MysqlDialect {
          VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE samples = VALUES(samples), \
          min_value = VALUES(min_value), max_value = VALUES(max_value), \
          mean_value = VALUES(mean_value), p95_value = VALUES(p95_value)";
+    const UPSERT_SECOND_FACTOR: &'static str = "INSERT INTO session_second_factors \
+         (session_id, user_id, at) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE \
+         at = IF(user_id = VALUES(user_id), GREATEST(at, VALUES(at)), at)";
     const MIGRATIONS: &'static [(i64, &'static str, &'static str)] = &[
         (1, "init", include_str!("../migrations/mysql/0001_init.sql")),
         (
@@ -43,6 +46,16 @@ impl Dialect for MysqlDialect {
             3,
             "commands",
             include_str!("../migrations/mysql/0003_commands.sql"),
+        ),
+        (
+            4,
+            "policy",
+            include_str!("../migrations/mysql/0004_policy.sql"),
+        ),
+        (
+            5,
+            "owner keys",
+            include_str!("../migrations/mysql/0005_owner_keys.sql"),
         ),
     ];
 

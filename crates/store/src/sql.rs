@@ -25,6 +25,7 @@
 
 mod alerts;
 mod commands;
+mod policy;
 mod rows;
 mod statements;
 mod store;
@@ -55,6 +56,9 @@ pub trait Dialect: sealed::Sealed + Send + Sync + fmt::Debug + 'static {
     const UPSERT_HOURLY_ROLLUP: &'static str;
     /// The same for a daily rollup.
     const UPSERT_DAILY_ROLLUP: &'static str;
+    /// Records a session's second factor, keeping the later time; binds `session_id`,
+    /// `user_id`, `at`. A row of another user is left alone.
+    const UPSERT_SECOND_FACTOR: &'static str;
     /// The migrations, oldest first: `(version, description, sql)`.
     const MIGRATIONS: &'static [(i64, &'static str, &'static str)];
 

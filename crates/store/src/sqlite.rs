@@ -33,6 +33,9 @@ impl Dialect for SqliteDialect {
          SET samples = excluded.samples, min_value = excluded.min_value, \
          max_value = excluded.max_value, mean_value = excluded.mean_value, \
          p95_value = excluded.p95_value";
+    const UPSERT_SECOND_FACTOR: &'static str = "INSERT INTO session_second_factors \
+         (session_id, user_id, at) VALUES (?, ?, ?) ON CONFLICT (session_id) DO UPDATE \
+         SET at = MAX(at, excluded.at) WHERE user_id = excluded.user_id";
     const MIGRATIONS: &'static [(i64, &'static str, &'static str)] = &[
         (
             1,
@@ -48,6 +51,16 @@ impl Dialect for SqliteDialect {
             3,
             "commands",
             include_str!("../migrations/sqlite/0003_commands.sql"),
+        ),
+        (
+            4,
+            "policy",
+            include_str!("../migrations/sqlite/0004_policy.sql"),
+        ),
+        (
+            5,
+            "owner keys",
+            include_str!("../migrations/sqlite/0005_owner_keys.sql"),
         ),
     ];
 

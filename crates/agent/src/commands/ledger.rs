@@ -5,12 +5,15 @@
 //! ```text
 //! commands(command_id TEXT PRIMARY KEY,
 //!          state TEXT,                -- received | executing | done
-//!          expires_at INTEGER,        -- the command's deadline, ms since the epoch
+//!          expires_at INTEGER,        -- the later of the command's deadline and its
+//!                                     -- owner's not_after, ms since the epoch
 //!          tries INTEGER,             -- helper executions started
 //!          trace_id TEXT,
 //!          nonce BLOB, delivery BLOB, -- the command_delivery body, AES-256-GCM
 //!          result_nonce BLOB, result BLOB) -- the command_result body, AES-256-GCM
 //! meta(k TEXT PRIMARY KEY, v INTEGER) -- helper_seq: the last agent_sequence used
+//! runs(command_id TEXT PRIMARY KEY,   -- commands the local policy let through to the
+//!      at INTEGER)                    -- helper, and when: what rate rules count
 //! ```
 //!
 //! Bodies are encrypted under the offline queue's key (`queue.key`), the associated data
@@ -58,6 +61,10 @@ CREATE TABLE IF NOT EXISTS meta (
     v INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO meta (k, v) VALUES ('helper_seq', 0);
+CREATE TABLE IF NOT EXISTS runs (
+    command_id TEXT PRIMARY KEY,
+    at INTEGER NOT NULL
+);
 ";
 
 /// Where a command stands on this PC.
@@ -188,7 +195,12 @@ impl Ledger {
              delivery) VALUES (?, 'received', ?, ?, ?, ?)",
         )
         .bind(&id)
-        .bind(i64::try_from(d.expires_at.0).unwrap_or(i64::MAX))
+        // Remembered until the later of its deadlines: a signed command whose owner's
+        // `not_after` is still ahead must still be known, or it could be replayed.
+        .bind(
+            i64::try_from(d.not_after.map_or(d.expires_at, |n| n.max(d.expires_at)).0)
+                .unwrap_or(i64::MAX),
+        )
         .bind(trace_id)
         .bind(nonce.as_slice())
         .bind(ct)
@@ -303,7 +315,60 @@ impl Ledger {
             .execute(&mut *conn)
             .await
             .map_err(self.err())?;
+        sqlx::query("DELETE FROM runs WHERE command_id NOT IN (SELECT command_id FROM commands)")
+            .execute(&mut *conn)
+            .await
+            .map_err(self.err())?;
         Ok(r.rows_affected())
+    }
+
+    /// Records that the local policy let a command through to the helper at `at` (once:
+    /// a retry keeps the first time).
+    pub async fn note_run(&self, id: &str, at: UnixMillis) -> Result<(), AgentError> {
+        let mut conn = self.conn.lock().await;
+        sqlx::query("INSERT OR IGNORE INTO runs (command_id, at) VALUES (?, ?)")
+            .bind(id)
+            .bind(i64::try_from(at.0).unwrap_or(i64::MAX))
+            .execute(&mut *conn)
+            .await
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// The commands let through after `since` (exclusive), other than `except`, for the
+    /// local policy's rate rules.
+    pub(crate) async fn runs_since(
+        &self,
+        since: UnixMillis,
+        except: &str,
+    ) -> Result<Vec<super::policy::Ran>, AgentError> {
+        let rows = {
+            let mut conn = self.conn.lock().await;
+            sqlx::query(
+                "SELECT r.command_id, r.at, c.nonce, c.delivery FROM runs r \
+                 JOIN commands c ON c.command_id = r.command_id \
+                 WHERE r.at > ? AND r.command_id != ?",
+            )
+            .bind(i64::try_from(since.0).unwrap_or(i64::MAX))
+            .bind(except)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(self.err())?
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: String = row.try_get("command_id").map_err(self.err())?;
+            let at: i64 = row.try_get("at").map_err(self.err())?;
+            let nonce: Vec<u8> = row.try_get("nonce").map_err(self.err())?;
+            let ct: Vec<u8> = row.try_get("delivery").map_err(self.err())?;
+            let d: CommandDelivery = self.open_sealed(&id, "delivery", &nonce, &ct)?;
+            out.push(super::policy::Ran {
+                at: UnixMillis(u64::try_from(at).unwrap_or(0)),
+                method: d.method,
+                user_id: d.origin_user_id,
+            });
+        }
+        Ok(out)
     }
 }
 

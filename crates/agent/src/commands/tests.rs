@@ -1,6 +1,7 @@
 //! `Commands::on_delivery` with a real ledger in a temp state dir and no helper: which
-//! deliveries are refused (and then neither stored nor run), and what a good one and its
-//! redelivery get.
+//! deliveries are refused (and then neither stored nor run) — another device's, expired,
+//! bad parameters, and every one not signed by a pinned owner key — and what a good one
+//! and its redelivery get.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -19,10 +20,28 @@ use tether_proto::messages::command::{
 use tether_proto::{ErrorCode, ManualClock, MessageId, TraceId, UnixMillis};
 use tokio_util::sync::CancellationToken;
 
+use ed25519_dalek::SigningKey;
+use tether_proto::owner_sig::sign_ed25519;
+
 use super::*;
 
 const DEVICE: &str = "dev_0123456789abcdef0123456789abcdef";
 const NOW: UnixMillis = UnixMillis(1_800_000_000_000);
+
+/// The owner's key pinned in the fixture (a fixed test seed).
+fn owner_key() -> SigningKey {
+    SigningKey::from_bytes(&[7u8; 32])
+}
+
+fn pinned(key: &SigningKey) -> OwnerKey {
+    let pk = key.verifying_key().to_bytes();
+    OwnerKey {
+        kid: tether_proto::KeyId::for_ed25519(&pk).to_string(),
+        kind: "ed25519".into(),
+        public_key: tether_proto::validate::b64url_encode(&pk),
+        role: Default::default(),
+    }
+}
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -45,6 +64,7 @@ async fn fixture() -> Fixture {
         &state,
         &identity,
         DEVICE,
+        OwnerTrust::new(&[pinned(&owner_key())], "https://tether.lab.example"),
         None,
         None,
         Arc::new(ManualClock::new(NOW)),
@@ -60,7 +80,7 @@ async fn fixture() -> Fixture {
 }
 
 fn delivery(device_id: &str, expires_at: UnixMillis, params: serde_json::Value) -> CommandDelivery {
-    CommandDelivery {
+    let mut d = CommandDelivery {
         command_id: MessageId::from_random_bytes(crate::random::bytes::<16>()),
         device_id: device_id.to_owned(),
         method: Method::LockScreen,
@@ -72,6 +92,23 @@ fn delivery(device_id: &str, expires_at: UnixMillis, params: serde_json::Value) 
         expires_at,
         attempt: 1,
         simulate: None,
+        not_after: None,
+        user_sig: None,
+        approvals_required: None,
+        approvals: Vec::new(),
+    };
+    sign(&mut d, &owner_key());
+    d
+}
+
+/// Signs `d` as its owner would (with `key`), until its `expires_at`.
+fn sign(d: &mut CommandDelivery, key: &SigningKey) {
+    let not_after = d.expires_at;
+    if let Ok(statement) =
+        command_statement(&d.command_id, &d.device_id, d.method, &d.params, not_after)
+    {
+        d.not_after = Some(not_after);
+        d.user_sig = Some(sign_ed25519(key, &statement));
     }
 }
 
@@ -139,14 +176,122 @@ async fn an_expired_command_is_refused_2004_and_neither_stored_nor_run() {
 #[tokio::test]
 async fn invalid_params_are_refused_6004_and_neither_stored_nor_run() {
     let mut f = fixture().await;
-    for params in [json!({"delay_s": 5}), json!([]), json!("now")] {
+    assert_refused(
+        &mut f,
+        &delivery(DEVICE, later(), json!({"delay_s": 5})),
+        ErrorCode::InvalidParams,
+    )
+    .await;
+    // Parameters that are not an object cannot even be signed.
+    for params in [json!([]), json!("now")] {
         assert_refused(
             &mut f,
             &delivery(DEVICE, later(), params),
-            ErrorCode::InvalidParams,
+            ErrorCode::OwnerSignatureInvalid,
         )
         .await;
     }
+}
+
+#[tokio::test]
+async fn a_command_not_signed_by_a_pinned_owner_key_is_refused_2011_and_neither_stored_nor_run() {
+    let mut f = fixture().await;
+    // Signed by the server alone.
+    let mut d = delivery(DEVICE, later(), json!({}));
+    d.user_sig = None;
+    d.not_after = None;
+    assert_refused(&mut f, &d, ErrorCode::OwnerSignatureInvalid).await;
+    // Signed by a key this PC does not pin.
+    let mut d = delivery(DEVICE, later(), json!({}));
+    sign(&mut d, &SigningKey::from_bytes(&[8u8; 32]));
+    assert_refused(&mut f, &d, ErrorCode::OwnerSignatureInvalid).await;
+    // Parameters changed after the owner signed.
+    let mut d = delivery(DEVICE, later(), json!({}));
+    d.method = Method::Reboot;
+    d.params = json!({"delay_s": 60});
+    assert_refused(&mut f, &d, ErrorCode::OwnerSignatureInvalid).await;
+    // The method changed.
+    let mut d = delivery(DEVICE, later(), json!({}));
+    d.method = Method::Logoff;
+    assert_refused(&mut f, &d, ErrorCode::OwnerSignatureInvalid).await;
+    // The signature of a command for another device, readdressed to this one.
+    let mut d = delivery("dev_ffffffffffffffffffffffffffffffff", later(), json!({}));
+    d.device_id = DEVICE.into();
+    assert_refused(&mut f, &d, ErrorCode::OwnerSignatureInvalid).await;
+    // The signature of another command, under a new command id.
+    let mut d = delivery(DEVICE, later(), json!({}));
+    d.command_id = MessageId::from_random_bytes(crate::random::bytes::<16>());
+    assert_refused(&mut f, &d, ErrorCode::OwnerSignatureInvalid).await;
+    // The deadline moved after signing.
+    let mut d = delivery(DEVICE, later(), json!({}));
+    d.not_after = d
+        .not_after
+        .map(|n| n.saturating_add(Duration::from_secs(60)));
+    assert_refused(&mut f, &d, ErrorCode::OwnerSignatureInvalid).await;
+    // A deadline the owner signed that has passed (the server's own one has not).
+    let mut d = delivery(DEVICE, NOW, json!({}));
+    d.expires_at = later();
+    assert_refused(&mut f, &d, ErrorCode::TtlExpired).await;
+}
+
+#[tokio::test]
+async fn approvals_must_come_from_as_many_other_pinned_keys_as_required() {
+    let approver = SigningKey::from_bytes(&[9u8; 32]);
+    let dir = tempfile::tempdir().unwrap();
+    let state = StateDir::open(&dir.path().join("state")).unwrap();
+    let identity = AgentIdentity::generate(&mut rand_core::OsRng).unwrap();
+    let shutdown = CancellationToken::new();
+    let commands = Commands::start(
+        &state,
+        &identity,
+        DEVICE,
+        OwnerTrust::new(
+            &[pinned(&owner_key()), pinned(&approver)],
+            "https://tether.lab.example",
+        ),
+        None,
+        None,
+        Arc::new(ManualClock::new(NOW)),
+        shutdown.child_token(),
+    )
+    .await
+    .unwrap();
+    let mut f = Fixture {
+        _dir: dir,
+        commands,
+        shutdown,
+    };
+    let approval = |d: &CommandDelivery, key: &SigningKey| {
+        let s = command_statement(
+            &d.command_id,
+            &d.device_id,
+            d.method,
+            &d.params,
+            d.not_after.unwrap(),
+        )
+        .unwrap();
+        sign_ed25519(key, &s)
+    };
+    // None, the signer's own, or an unpinned key: not enough.
+    let mut d = delivery(DEVICE, later(), json!({}));
+    d.approvals_required = Some(1);
+    assert_refused(&mut f, &d, ErrorCode::OwnerSignatureInvalid).await;
+    d.approvals = vec![approval(&d, &owner_key())];
+    assert_refused(&mut f, &d, ErrorCode::OwnerSignatureInvalid).await;
+    d.approvals = vec![approval(&d, &SigningKey::from_bytes(&[10u8; 32]))];
+    assert_refused(&mut f, &d, ErrorCode::OwnerSignatureInvalid).await;
+    // Two required, one approver twice: not enough.
+    d.approvals_required = Some(2);
+    d.approvals = vec![approval(&d, &approver), approval(&d, &approver)];
+    assert_refused(&mut f, &d, ErrorCode::OwnerSignatureInvalid).await;
+    // One required, a distinct pinned approver: accepted.
+    d.approvals_required = Some(1);
+    d.approvals = vec![approval(&d, &approver)];
+    let out = f.commands.on_delivery(&d, &trace()).await;
+    assert!(
+        matches!(&out[0].reply, Reply::Ack(a) if a.status == AckStatus::Received),
+        "{out:?}"
+    );
 }
 
 #[tokio::test]

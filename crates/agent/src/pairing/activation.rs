@@ -61,6 +61,7 @@ pub(super) fn complete(
             pairing_code: pairing_code.clone(),
             gateway_keys: answer.gateway_keys,
             owner_keys: activate.owner_keys,
+            owner_keys_version: 0,
         },
         cert_pem: activate.device_cert_pem,
         ca_chain_pem: activate.ca_chain_pem,

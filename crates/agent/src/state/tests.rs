@@ -84,6 +84,7 @@ fn sample_device() -> PairedDevice {
                 public_key: "iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w".into(),
             }],
             owner_keys: vec![],
+            owner_keys_version: 0,
         },
         cert_pem: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into(),
         ca_chain_pem: vec![

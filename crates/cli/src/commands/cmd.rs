@@ -5,6 +5,12 @@
 //! (`Opcode::parse_params`), so a typo fails before anything is sent. Each submission
 //! gets a fresh `message_id` (the idempotency key) and trace id. With `--wait` the live
 //! view is opened before the command is sent, so no state change can slip by unseen.
+//!
+//! Every command is signed with the profile's owner key (`owner-key.json`): the command
+//! statement of docs/protocol.md section 6.11 — this device, this `message_id`, the
+//! method, the exact parameters, and `not_after` = now + the TTL — so the PC can check
+//! that its owner, not just the server, asked. `--unsigned` sends it without (the PC
+//! refuses it with 2011; for checking exactly that).
 
 mod follow;
 
@@ -14,7 +20,8 @@ use rand_core::{OsRng, RngCore};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tether_proto::messages::command::{Method, Priority};
-use tether_proto::{ErrorCode, MessageId, TraceId};
+use tether_proto::owner_sig::{UserSig, command_statement};
+use tether_proto::{ErrorCode, MessageId, TraceId, UnixMillis};
 
 use super::target::{self, Target};
 use crate::args::{CmdArgs, method_name};
@@ -22,6 +29,7 @@ use crate::context::{Conn, Ctx};
 use crate::error::{CliError, CommandFailure, Outcome};
 use crate::output::clean;
 use crate::output::command::{accepted_lines, result_block};
+use crate::owner_key::OwnerKey;
 use crate::views::{CommandView, Ending};
 
 /// How long `--wait` waits by default beyond the TTL: the server expires the command at
@@ -38,6 +46,10 @@ struct CommandRequest<'a> {
     message_id: &'a MessageId,
     trace_id: &'a TraceId,
     priority: Priority,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_after: Option<UnixMillis>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_sig: Option<UserSig>,
 }
 
 pub(super) async fn run(ctx: &Ctx, args: CmdArgs) -> Result<(), CliError> {
@@ -48,10 +60,28 @@ pub(super) async fn run(ctx: &Ctx, args: CmdArgs) -> Result<(), CliError> {
             method_name(args.method)
         ))
     })?;
+    let key = if args.unsigned {
+        None
+    } else {
+        Some(OwnerKey::require(&ctx.profile)?)
+    };
     let conn = ctx.connect_logged_in().await?;
     let target = target::resolve_on_server(&conn, &args.device).await?;
     let message_id = MessageId::from_random_bytes(random16()?);
     let trace_id = TraceId::from_random_bytes(random16()?);
+    let not_after = ctx
+        .clock
+        .now()
+        .saturating_add(Duration::from_secs(u64::from(args.ttl)));
+    let user_sig = match &key {
+        Some(k) => Some(
+            k.sign(
+                &command_statement(&message_id, &target.id, args.method, &params, not_after)
+                    .map_err(|e| CliError::usage(format!("the command cannot be signed: {e}")))?,
+            ),
+        ),
+        None => None,
+    };
     let body = CommandRequest {
         device_id: &target.id,
         method: args.method,
@@ -60,6 +90,8 @@ pub(super) async fn run(ctx: &Ctx, args: CmdArgs) -> Result<(), CliError> {
         message_id: &message_id,
         trace_id: &trace_id,
         priority: args.priority.into(),
+        not_after: user_sig.as_ref().map(|_| not_after),
+        user_sig,
     };
 
     if !args.wait {

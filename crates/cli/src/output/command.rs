@@ -39,6 +39,17 @@ pub fn accepted_lines(v: &CommandView, device: &str) -> String {
         clean(&v.trace_id),
         clean(&v.state)
     );
+    if v.state == "awaiting_approval" {
+        s.push_str(&format!(
+            "\nit waits for {} approval(s) by other users (they run: tether approve {}){}",
+            v.approvals_required.unwrap_or(1),
+            clean(&v.command_id),
+            v.reason
+                .as_deref()
+                .map(|r| format!("\n{}", clean(r)))
+                .unwrap_or_default()
+        ));
+    }
     if v.device_online == Some(false) && !v.is_terminal() {
         s.push_str(&format!(
             "\n{device} is offline: the command waits for it until {}",

@@ -55,9 +55,44 @@ pub struct CommandView {
     /// Whether the device was online when it was submitted (submission answer only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_online: Option<bool>,
+    /// The policy version it was decided under.
+    #[serde(default)]
+    pub policy_version: u64,
+    /// The policy rule that decided, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_rule: Option<String>,
+    /// Approvals it needs before it is queued (commands a policy rule sends for
+    /// approval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals_required: Option<u32>,
+    /// The deadline its owner signed (ms since the epoch; absent: unsigned): part of the
+    /// statement an approver signs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<u64>,
+    /// The key id that signed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
+    /// Its approvals so far, where the server shows them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals: Option<Vec<ApprovalView>>,
+    /// Policy's reason, when the submission answer says it waits for approvals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// Every state change, oldest first (`GET /api/command/{id}` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transitions: Option<Vec<TransitionView>>,
+}
+
+/// One approval of a command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalView {
+    /// Who approved.
+    pub approver_id: String,
+    /// When (ms since the epoch).
+    pub at: u64,
+    /// The key id that signed the approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
 }
 
 /// One state change of a command.

@@ -68,7 +68,7 @@ impl Fixture {
     fn valid_frame(&self) -> Vec<u8> {
         let req = HelperRequest {
             request_id: MessageId::from_random_bytes([1; 16]),
-            opcode: tether_proto::helper::Opcode::ExecReboot,
+            opcode: Opcode::ExecReboot,
             params: json!({"delay_s": 30, "reason": "x"}),
             agent_sequence: 7,
             policy_hash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
@@ -154,4 +154,121 @@ proptest! {
         let end = cut.index(frame.len());
         assert_one_denial(&f, &frame[..end]);
     }
+}
+
+const HASH_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const HASH_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+impl Fixture {
+    /// A signed request with sequence `seq`.
+    fn request(&self, seq: u64, opcode: Opcode, params: Value, policy_hash: &str) -> Vec<u8> {
+        let req = HelperRequest {
+            request_id: MessageId::from_random_bytes([u8::try_from(seq).unwrap(); 16]),
+            opcode,
+            params,
+            agent_sequence: seq,
+            policy_hash: policy_hash.into(),
+            command_message_id: MessageId::from_random_bytes(
+                [u8::try_from(seq).unwrap() ^ 0x80; 16],
+            ),
+            simulate: None,
+        };
+        let stamp = Stamp {
+            iat: NOW,
+            ttl: 60,
+            seq,
+            message_id: req.request_id.clone(),
+            trace_id: TraceId::from_random_bytes([3; 16]),
+        };
+        self.agent.seal(stamp, &req).unwrap()
+    }
+
+    fn set_policy(&self, seq: u64, version: u64, hash: &str) -> Vec<HelperResponse> {
+        self.answer(&self.request(
+            seq,
+            Opcode::SetPolicy,
+            json!({"policy_version": version, "policy_hash": hash}),
+            hash,
+        ))
+    }
+
+    fn lock(&self, seq: u64, hash: &str) -> Vec<HelperResponse> {
+        self.answer(&self.request(seq, Opcode::ExecLockScreen, json!({}), hash))
+    }
+
+    fn journal(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join(crate::state::files::EXECUTIONS))
+            .unwrap_or_default()
+    }
+}
+
+#[test]
+fn a_stale_policy_hash_is_denied_and_journaled() {
+    let f = fixture();
+    let ok = f.set_policy(1, 3, HASH_A);
+    assert_eq!(ok.len(), 1);
+    assert_eq!(ok[0].status, HelperStatus::Ok, "{ok:?}");
+    assert_eq!(ok[0].result["policy_version"], 3);
+
+    let stale = f.lock(2, HASH_B);
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert_eq!(stale[0].status, HelperStatus::Denied);
+    assert_eq!(
+        stale[0].error,
+        Some(tether_proto::ErrorCode::PolicyHashMismatch)
+    );
+    assert!(!f.executed(), "nothing ran");
+    let journal = f.journal();
+    assert!(
+        journal.contains("\"event\":\"denied\"") && journal.contains("4004"),
+        "{journal}"
+    );
+
+    let current: Vec<_> = f.lock(3, HASH_A).iter().map(|a| a.status).collect();
+    assert_eq!(current, [HelperStatus::Executing, HelperStatus::Ok]);
+    assert!(f.executed());
+}
+
+#[test]
+fn set_policy_never_goes_back_and_is_sequenced_like_any_request() {
+    let f = fixture();
+    assert_eq!(f.set_policy(1, 5, HASH_A)[0].status, HelperStatus::Ok);
+    // Idempotent at the same version and hash (the agent says it at every start).
+    assert_eq!(f.set_policy(2, 5, HASH_A)[0].status, HelperStatus::Ok);
+    for (seq, version, hash) in [(3, 4, HASH_B), (4, 5, HASH_B)] {
+        let r = f.set_policy(seq, version, hash);
+        assert_eq!(r[0].status, HelperStatus::Denied, "{r:?}");
+        assert_eq!(
+            r[0].error,
+            Some(tether_proto::ErrorCode::PolicyVersionRollback)
+        );
+    }
+    // A replayed SET_POLICY (an old sequence) is refused before it is looked at.
+    let replay = f.set_policy(2, 6, HASH_B);
+    assert_eq!(
+        replay[0].error,
+        Some(tether_proto::ErrorCode::SequenceReplay)
+    );
+    // Still version 5 with hash A: commands naming B are refused.
+    assert_eq!(
+        f.lock(10, HASH_B)[0].error,
+        Some(tether_proto::ErrorCode::PolicyHashMismatch)
+    );
+    assert_eq!(f.set_policy(11, 6, HASH_B)[0].status, HelperStatus::Ok);
+    assert_eq!(f.lock(12, HASH_B).last().unwrap().status, HelperStatus::Ok);
+}
+
+#[test]
+fn set_policy_params_must_name_the_requests_hash() {
+    let f = fixture();
+    let r = f.answer(&f.request(
+        1,
+        Opcode::SetPolicy,
+        json!({"policy_version": 1, "policy_hash": HASH_A}),
+        HASH_B,
+    ));
+    assert_eq!(r[0].status, HelperStatus::Denied);
+    assert_eq!(r[0].error, Some(tether_proto::ErrorCode::InvalidParams));
+    // Nothing was taken: any hash still passes.
+    assert_eq!(f.lock(2, HASH_B).last().unwrap().status, HelperStatus::Ok);
 }

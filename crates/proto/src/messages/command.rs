@@ -7,6 +7,7 @@ use crate::clock::UnixMillis;
 use crate::error::{ErrorCode, ProtoError};
 use crate::helper::Opcode;
 use crate::ids::MessageId;
+use crate::owner_sig::{self, UserSig};
 use crate::validate::{self, Validate};
 
 /// What a user can ask a PC to do.
@@ -94,6 +95,9 @@ pub enum Sensitivity {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CommandState {
+    /// Accepted and stored, but central policy wants approvals by other users first; it
+    /// is never delivered in this state.
+    AwaitingApproval,
     /// Accepted and stored; waiting for delivery.
     Queued,
     /// Sent to the agent.
@@ -145,6 +149,21 @@ pub struct CommandDelivery {
     /// honours it; a helper running real actions denies such a request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub simulate: Option<Simulation>,
+    /// The deadline the owner signed (the command statement's `not_after`, UnixMillis);
+    /// present exactly when `user_sig` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<UnixMillis>,
+    /// The owner's signature over the command statement
+    /// ([`crate::owner_sig::command_statement`]), as the owner's client made it. The agent
+    /// runs the command only if it verifies with a key pinned for the device's owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_sig: Option<UserSig>,
+    /// How many approvals by other pinned keys the command needs (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals_required: Option<u32>,
+    /// Approvers' signatures over the same command statement (at most 8).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<UserSig>,
 }
 
 /// A fault the recording executor simulates (the design's test hooks).
@@ -167,7 +186,29 @@ impl Validate for CommandDelivery {
         if !self.params.is_object() {
             return Err(ProtoError::invalid("body.params", "must be a JSON object"));
         }
-        validate::range("body.attempt", self.attempt, 1, 16)
+        validate::range("body.attempt", self.attempt, 1, 16)?;
+        if self.user_sig.is_some() != self.not_after.is_some() {
+            return Err(ProtoError::invalid(
+                "body.not_after",
+                "present exactly when user_sig is",
+            ));
+        }
+        if let Some(s) = &self.user_sig {
+            s.validate_at(owner_sig::BODY_USER_SIG)?;
+        }
+        if let Some(n) = self.approvals_required {
+            validate::range(
+                "body.approvals_required",
+                n,
+                1,
+                u32::try_from(owner_sig::MAX_APPROVALS).unwrap_or(u32::MAX),
+            )?;
+        }
+        validate::max_items("body.approvals", &self.approvals, owner_sig::MAX_APPROVALS)?;
+        for a in &self.approvals {
+            a.validate_at(owner_sig::BODY_APPROVALS)?;
+        }
+        Ok(())
     }
 }
 

@@ -179,6 +179,36 @@ pub struct OwnerKey {
     pub kind: String,
     /// The public key, unpadded base64url.
     pub public_key: String,
+    /// What the key may sign on this PC (absent: `owner`).
+    #[serde(default, skip_serializing_if = "KeyRole::is_owner")]
+    pub role: KeyRole,
+}
+
+/// What a pinned key may sign (docs/protocol.md section 6.5).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyRole {
+    /// The owner's key: signs commands, approvals and owner-keys statements.
+    #[default]
+    Owner,
+    /// Someone the owner trusts to approve: signs approvals only, never a command or a
+    /// change of the pinned keys.
+    Approver,
+}
+
+impl KeyRole {
+    /// Whether this is [`KeyRole::Owner`] (the default, left out of the JSON).
+    pub fn is_owner(&self) -> bool {
+        *self == KeyRole::Owner
+    }
+
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyRole::Owner => "owner",
+            KeyRole::Approver => "approver",
+        }
+    }
 }
 
 /// gateway → agent after the owner confirmed pairing: the device certificate and the

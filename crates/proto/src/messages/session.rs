@@ -19,6 +19,17 @@ pub struct Auth {
     pub agent_version: String,
     /// The highest command sequence the agent has accepted, so the gateway resumes after it.
     pub last_seq_received: u64,
+    /// The version of the policy bundle the agent holds (0: the built-in policy), so the
+    /// gateway sends `policy_update` only to an agent whose bundle is older. Absent (an
+    /// older agent): the gateway sends the policy in force whenever it is not the
+    /// built-in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_version: Option<u64>,
+    /// The `version` of the last owner-keys statement the agent applied (0: none since
+    /// pairing), so the gateway sends only newer `owner_keys_update`s. Absent (an older
+    /// agent): taken as 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_keys_version: Option<u64>,
 }
 
 impl Validate for Auth {

@@ -12,7 +12,7 @@ use tether_proto::messages::command::{
 use tether_proto::{ErrorCode, MessageType, Payload, TraceId};
 use tether_store::{Command, CommandUpdate, is_terminal};
 
-use super::ingest::delivery;
+use super::ingest::{approvals_of, delivery};
 use super::{CLAIM_IDLE, GATEWAY_GROUP, device_stream, transition};
 use crate::state::AppState;
 
@@ -34,10 +34,11 @@ pub struct Outgoing {
     pub ttl: u32,
 }
 
-fn outgoing(state: &AppState, c: &Command, attempt: u32) -> Outgoing {
+async fn outgoing(state: &AppState, c: &Command, attempt: u32) -> Outgoing {
+    let approvals = approvals_of(state, c).await;
     let left_ms = c.command.expires_at.0.saturating_sub(state.now().0);
     Outgoing {
-        body: delivery(c, attempt),
+        body: delivery(c, attempt, &approvals),
         trace_id: TraceId::parse(&c.command.trace_id)
             .unwrap_or_else(|_| TraceId::from_random_bytes(crate::random::bytes::<16>())),
         ttl: u32::try_from(left_ms.div_ceil(1000))
@@ -89,7 +90,7 @@ async fn deliver_attempt(
         ..CommandUpdate::default()
     };
     match transition(state, &c.command.id, &[from], CommandState::Sent, update).await {
-        Ok(Some(sent)) => Some(outgoing(state, &sent, attempt)),
+        Ok(Some(sent)) => Some(outgoing(state, &sent, attempt).await),
         Ok(None) => None,
         Err(e) => {
             tracing::warn!(trace_id = %c.command.trace_id, command = %c.command.id, via, error = %e.code(), "delivery failed");
@@ -110,6 +111,7 @@ pub async fn expire(state: &AppState, c: &Command) {
         state,
         &c.command.id,
         &[
+            CommandState::AwaitingApproval,
             CommandState::Queued,
             CommandState::Sent,
             CommandState::AckReceived,
@@ -163,7 +165,7 @@ pub async fn on_connect(state: &AppState, device_id: &str) -> Vec<Outgoing> {
             }
             _ if c.command.expires_at <= state.now() => expire(state, &c).await,
             CommandState::Sent => out.extend(resend(state, &c).await),
-            _ => out.push(outgoing(state, &c, c.attempts.max(1))),
+            _ => out.push(outgoing(state, &c, c.attempts.max(1)).await),
         }
     }
     by_priority(&mut out);
@@ -197,7 +199,7 @@ pub async fn pending(state: &AppState, device_id: &str) -> Vec<Outgoing> {
 /// the attempt); `None` unless it is `sent`.
 pub async fn redeliver(state: &AppState, command_id: &str) -> Option<Outgoing> {
     match state.store.command(command_id).await {
-        Ok(Some(c)) if c.state == CommandState::Sent => Some(outgoing(state, &c, c.attempts)),
+        Ok(Some(c)) if c.state == CommandState::Sent => Some(outgoing(state, &c, c.attempts).await),
         Ok(_) => None,
         Err(e) => {
             tracing::warn!(command = %command_id, error = %e, "redelivery: command not loaded");
@@ -331,7 +333,11 @@ async fn own_command(
 /// An ack for a command that moved on already is a duplicate and changes nothing.
 pub async fn on_ack(state: &AppState, device_id: &str, ack: &CommandAck) -> Result<(), Refusal> {
     let id = ack.command_id.to_string();
-    let c = own_command(state, device_id, &id).await?;
+    let found = own_command(state, device_id, &id).await;
+    if ack.error == Some(ErrorCode::OwnerSignatureInvalid) {
+        super::owner_sig::on_refused(state, device_id, ack, found.is_ok()).await;
+    }
+    let c = found?;
     let (to, code) = match (ack.status, ack.error) {
         (AckStatus::Received, _) => (CommandState::AckReceived, None),
         (AckStatus::Rejected, Some(ErrorCode::PolicyDenied | ErrorCode::OwnerSignatureInvalid)) => {
@@ -457,8 +463,64 @@ pub async fn on_result(
     .await
     .map_err(|e| (e.code(), "the command could not be updated".to_owned()))?;
     match posted {
-        Some(posted) => finish(state, &posted).await,
+        Some(posted) => {
+            if result.status == ResultStatus::Denied
+                && let Some(
+                    code @ (ErrorCode::PolicyDenied
+                    | ErrorCode::ApprovalRequired
+                    | ErrorCode::PolicyHashMismatch),
+                ) = result.error
+            {
+                on_local_policy_denial(state, device_id, &posted, code, result).await;
+            }
+            finish(state, &posted).await
+        }
         None => Ok(()),
+    }
+}
+
+/// The PC's own policy check (its cached bundle, or the helper's policy hash) refused a
+/// command the server had allowed: a security event (audited, and a `policy_violation`
+/// alert for admins on the live view and the webhook). The server and the PC disagreeing
+/// means an outdated bundle on one side, or a server that skipped its own check.
+async fn on_local_policy_denial(
+    state: &AppState,
+    device_id: &str,
+    c: &Command,
+    code: ErrorCode,
+    result: &CommandResult,
+) {
+    let id = &c.command.id;
+    tracing::warn!(trace_id = %c.command.trace_id, device = %device_id, command = %id,
+        code = code.number(), "the PC's local policy refused a command the server allowed");
+    let notes = &result.notes;
+    let _ = crate::audit::record(
+        state,
+        device_id,
+        "agent.policy_denied",
+        Some(device_id),
+        crate::audit::Outcome::Denied,
+        json!({"command_id": id, "code": code.number(), "notes": notes,
+               "method": c.command.method, "policy_version": c.command.policy.version}),
+    )
+    .await;
+    let method = json!(c.command.method);
+    let message = format!(
+        "the PC refused command {id} ({}) by its own policy ({}): {notes}",
+        method.as_str().unwrap_or("?"),
+        code.number()
+    );
+    if let Err(e) = crate::alerts::raise(
+        state,
+        device_id,
+        crate::policy::KIND_POLICY_VIOLATION,
+        tether_proto::messages::notify::Severity::Warning,
+        &message,
+        None,
+    )
+    .await
+    {
+        tracing::warn!(device = %device_id, error = %e, "policy violation alert not raised");
     }
 }
 

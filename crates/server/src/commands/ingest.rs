@@ -3,13 +3,17 @@
 
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tether_policy::Outcome as PolicyOutcome;
 use tether_proto::envelope::Stamp;
 use tether_proto::messages::command::{
     CommandDelivery, CommandState, Method, Priority, Sensitivity, Simulation,
 };
+use tether_proto::owner_sig::{MAX_APPROVALS, UserSig};
 use tether_proto::validate::Validate;
 use tether_proto::{ErrorCode, MessageId, ProtoError, TraceId, canonical};
-use tether_store::{Command, Device, DeviceStatus, NewCommand, Role};
+use tether_store::{
+    Command, CommandApproval, CommandPolicy, Device, DeviceStatus, NewCommand, Role,
+};
 
 use super::{CommandView, announce, device_stream, wake};
 use crate::audit::{self, Outcome};
@@ -47,9 +51,17 @@ pub struct CommandRequest {
     #[serde(default = "default_priority")]
     #[schema(value_type = String, example = "normal")]
     pub priority: Priority,
-    /// The user's signature over the canonical command (checked from the policy issue on).
+    /// The owner's signature over the command statement (docs/protocol.md section
+    /// 6.11): `{"kind":"ed25519",…}` or `{"kind":"webauthn-es256",…}`. The PC runs only
+    /// commands a key it pinned signed; the server carries it.
     #[serde(default)]
-    pub user_sig: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub user_sig: Option<UserSig>,
+    /// The deadline the owner signed (UnixMillis), with `user_sig`; the command's
+    /// deadline is the earlier of this and `now + ttl_seconds`.
+    #[serde(default)]
+    #[schema(value_type = Option<u64>)]
+    pub not_after: Option<tether_proto::UnixMillis>,
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> ProtoError {
@@ -73,12 +85,14 @@ impl Validate for CommandRequest {
         if !self.params.is_object() {
             return Err(invalid("params", "must be a JSON object"));
         }
-        if self
-            .user_sig
-            .as_ref()
-            .is_some_and(|s| s.is_empty() || s.len() > 512)
-        {
-            return Err(invalid("user_sig", "must be 1..=512 characters"));
+        if let Some(s) = &self.user_sig {
+            s.validate_at(tether_proto::owner_sig::USER_SIG)?;
+        }
+        if self.user_sig.is_some() != self.not_after.is_some() {
+            return Err(invalid(
+                "not_after",
+                "required with user_sig, and only with it",
+            ));
         }
         Ok(())
     }
@@ -98,7 +112,7 @@ const fn default_priority() -> Priority {
 
 /// The devices a caller may command: their own, or any as an admin. Anyone else learns
 /// nothing about the device (404), except an auditor, who may see but not command (403).
-async fn controllable_device(
+pub(crate) async fn controllable_device(
     state: &AppState,
     caller: &Caller,
     device_id: &str,
@@ -131,6 +145,7 @@ fn request_hash(req: &CommandRequest) -> Result<String, ApiError> {
         "ttl_seconds": req.ttl_seconds,
         "priority": req.priority,
         "user_sig": req.user_sig,
+        "not_after": req.not_after,
     });
     let c = canonical::canonicalize(&v)
         .map_err(|e| ApiError::with_message(ErrorCode::InvalidField, e.to_string()))?;
@@ -200,6 +215,64 @@ async fn accept(
         .opcode()
         .parse_params(&req.params)
         .map_err(|e| ApiError::with_message(ErrorCode::InvalidParams, e.to_string()))?;
+    // The owner's signature is checked for shape (and, by a registered ed25519 key, for
+    // validity) before central policy, so a malformed one never follows an audited
+    // policy decision.
+    let now = state.now();
+    let registered = match &req.user_sig {
+        Some(_) => crate::owner_keys::registered_on(state, &caller.user, Some(&device.id)).await?,
+        None => Vec::new(),
+    };
+    let expires_at = super::owner_sig::precheck(
+        &registered,
+        now,
+        now.saturating_add(std::time::Duration::from_secs(u64::from(req.ttl_seconds))),
+        &req.message_id,
+        &device.id,
+        req.method,
+        &req.params,
+        req.user_sig.as_ref(),
+        req.not_after,
+    )?;
+    let user_sig = match (&req.user_sig, req.not_after) {
+        (Some(s), Some(n)) => Some(super::owner_sig::to_stored(s, n)?),
+        _ => None,
+    };
+    // Central policy, before anything is stored: a refusal stores nothing (the audit
+    // trail has the decision), approvals store the command without publishing it.
+    let current = crate::policy::current(state).await?;
+    let decision = crate::policy::decide(
+        state,
+        &current,
+        &caller.user,
+        caller.session_id.as_deref(),
+        &device.id,
+        req.method,
+    )
+    .await?;
+    crate::policy::record(
+        state,
+        &caller.user,
+        &device.id,
+        &id,
+        req.method,
+        current.version,
+        &decision,
+    )
+    .await?;
+    if let Some(refused) = crate::policy::refusal(&decision) {
+        return Err(refused);
+    }
+    let approvals = match &decision.outcome {
+        PolicyOutcome::NeedsApproval {
+            approvals,
+            approvers,
+        } => Some((
+            *approvals,
+            serde_json::to_value(approvers).map_err(ApiError::internal)?,
+        )),
+        _ => None,
+    };
     let undelivered = state.store.count_undelivered(&device.id).await?;
     if undelivered >= state.config.commands.device_queue_max {
         return Err(ApiError::with_message(
@@ -208,7 +281,6 @@ async fn accept(
         ));
     }
 
-    let now = state.now();
     let trace_id = req
         .trace_id
         .clone()
@@ -221,18 +293,28 @@ async fn accept(
         method: req.method,
         params: req.params.clone(),
         priority: req.priority,
-        sensitivity: if req.method.sensitive_by_default() {
+        sensitivity: if decision.sensitive {
             Sensitivity::Sensitive
         } else {
             Sensitivity::Normal
         },
         trace_id: trace_id.to_string(),
-        user_sig: req.user_sig.clone(),
+        user_sig,
         request_hash: hash.clone(),
         simulate,
-        state: CommandState::Queued,
+        state: if approvals.is_some() {
+            CommandState::AwaitingApproval
+        } else {
+            CommandState::Queued
+        },
+        policy: CommandPolicy {
+            version: current.version,
+            rule: decision.rule.clone(),
+            approvals_required: approvals.as_ref().map_or(0, |(n, _)| *n),
+            approvers: approvals.map(|(_, a)| a),
+        },
         created_at: now,
-        expires_at: now.saturating_add(std::time::Duration::from_secs(u64::from(req.ttl_seconds))),
+        expires_at,
     };
     if !state.store.insert_command(&new).await? {
         // Lost a race with the same message_id.
@@ -245,9 +327,10 @@ async fn accept(
     }
     // The command as accepted (a gateway may move it on at once: the answer and the
     // first event still say how it was accepted).
+    let initial = new.state;
     let stored = Command {
         command: new,
-        state: CommandState::Queued,
+        state: initial,
         attempts: 0,
         next_attempt_at: None,
         updated_at: now,
@@ -255,20 +338,23 @@ async fn accept(
         error_code: None,
         viewed_at: None,
     };
-    announce(state, &stored, None, &json!({"by": "ingest"})).await;
-
-    // Sign and publish. A failure here leaves the command queued in the store, where the
-    // gateway finds it when the device (re)connects.
-    let envelope = seal(state, &stored, 1, None)?;
-    if let Err(e) = state
-        .bus
-        .append(&device_stream(&device.id), &envelope, STREAM_MAX_LEN)
-        .await
-    {
-        tracing::warn!(trace_id = %stored.command.trace_id, error = %e, "command not published; it waits in the store");
-    } else {
-        wake(state, &device.id, None).await;
+    announce(
+        state,
+        &stored,
+        None,
+        &json!({"by": "ingest", "policy_version": current.version, "rule": decision.rule,
+                "decision": decision.word()}),
+    )
+    .await;
+    if initial == CommandState::AwaitingApproval {
+        // Stored, not published: approvals (`POST /api/command/{id}/approve`) queue it.
+        let mut view = CommandView::from(&stored);
+        view.code = Some(ErrorCode::ApprovalRequired.number());
+        view.reason = Some(decision.reason.clone());
+        view.approvals = Some(Vec::new());
+        return Ok((view, true));
     }
+    publish(state, &stored).await?;
     // Stored and published: the answer is "accepted" even if presence cannot be read
     // now (an error here would make the client retry a command that exists).
     let mut view = CommandView::from(&stored);
@@ -279,6 +365,26 @@ async fn accept(
         .ok()
         .map(|p| p.is_some());
     Ok((view, true))
+}
+
+/// Signs a `queued` command (attempt 1) and appends it to its device's stream, then
+/// wakes the device's session. A failure to publish leaves the command queued in the
+/// store, where the gateway finds it when the device (re)connects or the CommandWorker
+/// wakes it; only a failure to sign is an error.
+pub async fn publish(state: &AppState, stored: &Command) -> Result<(), ApiError> {
+    let device_id = &stored.command.device_id;
+    let approvals = approvals_of(state, stored).await;
+    let envelope = seal(state, stored, 1, None, &approvals)?;
+    if let Err(e) = state
+        .bus
+        .append(&device_stream(device_id), &envelope, STREAM_MAX_LEN)
+        .await
+    {
+        tracing::warn!(trace_id = %stored.command.trace_id, error = %e, "command not published; it waits in the store");
+    } else {
+        wake(state, device_id, None).await;
+    }
+    Ok(())
 }
 
 fn same_request(existing: Command, caller: &Caller, hash: &str) -> Result<Command, ApiError> {
@@ -292,9 +398,33 @@ fn same_request(existing: Command, caller: &Caller, hash: &str) -> Result<Comman
     }
 }
 
-/// The `command_delivery` body of a command at `attempt`.
-pub fn delivery(c: &Command, attempt: u32) -> CommandDelivery {
+/// The approvals a command's delivery carries: none unless it needed approvals (a store
+/// failure is logged and sends none: the agent then refuses the command, `2011`).
+pub async fn approvals_of(state: &AppState, c: &Command) -> Vec<CommandApproval> {
+    if c.command.policy.approvals_required == 0 {
+        return Vec::new();
+    }
+    match state.store.command_approvals(&c.command.id).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(trace_id = %c.command.trace_id, error = %e, "a command's approvals not read");
+            Vec::new()
+        }
+    }
+}
+
+/// The `command_delivery` body of a command at `attempt`, with the approvers'
+/// signatures when it needed approvals: `approvals_required` = how many, `approvals` =
+/// the signed ones (docs/protocol.md, `command_delivery`).
+pub fn delivery(c: &Command, attempt: u32, approvals: &[CommandApproval]) -> CommandDelivery {
     let cmd = &c.command;
+    let (not_after, user_sig) = super::owner_sig::from_stored(cmd.user_sig.as_deref());
+    let required = cmd.policy.approvals_required;
+    let approvals: Vec<UserSig> = approvals
+        .iter()
+        .filter_map(|a| serde_json::from_str(a.user_sig.as_deref()?).ok())
+        .take(MAX_APPROVALS)
+        .collect();
     CommandDelivery {
         command_id: MessageId::parse(&cmd.id)
             .unwrap_or_else(|_| MessageId::from_random_bytes([0; 16])),
@@ -304,10 +434,15 @@ pub fn delivery(c: &Command, attempt: u32) -> CommandDelivery {
         priority: cmd.priority,
         sensitivity: cmd.sensitivity,
         origin_user_id: cmd.origin_user_id.clone(),
-        policy_version: 0,
+        policy_version: cmd.policy.version,
         expires_at: cmd.expires_at,
         attempt: attempt.clamp(1, 16),
         simulate: cmd.simulate,
+        not_after,
+        user_sig,
+        approvals_required: (required > 0)
+            .then(|| required.min(u32::try_from(MAX_APPROVALS).unwrap_or(u32::MAX))),
+        approvals,
     }
 }
 
@@ -319,6 +454,7 @@ pub fn seal(
     c: &Command,
     attempt: u32,
     seq: Option<u64>,
+    approvals: &[CommandApproval],
 ) -> Result<Vec<u8>, ApiError> {
     let now = state.now();
     let left_ms = c.command.expires_at.0.saturating_sub(now.0);
@@ -335,6 +471,6 @@ pub fn seal(
     };
     state
         .gateway_signer
-        .seal(stamp, &delivery(c, attempt))
+        .seal(stamp, &delivery(c, attempt, approvals))
         .map_err(ApiError::internal)
 }

@@ -32,6 +32,7 @@ fn command(method: Method) -> Command {
             request_hash: String::new(),
             simulate: None,
             state: CommandState::Queued,
+            policy: tether_store::CommandPolicy::default(),
             created_at: UnixMillis(T0),
             expires_at: UnixMillis(T0 + 300_000),
         },

@@ -293,13 +293,21 @@ pub async fn login(
         check_totp_once(&state, &user, t, code).await?;
         amr.push("otp".into());
     }
+    let second_factor = amr.iter().any(|m| m == "otp");
     let resp = issue_session(&state, &user, None, amr).await?;
+    if second_factor {
+        // A TOTP login is a fresh second factor for sensitive commands (policy step-up).
+        state
+            .store
+            .record_second_factor(&resp.session_id, &user.id, state.now())
+            .await?;
+    }
     audit::record(&state, &user.id, "user.login", Some(&user.id), Outcome::Success,
         json!({"session_id": resp.session_id, "source": crate::ratelimit::source_hash(peer.addr.ip())})).await?;
     Ok(Json(resp))
 }
 
-async fn check_totp_once(
+pub(crate) async fn check_totp_once(
     state: &AppState,
     user: &User,
     t: &TotpRecord,

@@ -59,6 +59,8 @@ pub fn event_name(kind: LiveKind) -> &'static str {
         LiveKind::CommandStatus => "command_status",
         LiveKind::CommandWake => "command_wake",
         LiveKind::AgentFrame => "agent_frame",
+        LiveKind::PolicyChanged => "policy_changed",
+        LiveKind::OwnerKeys => "owner_keys",
     }
 }
 

@@ -10,11 +10,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tether_proto::envelope::Stamp;
 use tether_proto::messages::discovery::{
-    DeviceActivate, DiscoveryConfirm, OwnerKey, PairActivate, PairRequest, PairResponse,
+    DeviceActivate, DiscoveryConfirm, PairActivate, PairRequest, PairResponse,
     discovery_proof_input, pair_activate_input, pairing_code,
 };
 use tether_proto::validate::b64url_decode;
-use tether_proto::{ErrorCode, KeyId, MessageId, UnixMillis};
+use tether_proto::{ErrorCode, MessageId, UnixMillis};
 use tether_store::{Device, DeviceStatus, DiscoveryStatus, PairingRecord, PairingRefusal, User};
 use tether_trust::TokenType;
 use utoipa::ToSchema;
@@ -477,18 +477,9 @@ pub async fn pair_activate(
             return Ok((StatusCode::ACCEPTED, Json(waiting("waiting"))));
         }
     }
-    let owner_keys = owner
-        .mobile_pub
-        .iter()
-        .filter_map(|k| {
-            let raw: [u8; 32] = b64url_decode(k)?.try_into().ok()?;
-            Some(OwnerKey {
-                kid: KeyId::for_ed25519(&raw).to_string(),
-                kind: "ed25519".into(),
-                public_key: k.clone(),
-            })
-        })
-        .collect();
+    // The owner's keys as registered now (the registration key and every statement
+    // since): pairing in front of the PC is the other way keys get pinned.
+    let owner_keys = crate::owner_keys::registered(&state, &owner).await?;
     let body = DeviceActivate {
         device_id: device.id.clone(),
         device_cert_pem: device.cert_pem.clone().unwrap_or_default(),

@@ -350,6 +350,11 @@ pub async fn login_finish(
         state.store.update_passkey(&credential_id, &data).await?;
     }
     let resp = issue_session(&state, &user, None, vec!["hwk".to_owned()]).await?;
+    // A passkey (with user verification) is a fresh second factor for sensitive commands.
+    state
+        .store
+        .record_second_factor(&resp.session_id, &user.id, state.now())
+        .await?;
     audit::record(
         &state,
         &user.id,

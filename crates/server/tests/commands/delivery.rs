@@ -262,6 +262,7 @@ async fn stored_queued(srv: &TestServer, device_id: &str, origin: &str) -> Strin
         request_hash: "0".repeat(64),
         simulate: None,
         state: CommandState::Queued,
+        policy: tether_store::CommandPolicy::default(),
         created_at: now,
         expires_at: now.saturating_add(Duration::from_secs(3600)),
     };
@@ -286,7 +287,7 @@ async fn a_stream_entry_a_dead_gateway_left_pending_is_claimed_after_the_idle_ti
     // Another gateway read the entry and died before handling it.
     let id = stored_queued(&srv, &device_id, &alice_id).await;
     let stored = state.store.command(&id).await.unwrap().unwrap();
-    let envelope = tether_server::commands::ingest::seal(state, &stored, 1, None).unwrap();
+    let envelope = tether_server::commands::ingest::seal(state, &stored, 1, None, &[]).unwrap();
     let stream = device_stream(&device_id);
     state
         .bus

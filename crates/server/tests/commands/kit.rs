@@ -130,17 +130,23 @@ pub(crate) async fn next_frame(ws: &mut WsStream, srv: &TestServer) -> (Header, 
     }
 }
 
-/// The next frame, which must be a `command_delivery`.
+/// The next frame, which must be a `command_delivery` (an `alert_push` before it is
+/// skipped: the gateway pushes alerts whenever they are raised, e.g. the security alert
+/// of an owner-signature refusal; so is a `policy_update`, sent after `connected` and
+/// whenever a policy is saved).
 pub(crate) async fn next_delivery(
     ws: &mut WsStream,
     srv: &TestServer,
 ) -> (Header, CommandDelivery) {
-    match next_frame(ws, srv).await {
-        (h, Payload::CommandDelivery(d)) => (h, d),
-        (_, other) => panic!(
-            "expected a command_delivery, got {:?}: {other:?}",
-            other.message_type()
-        ),
+    loop {
+        match next_frame(ws, srv).await {
+            (h, Payload::CommandDelivery(d)) => return (h, d),
+            (_, Payload::AlertPush(_) | Payload::PolicyUpdate(_)) => {}
+            (_, other) => panic!(
+                "expected a command_delivery, got {:?}: {other:?}",
+                other.message_type()
+            ),
+        }
     }
 }
 

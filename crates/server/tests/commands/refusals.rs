@@ -260,6 +260,18 @@ async fn an_agents_rejection_or_failed_result_ends_the_command_with_its_code() {
             transitions(&v).last().unwrap(),
             &(Some("sent".to_owned()), state.to_owned())
         );
+        if code == ErrorCode::OwnerSignatureInvalid {
+            // A PC refusing a command for its owner signature is a security alert.
+            let (_, alerts): (u16, Value) = alice.get("/api/alerts").await.unwrap();
+            assert!(
+                alerts
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|a| a["kind"] == "owner_signature_invalid" && a["severity"] == "critical"),
+                "{alerts}"
+            );
+        }
     }
 
     // A failed result: result_posted, then failed with the result's code; the result is
@@ -284,6 +296,55 @@ async fn an_agents_rejection_or_failed_result_ends_the_command_with_its_code() {
         ]
         .map(|(f, t)| (f.map(str::to_owned), t.to_owned()))
     );
+
+    let _ = ws.close(None).await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_pc_refusing_by_its_own_policy_raises_a_policy_violation() {
+    let srv = TestServer::start().await;
+    let (mut agent, alice) = paired(&srv, "alice@lab.example").await;
+    let device_id = agent.device_id.clone().unwrap();
+    let (mut ws, _) = online(&srv, &mut agent).await;
+
+    let id = lock_screen(&alice, &device_id).await;
+    expect_delivery(&mut ws, &srv, &id, 1).await;
+    agent.send(&mut ws, &srv, &ack(&id)).await;
+    wait_state(&alice, &id, "ack_received").await;
+    let denied = CommandResult {
+        status: tether_proto::messages::command::ResultStatus::Denied,
+        error: Some(ErrorCode::PolicyDenied),
+        notes: "rule no-locks: lock_screen is not allowed".into(),
+        result: json!({}),
+        ..result_ok(&id)
+    };
+    agent.send(&mut ws, &srv, &denied).await;
+    let v = wait_state(&alice, &id, "denied").await;
+    assert_eq!(v["error"], 4001, "{v}");
+    let events = audit(&srv, "agent.policy_denied", None).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    let (_, alerts): (u16, Value) = alice.get("/api/alerts").await.unwrap();
+    let alert = alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "policy_violation")
+        .unwrap_or_else(|| panic!("no policy_violation alert: {alerts}"));
+    assert!(
+        alert["message"].as_str().unwrap().contains("no-locks"),
+        "{alert}"
+    );
+
+    // A failed result is not a policy matter: no second event.
+    let id = lock_screen(&alice, &device_id).await;
+    expect_delivery(&mut ws, &srv, &id, 1).await;
+    agent.send(&mut ws, &srv, &ack(&id)).await;
+    agent
+        .send(&mut ws, &srv, &result_failed(&id, ErrorCode::KernelFailure))
+        .await;
+    wait_state(&alice, &id, "failed").await;
+    assert_eq!(audit(&srv, "agent.policy_denied", None).await.len(), 1);
 
     let _ = ws.close(None).await;
     srv.stop().await;

@@ -139,6 +139,8 @@ pub struct FakeAgent {
     pub device_id: Option<String>,
     pub cert_pem: Option<String>,
     pub intermediate_pem: Option<String>,
+    /// What `auth.owner_keys_version` says (the owner-keys statement applied last).
+    pub owner_keys_version: Option<u64>,
 }
 
 impl FakeAgent {
@@ -155,6 +157,7 @@ impl FakeAgent {
             device_id: None,
             cert_pem: None,
             intermediate_pem: None,
+            owner_keys_version: None,
         }
     }
 
@@ -288,6 +291,8 @@ impl FakeAgent {
             nonce: b64url_encode(&rand_bytes()),
             agent_version: "0.1.0".into(),
             last_seq_received: 0,
+            policy_version: None,
+            owner_keys_version: self.owner_keys_version,
         };
         let st = self.stamp(srv.clock.now());
         let frame = self.signer.seal(st, &auth).unwrap();

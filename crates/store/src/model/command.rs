@@ -31,12 +31,57 @@ pub struct NewCommand {
     pub request_hash: String,
     /// A fault to simulate (test-mode commands only).
     pub simulate: Option<Simulation>,
-    /// The state it is stored in: `queued`, or `denied` when policy refused it at ingest.
+    /// The state it is stored in: `queued`, or `awaiting_approval` when policy wants
+    /// approvals first.
     pub state: CommandState,
+    /// The policy decision it was accepted under.
+    pub policy: CommandPolicy,
     /// When it was accepted.
     pub created_at: UnixMillis,
     /// Its absolute deadline (`created_at` + the user's TTL).
     pub expires_at: UnixMillis,
+}
+
+/// The policy decision a command was accepted under.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CommandPolicy {
+    /// The policy version in force (0: the built-in policy).
+    pub version: u64,
+    /// The rule that decided, if one did.
+    pub rule: Option<String>,
+    /// Distinct approvals it needs before it is queued (0: none).
+    pub approvals_required: u32,
+    /// Who may approve it (the rule's `approvers` object, JSON), when it needs approvals.
+    pub approvers: Option<Value>,
+}
+
+/// One user's approval of a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandApproval {
+    /// The command.
+    pub command_id: String,
+    /// Who approved it.
+    pub approver_id: String,
+    /// When.
+    pub at: UnixMillis,
+    /// The approver's signature over the command statement (a `UserSig`, JSON text,
+    /// opaque to the store); `None` for an unsigned approval.
+    pub user_sig: Option<String>,
+}
+
+/// Which recently accepted commands to count (rate rules): those created after `since`
+/// (exclusive), of `user_id` and/or on `device_id` when given, of one of `methods` (all
+/// when empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandCount {
+    /// Only this user's.
+    pub user_id: Option<String>,
+    /// Only this device's.
+    pub device_id: Option<String>,
+    /// Only these methods (empty: every method).
+    pub methods: Vec<Method>,
+    /// Only commands created after this instant.
+    pub since: UnixMillis,
 }
 
 /// A stored command.
@@ -132,6 +177,7 @@ pub const fn is_terminal(s: CommandState) -> bool {
 /// The stored spelling of a state (its wire spelling).
 pub const fn state_str(s: CommandState) -> &'static str {
     match s {
+        CommandState::AwaitingApproval => "awaiting_approval",
         CommandState::Queued => "queued",
         CommandState::Sent => "sent",
         CommandState::AckReceived => "ack_received",

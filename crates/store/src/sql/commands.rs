@@ -14,15 +14,16 @@ use tether_proto::messages::command::{CommandState, Method, Priority, Sensitivit
 use super::rows::{RowExt, opt_time, time};
 use super::{Dialect, SqlStore, db_err, from_db_u64, is_unique_violation, to_db_time, to_db_u64};
 use crate::{
-    Artifact, Command, CommandTransition, CommandUpdate, NewCommand, StoreError, StoreResult,
-    UnixMillis, parse_state, state_str,
+    Artifact, Command, CommandPolicy, CommandTransition, CommandUpdate, NewCommand, StoreError,
+    StoreResult, UnixMillis, parse_state, state_str,
 };
 
 macro_rules! command_columns {
     () => {
         "id, device_id, origin_user_id, method, params, priority, sensitivity, trace_id, \
          user_sig, request_hash, simulate, initial_state, state, attempts, next_attempt_at, \
-         created_at, expires_at, updated_at, result, error_code, viewed_at"
+         created_at, expires_at, updated_at, result, error_code, viewed_at, policy_version, \
+         policy_rule, approvals_required, approvers"
     };
 }
 macro_rules! artifact_columns {
@@ -47,7 +48,8 @@ const SELECT_DUE_RETRY: &str = concat!(
 const SELECT_EXPIRED: &str = concat!(
     "SELECT ",
     command_columns!(),
-    " FROM commands WHERE state IN ('queued', 'sent', 'ack_received') AND expires_at <= ? \
+    " FROM commands WHERE state IN ('awaiting_approval', 'queued', 'sent', 'ack_received') \
+     AND expires_at <= ? \
      ORDER BY expires_at, id LIMIT ?"
 );
 const SELECT_QUEUED_BEFORE: &str = concat!(
@@ -62,13 +64,18 @@ const SELECT_IN_FLIGHT: &str = concat!(
      AND state IN ('queued', 'sent', 'ack_received', 'executing', 'result_posted') \
      ORDER BY created_at, id LIMIT ?"
 );
+pub(super) const SELECT_AWAITING_APPROVAL: &str = concat!(
+    "SELECT ",
+    command_columns!(),
+    " FROM commands WHERE state = 'awaiting_approval' ORDER BY created_at, id LIMIT ?"
+);
 const SELECT_ARTIFACT: &str = concat!(
     "SELECT ",
     artifact_columns!(),
     " FROM artifacts WHERE id = ?"
 );
 
-fn enum_str<T: serde::Serialize>(v: &T) -> StoreResult<String> {
+pub(super) fn enum_str<T: serde::Serialize>(v: &T) -> StoreResult<String> {
     match serde_json::to_value(v) {
         Ok(Value::String(s)) => Ok(s),
         _ => Err(StoreError::Corrupt(
@@ -82,7 +89,7 @@ fn parse_enum<T: serde::de::DeserializeOwned>(col: &'static str, s: String) -> S
         .map_err(|_| StoreError::Corrupt(format!("{col}: unknown value {s:?}")))
 }
 
-fn json(col: &'static str, s: &str) -> StoreResult<Value> {
+pub(super) fn json(col: &'static str, s: &str) -> StoreResult<Value> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
 }
 
@@ -91,7 +98,7 @@ fn state_col(row: &impl RowExt, col: &'static str) -> StoreResult<CommandState> 
     parse_state(&s).ok_or_else(|| StoreError::Corrupt(format!("{col}: unknown state {s:?}")))
 }
 
-fn command(row: &impl RowExt) -> StoreResult<Command> {
+pub(super) fn command(row: &impl RowExt) -> StoreResult<Command> {
     let method: Method = parse_enum("method", row.text("method")?)?;
     let priority: Priority = parse_enum("priority", row.text("priority")?)?;
     let sensitivity: Sensitivity = parse_enum("sensitivity", row.text("sensitivity")?)?;
@@ -119,6 +126,16 @@ fn command(row: &impl RowExt) -> StoreResult<Command> {
             request_hash: row.text("request_hash")?,
             simulate,
             state: state_col(row, "initial_state")?,
+            policy: CommandPolicy {
+                version: from_db_u64(row.int("policy_version")?, "policy_version")?,
+                rule: row.opt_text("policy_rule")?,
+                approvals_required: u32::try_from(row.int("approvals_required")?)
+                    .map_err(|_| StoreError::Corrupt("approvals_required out of range".into()))?,
+                approvers: row
+                    .opt_text("approvers")?
+                    .map(|a| json("approvers", &a))
+                    .transpose()?,
+            },
             created_at: time(row, "created_at")?,
             expires_at: time(row, "expires_at")?,
         },
@@ -193,11 +210,13 @@ where
         let params = c.params.to_string();
         let simulate = c.simulate.as_ref().map(enum_str).transpose()?;
         let state = state_str(c.state);
+        let approvers = c.policy.approvers.as_ref().map(Value::to_string);
         let mut tx = self.pool().begin().await.map_err(db_err("command"))?;
         let inserted = sqlx::query(concat!(
             "INSERT INTO commands (",
             command_columns!(),
-            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?, ?, NULL, NULL, NULL)"
+            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?, ?, NULL, NULL, NULL, \
+             ?, ?, ?, ?)"
         ))
         .bind(c.id.as_str())
         .bind(c.device_id.as_str())
@@ -215,6 +234,10 @@ where
         .bind(to_db_time(c.created_at))
         .bind(to_db_time(c.expires_at))
         .bind(to_db_time(c.created_at))
+        .bind(to_db_u64(c.policy.version))
+        .bind(c.policy.rule.as_deref())
+        .bind(i64::from(c.policy.approvals_required))
+        .bind(approvers.as_deref())
         .execute(&mut *tx)
         .await;
         match inserted {

@@ -9,11 +9,11 @@ use super::rows::{self, RowExt};
 use super::statements::*;
 use super::{Dialect, SqlStore, db_err, from_db_u64, is_unique_violation, to_db_time, to_db_u64};
 use crate::{
-    Alert, Artifact, AuditEvent, Ceremony, Command, CommandState, CommandTransition, CommandUpdate,
-    Device, DiscoveryRecord, DiscoveryStatus, NewAuditEvent, NewCommand, NewTelemetryEvent,
-    NewUser, PairingRecord, PairingRefusal, PasskeyRecord, RefreshRecord, Role, Rollup,
-    RollupPeriod, Rotation, SeenDevice, Store, StoreError, StoreResult, TelemetryEvent,
-    TelemetryPoint, TotpRecord, UnixMillis, User,
+    Alert, Artifact, AuditEvent, Ceremony, Command, CommandApproval, CommandCount, CommandState,
+    CommandTransition, CommandUpdate, Device, DiscoveryRecord, DiscoveryStatus, NewAuditEvent,
+    NewCommand, NewTelemetryEvent, NewUser, OwnerKeysRecord, PairingRecord, PairingRefusal,
+    PasskeyRecord, PolicyRecord, RefreshRecord, Role, Rollup, RollupPeriod, Rotation, SeenDevice,
+    Store, StoreError, StoreResult, TelemetryEvent, TelemetryPoint, TotpRecord, UnixMillis, User,
 };
 
 // The bounds say "this sqlx driver can run queries and bind/read the column types the
@@ -760,6 +760,55 @@ where
 
     async fn mark_command_viewed(&self, id: &str, at: UnixMillis) -> StoreResult<bool> {
         self.mark_command_viewed_sql(id, at).await
+    }
+
+    async fn insert_policy(&self, p: &PolicyRecord) -> StoreResult<bool> {
+        self.insert_policy_sql(p).await
+    }
+
+    async fn current_policy(&self) -> StoreResult<Option<PolicyRecord>> {
+        self.current_policy_sql().await
+    }
+
+    async fn add_command_approval(&self, a: &CommandApproval) -> StoreResult<bool> {
+        self.add_command_approval_sql(a).await
+    }
+
+    async fn command_approvals(&self, command_id: &str) -> StoreResult<Vec<CommandApproval>> {
+        self.command_approvals_sql(command_id).await
+    }
+
+    async fn commands_awaiting_approval(&self, limit: u32) -> StoreResult<Vec<Command>> {
+        self.commands_awaiting_approval_sql(limit).await
+    }
+
+    async fn insert_owner_keys(&self, r: &OwnerKeysRecord) -> StoreResult<bool> {
+        self.insert_owner_keys_sql(r).await
+    }
+
+    async fn owner_keys_statements(&self, user_id: &str) -> StoreResult<Vec<OwnerKeysRecord>> {
+        self.owner_keys_statements_sql(user_id).await
+    }
+
+    async fn count_commands(&self, q: &CommandCount) -> StoreResult<u64> {
+        self.count_commands_sql(q).await
+    }
+
+    async fn record_second_factor(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        at: UnixMillis,
+    ) -> StoreResult<()> {
+        self.record_second_factor_sql(session_id, user_id, at).await
+    }
+
+    async fn last_second_factor(
+        &self,
+        session_id: &str,
+        user_id: &str,
+    ) -> StoreResult<Option<UnixMillis>> {
+        self.last_second_factor_sql(session_id, user_id).await
     }
 
     async fn insert_artifact(&self, a: &Artifact) -> StoreResult<()> {

@@ -81,6 +81,12 @@ behaviour!(
     commands_ingest_transitions_and_queries,
     commands_concurrent_transition_one_wins,
     commands_transitions_beside_other_writers,
+    policy_versions_claimed_once,
+    command_approvals_once_per_user,
+    commands_awaiting_approval_and_expiry,
+    count_commands_by_scope_and_method,
+    second_factor_per_session_never_backwards,
+    owner_keys_statements_once_per_version,
 );
 
 /// Reopening a store runs no migration twice and keeps the data.

@@ -3,13 +3,13 @@
 
 use serde_json::json;
 use tether_proto::messages::command::{CommandState, Method, Priority, Sensitivity, Simulation};
-use tether_store::{Artifact, CommandUpdate, NewCommand, StoreError, is_terminal};
+use tether_store::{Artifact, CommandPolicy, CommandUpdate, NewCommand, StoreError, is_terminal};
 
 use crate::fixtures::{NOW, active_device, at, user};
 use crate::harness::Shared;
 use crate::suite::race;
 
-fn new_command(id: &str, device: &str, user: &str, expires_in_ms: i64) -> NewCommand {
+pub(crate) fn new_command(id: &str, device: &str, user: &str, expires_in_ms: i64) -> NewCommand {
     NewCommand {
         id: id.to_owned(),
         device_id: device.to_owned(),
@@ -23,6 +23,7 @@ fn new_command(id: &str, device: &str, user: &str, expires_in_ms: i64) -> NewCom
         request_hash: "ab".repeat(32),
         simulate: None,
         state: CommandState::Queued,
+        policy: CommandPolicy::default(),
         created_at: NOW,
         expires_at: at(expires_in_ms),
     }
