@@ -462,6 +462,18 @@ impl Server {
     }
 }
 
+/// 16 random bytes from the OS.
+pub fn random16() -> [u8; 16] {
+    let mut b = [0u8; 16];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
+    b
+}
+
+/// A fresh random UUID v4, for a message or command id.
+pub fn uuid() -> String {
+    tether_proto::MessageId::from_random_bytes(random16()).to_string()
+}
+
 /// Copies a directory tree (the keystore, for a second server process).
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("creating {}: {e}", to.display()));

@@ -35,7 +35,9 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use serde_json::{Value, json};
-use tether_e2e::{Backends, Helper, Proc, Server, gateway_signer, pair_agent, register_user};
+use tether_e2e::{
+    Backends, Helper, Proc, Server, gateway_signer, pair_agent, random16, register_user, uuid,
+};
 use tether_proto::envelope::{EnvelopeSigner, Stamp};
 use tether_proto::messages::command::CommandDelivery;
 use tether_proto::messages::notify::ErrorFrame;
@@ -49,17 +51,6 @@ const REFUSAL_WITHIN: Duration = Duration::from_secs(10);
 /// The gateway numbers its own frames from 1 on each session; the test's frames use
 /// numbers far above them (the hook moves the session's counter up to each frame's).
 const SEQ_BASE: u64 = 1_000_000;
-
-fn random16() -> [u8; 16] {
-    let mut b = [0u8; 16];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
-    b
-}
-
-/// A fresh random UUID v4 for a message or command id.
-fn uuid() -> String {
-    MessageId::from_random_bytes(random16()).to_string()
-}
 
 fn now() -> u64 {
     SystemClock.now().0

@@ -30,18 +30,11 @@ use serde_json::{Value, json};
 use tether_client::sse::EventStream;
 use tether_e2e::{
     Backends, Helper, Proc, Server, on_mysql_and_redis, pair_agent, register_user, run_agent,
-    signed_command,
+    signed_command, uuid,
 };
 
 const DEVICE_NAME: &str = "lab-pc-faults";
 const TERMINAL: &[&str] = &["completed", "failed", "dlq", "expired", "denied"];
-
-/// A fresh random UUID v4 for a message id.
-fn uuid() -> String {
-    let mut b = [0u8; 16];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
-    tether_proto::MessageId::from_random_bytes(b).to_string()
-}
 
 /// A server in test mode, a user, an agent paired to it that talks to a recording
 /// helper.

@@ -15,15 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tether_e2e::{
-    Backends, Helper, Server, on_mysql_and_redis, pair_agent, register_user, signed_command,
+    Backends, Helper, Server, on_mysql_and_redis, pair_agent, register_user, signed_command, uuid,
 };
-
-/// A fresh random UUID v4 for a message id.
-fn uuid() -> String {
-    let mut b = [0u8; 16];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
-    tether_proto::MessageId::from_random_bytes(b).to_string()
-}
 
 /// Polls the command until its state is one of `states`.
 async fn wait_state(

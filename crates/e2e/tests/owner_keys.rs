@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::SigningKey;
 use serde_json::{Value, json};
 use tether_e2e::{
-    Backends, Helper, Proc, Server, binary, gateway_signer, owner_key, pair_agent, register_user,
-    run_agent, sign_command, signed_command, write_owner_key_file,
+    Backends, Helper, Proc, Server, binary, gateway_signer, owner_key, pair_agent, random16,
+    register_user, run_agent, sign_command, signed_command, uuid, write_owner_key_file,
 };
 use tether_proto::envelope::Stamp;
 use tether_proto::messages::command::{CommandDelivery, Method};
@@ -45,16 +45,6 @@ const OWNER: &str = "ada@lab.example";
 const PASSWORD: &str = "correct horse battery";
 const WITHIN: Duration = Duration::from_secs(30);
 const TERMINAL: &[&str] = &["completed", "failed", "dlq", "expired", "denied"];
-
-fn random16() -> [u8; 16] {
-    let mut b = [0u8; 16];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
-    b
-}
-
-fn uuid() -> String {
-    MessageId::from_random_bytes(random16()).to_string()
-}
 
 fn kid(key: &SigningKey) -> String {
     KeyId::for_ed25519(key.verifying_key().as_bytes()).to_string()

@@ -44,8 +44,8 @@ use p256::pkcs8::EncodePublicKey as _;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tether_e2e::{
-    Backends, Helper, Proc, Server, gateway_signer, owner_key, pair_agent, register_user,
-    signed_command,
+    Backends, Helper, Proc, Server, gateway_signer, owner_key, pair_agent, random16, register_user,
+    signed_command, uuid,
 };
 use tether_proto::envelope::{EnvelopeSigner, Stamp};
 use tether_proto::messages::command::{CommandDelivery, Method};
@@ -63,16 +63,6 @@ const TERMINAL: &[&str] = &["completed", "failed", "dlq", "expired", "denied"];
 const WITHIN: Duration = Duration::from_secs(20);
 /// The test's frames use sequence numbers far above the gateway's own.
 const SEQ_BASE: u64 = 1_000_000;
-
-fn random16() -> [u8; 16] {
-    let mut b = [0u8; 16];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
-    b
-}
-
-fn uuid() -> String {
-    MessageId::from_random_bytes(random16()).to_string()
-}
 
 fn now() -> UnixMillis {
     SystemClock.now()

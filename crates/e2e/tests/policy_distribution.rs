@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::SigningKey;
 use serde_json::{Value, json};
 use tether_e2e::{
-    Backends, Helper, Proc, Server, binary, gateway_signer, owner_key, pair_agent, register_user,
-    signed_command,
+    Backends, Helper, Proc, Server, binary, gateway_signer, owner_key, pair_agent, random16,
+    register_user, signed_command, uuid,
 };
 use tether_proto::envelope::{EnvelopeSigner, Stamp};
 use tether_proto::messages::command::Method;
@@ -44,16 +44,6 @@ const ADMIN: &str = "root@lab.example";
 const WITHIN: Duration = Duration::from_secs(20);
 /// Above every number the gateway gives its own frames in these tests.
 const SEQ_BASE: u64 = 1_000_000;
-
-fn random16() -> [u8; 16] {
-    let mut b = [0u8; 16];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
-    b
-}
-
-fn uuid() -> String {
-    MessageId::from_random_bytes(random16()).to_string()
-}
 
 fn now() -> u64 {
     SystemClock.now().0
