@@ -14,109 +14,12 @@
     clippy::arithmetic_side_effects
 )]
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
+use tether_e2e::cli::{Run, Tether};
 use tether_e2e::{Backends, Server, pair_agent, register_user};
 use tether_store::Role;
-
-/// `register_user`'s password.
-const PASSWORD: &str = "correct horse battery";
-
-#[derive(Debug)]
-struct Run {
-    args: String,
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    #[track_caller]
-    fn code(self, code: i32) -> Self {
-        assert_eq!(
-            self.code, code,
-            "tether {}: expected exit {code}: {self:#?}",
-            self.args
-        );
-        self
-    }
-
-    #[track_caller]
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("tether {}: stdout is not JSON ({e}): {self:#?}", self.args))
-    }
-}
-
-/// `tether` with its own profile, logged in.
-struct Tether {
-    profile: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Tether {
-    fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Run {
-        use std::io::Write;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
-            .arg("--profile-dir")
-            .arg(&self.profile)
-            .args(args)
-            .env_remove("TETHER_SERVER")
-            .env_remove("TETHER_PROFILE_DIR")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        Run {
-            args: args.join(" "),
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        self.run_with_stdin(args, "")
-    }
-
-    fn login(server: &Server, email: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let t = Tether {
-            profile: dir.path().join("profile"),
-            _dir: dir,
-        };
-        let ca = server.ca_file.to_str().unwrap();
-        t.run_with_stdin(
-            &[
-                "--server",
-                &server.url,
-                "--ca-file",
-                ca,
-                "login",
-                "--email",
-                email,
-                "--password-stdin",
-            ],
-            &format!("{PASSWORD}\n"),
-        )
-        .code(0);
-        // The owner key `register_user` registered, so `tether cmd` signs with the key
-        // the user's PCs pin.
-        tether_e2e::write_owner_key_file(&t.profile, email);
-        t
-    }
-}
 
 fn now_secs() -> u64 {
     SystemTime::now()

@@ -10,6 +10,8 @@
     clippy::indexing_slicing
 )]
 
+pub mod cli;
+
 use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -18,6 +20,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+/// The password [`register_user`] gives every user.
+pub const PASSWORD: &str = "correct horse battery";
 
 /// Where `cargo` puts this workspace's binaries for the current profile.
 pub fn bin_dir() -> PathBuf {
@@ -500,12 +505,12 @@ pub async fn register_user(server: &Server, email: &str) -> tether_client::Api {
     let (s, _): (u16, Value) = api
         .post(
             "/api/register",
-            &serde_json::json!({"email": email, "password": "correct horse battery",
+            &serde_json::json!({"email": email, "password": PASSWORD,
                                 "mobile_pub": mobile_pub}),
         )
         .await
         .unwrap();
-    let creds = serde_json::json!({"email": email, "password": "correct horse battery"});
+    let creds = serde_json::json!({"email": email, "password": PASSWORD});
     assert_eq!(s, 201, "register {email}");
     let (s, login): (u16, Value) = api.post("/api/login", &creds).await.unwrap();
     assert_eq!(s, 200, "login {email}: {login}");

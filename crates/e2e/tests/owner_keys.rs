@@ -24,15 +24,14 @@
     clippy::arithmetic_side_effects
 )]
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use serde_json::{Value, json};
+use tether_e2e::cli::Tether;
 use tether_e2e::{
-    Backends, Helper, Proc, Server, binary, gateway_signer, owner_key, pair_agent, random16,
-    register_user, run_agent, sign_command, signed_command, uuid, write_owner_key_file,
+    Backends, Helper, Proc, Server, gateway_signer, owner_key, pair_agent, random16, register_user,
+    run_agent, sign_command, signed_command, uuid,
 };
 use tether_proto::envelope::Stamp;
 use tether_proto::messages::command::{CommandDelivery, Method};
@@ -42,7 +41,6 @@ use tether_proto::{Clock, KeyId, MessageId, SystemClock, TraceId};
 use tether_store::{Role, Store};
 
 const OWNER: &str = "ada@lab.example";
-const PASSWORD: &str = "correct horse battery";
 const WITHIN: Duration = Duration::from_secs(30);
 const TERMINAL: &[&str] = &["completed", "failed", "dlq", "expired", "denied"];
 
@@ -52,87 +50,6 @@ fn kid(key: &SigningKey) -> String {
 
 fn public_b64(key: &SigningKey) -> String {
     b64url_encode(key.verifying_key().as_bytes())
-}
-
-/// `tether` with a profile of its own, logged in, signing with `email`'s owner key.
-struct Cli {
-    profile: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-#[derive(Debug)]
-struct Run {
-    args: String,
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    #[track_caller]
-    fn ok(self) -> Self {
-        assert_eq!(self.code, 0, "tether {} failed: {self:#?}", self.args);
-        self
-    }
-}
-
-impl Cli {
-    fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Run {
-        use std::io::Write;
-        let mut child = Command::new(binary("tether"))
-            .arg("--profile-dir")
-            .arg(&self.profile)
-            .args(args)
-            .env_remove("TETHER_SERVER")
-            .env_remove("TETHER_PROFILE_DIR")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        Run {
-            args: args.join(" "),
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        self.run_with_stdin(args, "")
-    }
-
-    fn login(server: &Server, email: &str) -> Cli {
-        let dir = tempfile::tempdir().unwrap();
-        let cli = Cli {
-            profile: dir.path().join("profile"),
-            _dir: dir,
-        };
-        let ca = server.ca_file.to_str().unwrap();
-        cli.run_with_stdin(
-            &[
-                "--server",
-                &server.url,
-                "--ca-file",
-                ca,
-                "login",
-                "--email",
-                email,
-                "--password-stdin",
-            ],
-            &format!("{PASSWORD}\n"),
-        )
-        .ok();
-        write_owner_key_file(&cli.profile, email);
-        cli
-    }
 }
 
 /// One paired PC with its recording helper.
@@ -284,7 +201,7 @@ async fn a_key_added_with_tether_keys_is_pinned_online_and_at_connect_and_remove
     let ada = register_user(&server, OWNER).await;
     let pc1 = Pc::pair(&server, &ada, "lab-pc-1").await;
     let mut pc2 = Pc::pair(&server, &ada, "lab-pc-2").await;
-    let cli = Cli::login(&server, OWNER);
+    let cli = Tether::login(&server, OWNER);
     // The key of Ada's new laptop (made by code for the test), as a public key file.
     let laptop = owner_key("ada-laptop@lab.example");
     let dir = tempfile::tempdir().unwrap();
@@ -378,9 +295,9 @@ async fn two_pinned_approvers_signatures_make_a_command_run_and_forged_ones_do_n
         .unwrap();
     assert_eq!(saved["policy_version"], 1, "{saved}");
     let pc = Pc::pair(&server, &ada, "lab-pc-7").await;
-    let ada_cli = Cli::login(&server, OWNER);
-    let root1_cli = Cli::login(&server, b1);
-    let root2_cli = Cli::login(&server, b2);
+    let ada_cli = Tether::login(&server, OWNER);
+    let root1_cli = Tether::login(&server, b1);
+    let root2_cli = Tether::login(&server, b2);
 
     // Ada pins her colleagues' keys on her PC, as approvers only.
     for who in [b1, b2] {
