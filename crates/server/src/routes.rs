@@ -13,6 +13,7 @@ pub mod pairing;
 pub mod passkeys;
 pub mod policy;
 pub mod test_hooks;
+pub mod web;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
@@ -112,7 +113,7 @@ fn agent_http_routes() -> Router<AppState> {
         )
 }
 
-/// The users' side: accounts, devices, commands, the live view, alerts.
+/// The users' side: the web app, accounts, devices, commands, the live view, alerts.
 fn api_routes(state: &AppState) -> Router<AppState> {
     let mut api = Router::new();
     // The fault hooks exist only in test mode: otherwise the path is unknown (404) to
@@ -121,7 +122,10 @@ fn api_routes(state: &AppState) -> Router<AppState> {
         api = api.route("/api/test/command", post(commands::simulate));
         api = api.route("/api/test/agent_frame", post(test_hooks::agent_frame));
     }
-    api.route("/.well-known/jwks.json", get(jwks))
+    api.route("/", get(web::index))
+        .route("/index.html", get(web::index))
+        .route("/assets/{*path}", get(web::asset))
+        .route("/.well-known/jwks.json", get(jwks))
         .route("/pair", get(pair_page))
         .route("/api/register", post(accounts::register))
         .route("/api/login", post(accounts::login))

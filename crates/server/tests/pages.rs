@@ -1,4 +1,5 @@
-//! The pair page a QR code opens, and the OpenAPI document.
+//! The web app the api role serves at `/` (tests/roles.rs: a gateway does not), the pair page a QR code opens, and the
+//! OpenAPI document.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -10,6 +11,100 @@ mod support;
 
 use serde_json::Value;
 use support::TestServer;
+
+fn http(srv: &TestServer) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tether_client::tls_config(&srv.ca_pem, None).unwrap())
+        .build()
+        .unwrap()
+}
+
+async fn fetch(srv: &TestServer, path: &str) -> (u16, reqwest::header::HeaderMap, String) {
+    let resp = http(srv)
+        .get(format!("{}{path}", srv.url))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    (status, headers, resp.text().await.unwrap())
+}
+
+fn header<'a>(h: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
+    h.get(name).map(|v| v.to_str().unwrap()).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_root_serves_the_web_app_under_a_strict_csp() {
+    let srv = TestServer::start().await;
+    let (status, h, html) = fetch(&srv, "/").await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&h, "content-type"), "text/html; charset=utf-8");
+    assert_eq!(header(&h, "cache-control"), "no-cache");
+    let csp = header(&h, "content-security-policy");
+    assert!(csp.starts_with("default-src 'self'"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self';") && csp.contains("connect-src 'self'"),
+        "{csp}"
+    );
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+        "{csp}"
+    );
+    assert!(html.contains("<div id=\"app\">"), "{html}");
+    assert!(
+        !html.contains("<script>"),
+        "an inline script would be blocked by the CSP"
+    );
+    let (status, _, same) = fetch(&srv, "/index.html").await;
+    assert_eq!((status, same.as_str()), (200, html.as_str()));
+
+    // Every script and stylesheet the page names is served with its type, cached for good.
+    let assets: Vec<&str> = html
+        .split('"')
+        .filter(|s| s.starts_with("/assets/"))
+        .collect();
+    assert!(assets.iter().any(|a| a.ends_with(".js")), "{html}");
+    assert!(assets.iter().any(|a| a.ends_with(".css")), "{html}");
+    for a in assets {
+        let (status, h, body) = fetch(&srv, a).await;
+        assert_eq!(status, 200, "{a}");
+        let want = if a.ends_with(".js") {
+            "text/javascript; charset=utf-8"
+        } else {
+            "text/css; charset=utf-8"
+        };
+        assert_eq!(header(&h, "content-type"), want, "{a}");
+        assert_eq!(
+            header(&h, "cache-control"),
+            "public, max-age=31536000, immutable"
+        );
+        assert_eq!(header(&h, "x-content-type-options"), "nosniff");
+        assert!(!body.is_empty(), "{a}");
+    }
+
+    // An unknown asset and an unknown API path still get our JSON 404.
+    for p in ["/assets/nope.js", "/api/nope", "/api/devices/x/nope"] {
+        let (status, h, body) = fetch(&srv, p).await;
+        assert_eq!(status, 404, "{p}");
+        assert!(
+            header(&h, "content-type").starts_with("application/json"),
+            "{p}"
+        );
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["code"], 9003, "{p}: {v}");
+    }
+    // The routes beside it are untouched.
+    let (status, _, _) = fetch(&srv, "/healthz").await;
+    assert_eq!(status, 200);
+    let (status, _, pem) = fetch(&srv, "/ca.pem").await;
+    assert_eq!(status, 200);
+    assert!(pem.contains("BEGIN CERTIFICATE"));
+    let (status, _, jwks) = fetch(&srv, "/.well-known/jwks.json").await;
+    assert_eq!(status, 200);
+    assert!(jwks.contains("\"keys\""));
+    srv.stop().await;
+}
 
 #[tokio::test]
 async fn the_pair_url_opens_a_page_that_confirms_with_the_api() {

@@ -47,6 +47,9 @@ async fn a_gateway_process_serves_agents_and_refuses_user_routes() {
         ("GET", "/api/devices"),
         ("GET", "/api/live"),
         ("GET", "/pair"),
+        ("GET", "/"),
+        ("GET", "/index.html"),
+        ("GET", "/assets/app.js"),
     ] {
         let (status, code) = probe(&srv, m, p).await;
         assert_eq!((status, code), (404, Some(9003)), "{m} {p}");
