@@ -20,16 +20,29 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn as_str(self) -> &'static str {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Success => "success",
             Outcome::Failure => "failure",
             Outcome::Denied => "denied",
         }
     }
+
+    /// Parses the stored spelling (an audit query's `outcome` filter).
+    pub fn parse(s: &str) -> Option<Outcome> {
+        match s {
+            "success" => Some(Outcome::Success),
+            "failure" => Some(Outcome::Failure),
+            "denied" => Some(Outcome::Denied),
+            _ => None,
+        }
+    }
 }
 
-/// Appends one audit event.
+/// Appends one audit event. The device it concerns (what `GET /api/audit?device=` and
+/// `GET /api/devices/{id}/audit` match) is its target when that is a device, else
+/// `detail.device_id` ([`tether_store::concerned_device`]).
 pub async fn record(
     state: &AppState,
     actor: &str,
@@ -39,6 +52,7 @@ pub async fn record(
     detail: Value,
 ) -> Result<u64, ApiError> {
     let e = NewAuditEvent {
+        device_id: tether_store::concerned_device(target, &detail),
         actor: actor.to_owned(),
         action: action.to_owned(),
         target: target.map(str::to_owned),

@@ -490,6 +490,10 @@ pub struct Config {
     /// Write the chosen address to this file once listening (for scripts and tests).
     #[serde(default)]
     pub ready_file: Option<PathBuf>,
+    /// Serve the web app from this directory (a `vite build` output) instead of the copy
+    /// embedded at compile time: for front-end development only.
+    #[serde(default)]
+    pub web_dir: Option<PathBuf>,
     /// Test mode: mounts the fault hooks (`POST /api/test/command?simulate=…`). Never in
     /// production.
     #[serde(default)]
@@ -519,6 +523,7 @@ impl Default for Config {
             alerts: AlertsConfig::default(),
             metrics: MetricsConfig::default(),
             ready_file: None,
+            web_dir: None,
             test_mode: false,
         }
     }

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod alerts;
 pub mod artifacts;
+pub mod audit;
 pub mod commands;
 pub mod devices;
 pub mod keys;
@@ -13,12 +14,13 @@ pub mod pairing;
 pub mod passkeys;
 pub mod policy;
 pub mod test_hooks;
+pub mod users;
 pub mod web;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Serialize;
 use tether_proto::ErrorCode;
@@ -46,6 +48,7 @@ use crate::state::AppState;
         artifacts::request, artifacts::get_artifact, crate::prom::scrape,
         policy::get_policy, policy::put_policy, policy::dry_run, policy::step_up,
         policy::approvals, policy::approve, keys::list, keys::submit,
+        audit::list, audit::export, audit::device, users::list, users::set_role,
     ),
     modifiers(&BearerAuth),
 )]
@@ -126,7 +129,8 @@ fn api_routes(state: &AppState) -> Router<AppState> {
         .route("/index.html", get(web::index))
         .route("/assets/{*path}", get(web::asset))
         .route("/.well-known/jwks.json", get(jwks))
-        .route("/pair", get(pair_page))
+        .route("/pair", get(web::index))
+        .route("/{file}", get(web::root_file))
         .route("/api/register", post(accounts::register))
         .route("/api/login", post(accounts::login))
         .route("/api/token/refresh", post(accounts::refresh))
@@ -178,6 +182,11 @@ fn api_routes(state: &AppState) -> Router<AppState> {
         .route("/api/step-up", post(policy::step_up))
         .route("/api/approvals", get(policy::approvals))
         .route("/api/command/{id}/approve", post(policy::approve))
+        .route("/api/audit", get(audit::list))
+        .route("/api/audit/export", get(audit::export))
+        .route("/api/devices/{id}/audit", get(audit::device))
+        .route("/api/users", get(users::list))
+        .route("/api/users/{id}/role", put(users::set_role))
 }
 
 async fn not_found() -> ApiError {
@@ -253,21 +262,4 @@ async fn openapi() -> impl IntoResponse {
         Ok(s) => ([(header::CONTENT_TYPE, "application/json")], s).into_response(),
         Err(e) => ApiError::internal(e).into_response(),
     }
-}
-
-/// The page a pair QR code opens on a phone: sign in and confirm (the web app replaces
-/// it with its own screen). The token stays in the URL fragment, which browsers never
-/// send to the server.
-async fn pair_page() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; form-action 'none'; frame-ancestors 'none'",
-            ),
-            (header::REFERRER_POLICY, "no-referrer"),
-        ],
-        include_str!("../assets/pair.html"),
-    )
 }

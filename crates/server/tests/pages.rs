@@ -107,12 +107,15 @@ async fn the_root_serves_the_web_app_under_a_strict_csp() {
 }
 
 #[tokio::test]
-async fn the_pair_url_opens_a_page_that_confirms_with_the_api() {
+async fn the_pair_url_opens_the_app() {
+    // The agent's QR code holds `/pair#token=…`: the app's page, whose pairing screen
+    // reads the fragment (which browsers never send to the server).
     let srv = TestServer::start().await;
     let (status, body) = srv.api().get_raw("/pair").await.unwrap();
     assert_eq!(status, 200);
     let html = String::from_utf8(body).unwrap();
-    assert!(html.contains("/api/pair/confirm") && html.contains("location.hash"));
+    let (_, index) = srv.api().get_raw("/").await.unwrap();
+    assert_eq!(html, String::from_utf8(index).unwrap());
     srv.stop().await;
 }
 
@@ -148,6 +151,47 @@ async fn openapi_lists_every_api_route() {
             paths.contains_key(p),
             "{p} missing from the OpenAPI document"
         );
+    }
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn web_dir_serves_a_build_from_disk_and_nothing_outside_it() {
+    // Front-end development: `web_dir` serves a fresh `vite build` without a server
+    // rebuild. Only plain relative paths inside it are served.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("assets")).unwrap();
+    std::fs::write(dir.path().join("index.html"), "<div id=\"app\">dev</div>").unwrap();
+    std::fs::write(dir.path().join("favicon.svg"), "<svg/>").unwrap();
+    std::fs::write(dir.path().join("assets/app-1.js"), "export {}").unwrap();
+    std::fs::write(dir.path().join(".secret"), "no").unwrap();
+    let web_dir = dir.path().to_path_buf();
+    let srv = TestServer::start_with(move |c| c.web_dir = Some(web_dir)).await;
+
+    let (status, _, html) = fetch(&srv, "/").await;
+    assert_eq!((status, html.as_str()), (200, "<div id=\"app\">dev</div>"));
+    let (status, _, pair) = fetch(&srv, "/pair").await;
+    assert_eq!((status, pair.as_str()), (200, html.as_str()));
+    let (status, h, svg) = fetch(&srv, "/favicon.svg").await;
+    assert_eq!((status, svg.as_str()), (200, "<svg/>"));
+    assert_eq!(header(&h, "content-type"), "image/svg+xml");
+    assert_eq!(header(&h, "cache-control"), "no-cache");
+    let (status, h, _) = fetch(&srv, "/assets/app-1.js").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&h, "cache-control"),
+        "public, max-age=31536000, immutable"
+    );
+    for p in [
+        "/.secret",
+        "/missing.png",
+        "/assets/..%2f.secret",
+        "/assets/%2e%2e/index.html",
+        "/%2e%2e%2fetc%2fpasswd",
+    ] {
+        let (status, _, body) = fetch(&srv, p).await;
+        assert_eq!(status, 404, "{p}: {body}");
+        assert!(body.contains("\"code\""), "{p}: our error shape: {body}");
     }
     srv.stop().await;
 }

@@ -63,6 +63,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn count_users_with_role(&self, role: Role) -> StoreResult<u64>;
     /// Changes a user's role. Unknown user → [`StoreError::NotFound`].
     async fn set_user_role(&self, user_id: &str, role: Role) -> StoreResult<()>;
+    /// Changes a user's role unless the user is the only admin and `role` is not admin
+    /// ([`RoleChange::LastAdmin`], nothing changed). Atomic across processes: however two
+    /// changes interleave, at least one admin remains. Unknown user →
+    /// [`RoleChange::NotFound`].
+    async fn change_user_role(&self, user_id: &str, role: Role) -> StoreResult<RoleChange>;
+    /// Every user, oldest first.
+    async fn list_users(&self) -> StoreResult<Vec<User>>;
+    /// How many devices each user owns that are not revoked, by user id (users without
+    /// any are left out).
+    async fn device_counts_by_owner(&self) -> StoreResult<Vec<(String, u64)>>;
     /// Sets or clears the user's TOTP secret (sealed by the caller) and whether it is
     /// enabled. Setting a secret resets the last used step to 0 — unless it is the same
     /// sealed bytes as stored already (e.g. re-storing `user.totp` with `enabled: true` to
@@ -194,6 +204,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn append_audit(&self, e: &NewAuditEvent) -> StoreResult<u64>;
     /// Audit events with `seq > after`, oldest first, at most `limit`.
     async fn audit_after(&self, after: u64, limit: u32) -> StoreResult<Vec<AuditEvent>>;
+    /// The audit events that match `filter`, in `order`, at most `limit`. Page newest
+    /// first with [`AuditFilter::before_seq`] set to the last `seq` of a page, oldest first
+    /// with [`AuditFilter::after_seq`].
+    async fn audit_query(
+        &self,
+        filter: &AuditFilter,
+        order: AuditOrder,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditEvent>>;
+    /// How many audit events match `filter`.
+    async fn audit_count(&self, filter: &AuditFilter) -> StoreResult<u64>;
 
     // ---- telemetry ----------------------------------------------------------------------
 

@@ -1,9 +1,11 @@
 //! The records the store keeps.
 
+mod audit;
 mod command;
 mod policy;
 mod telemetry;
 
+pub use audit::*;
 pub use command::*;
 pub use policy::*;
 pub use telemetry::*;
@@ -42,6 +44,21 @@ impl Role {
             _ => None,
         }
     }
+}
+
+/// What [`change_user_role`](crate::Store::change_user_role) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleChange {
+    /// The user has the new role now; this is the role they had before (the same one if
+    /// nothing changed).
+    Changed {
+        /// The role before.
+        previous: Role,
+    },
+    /// Refused: the user is the only admin and the new role is not admin.
+    LastAdmin,
+    /// No such user.
+    NotFound,
 }
 
 /// A user to create.
@@ -299,6 +316,9 @@ pub struct NewAuditEvent {
     pub trace_id: Option<String>,
     /// When.
     pub at: UnixMillis,
+    /// The device the event concerns, if any (what [`AuditFilter::device_id`] matches).
+    /// The writer decides; the server uses [`concerned_device`].
+    pub device_id: Option<String>,
 }
 
 /// A stored audit event.

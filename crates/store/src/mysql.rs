@@ -57,6 +57,11 @@ impl Dialect for MysqlDialect {
             "owner keys",
             include_str!("../migrations/mysql/0005_owner_keys.sql"),
         ),
+        (
+            6,
+            "audit device",
+            include_str!("../migrations/mysql/0006_audit_device.sql"),
+        ),
     ];
 
     fn rows_affected(result: &MySqlQueryResult) -> u64 {

@@ -24,12 +24,14 @@
 //!   either race gets a unique-key violation, read as "already there".
 
 mod alerts;
+mod audit;
 mod commands;
 mod policy;
 mod rows;
 mod statements;
 mod store;
 mod telemetry;
+mod users;
 
 use std::borrow::Cow;
 use std::fmt;

@@ -62,6 +62,11 @@ impl Dialect for SqliteDialect {
             "owner keys",
             include_str!("../migrations/sqlite/0005_owner_keys.sql"),
         ),
+        (
+            6,
+            "audit device",
+            include_str!("../migrations/sqlite/0006_audit_device.sql"),
+        ),
     ];
 
     fn rows_affected(result: &SqliteQueryResult) -> u64 {

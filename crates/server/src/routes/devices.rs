@@ -37,6 +37,10 @@ pub struct DeviceView {
     pub paired_at: Option<u64>,
     /// SHA-256 of the hardware id (never the id itself).
     pub hwid_hash: String,
+    /// When the server last heard from it (ms): its last telemetry, or the offline check
+    /// finding its session live (so up to `alerts.offline_after_s` behind for a PC that
+    /// sends only heartbeats); `null` if never.
+    pub last_seen: Option<u64>,
 }
 
 /// The bus key holding a device's presence (its session id), with a TTL.
@@ -46,6 +50,7 @@ pub fn presence_key(device_id: &str) -> String {
 
 async fn view(state: &AppState, d: Device) -> ApiResult<DeviceView> {
     let online = state.bus.get(&presence_key(&d.id)).await?.is_some();
+    let last_seen = state.store.device_last_seen(&d.id).await?;
     Ok(DeviceView {
         id: d.id,
         name: d.name,
@@ -56,6 +61,7 @@ async fn view(state: &AppState, d: Device) -> ApiResult<DeviceView> {
         cert_serial: d.cert_serial,
         paired_at: d.paired_at.map(|t| t.0),
         hwid_hash: d.hwid_hash,
+        last_seen: last_seen.map(|t| t.0),
     })
 }
 

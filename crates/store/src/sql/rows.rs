@@ -221,6 +221,7 @@ pub(crate) fn audit(row: &impl RowExt) -> StoreResult<AuditEvent> {
             detail,
             trace_id: row.opt_text("trace_id")?,
             at: time(row, "at")?,
+            device_id: row.opt_text("device_id")?,
         },
     })
 }

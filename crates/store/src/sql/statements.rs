@@ -43,7 +43,7 @@ macro_rules! device_columns {
 }
 macro_rules! audit_columns {
     () => {
-        "seq, actor, action, target, outcome, detail, trace_id, at"
+        "seq, actor, action, target, outcome, detail, trace_id, at, device_id"
     };
 }
 
@@ -51,6 +51,11 @@ pub(super) const SELECT_USER_BY_ID: &str =
     concat!("SELECT ", user_columns!(), " FROM users WHERE id = ?");
 pub(super) const SELECT_USER_BY_EMAIL: &str =
     concat!("SELECT ", user_columns!(), " FROM users WHERE email = ?");
+pub(super) const SELECT_ALL_USERS: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    " FROM users ORDER BY created_at, id"
+);
 pub(super) const SELECT_REFRESH: &str = concat!(
     "SELECT ",
     refresh_columns!(),
@@ -98,3 +103,5 @@ pub(super) const SELECT_AUDIT_AFTER: &str = concat!(
     audit_columns!(),
     " FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?"
 );
+/// The start of a filtered audit read; `sql::audit` appends the conditions and order.
+pub(super) const SELECT_AUDIT: &str = concat!("SELECT ", audit_columns!(), " FROM audit_events");

@@ -9,11 +9,12 @@ use super::rows::{self, RowExt};
 use super::statements::*;
 use super::{Dialect, SqlStore, db_err, from_db_u64, is_unique_violation, to_db_time, to_db_u64};
 use crate::{
-    Alert, Artifact, AuditEvent, Ceremony, Command, CommandApproval, CommandCount, CommandState,
-    CommandTransition, CommandUpdate, Device, DiscoveryRecord, DiscoveryStatus, NewAuditEvent,
-    NewCommand, NewTelemetryEvent, NewUser, OwnerKeysRecord, PairingRecord, PairingRefusal,
-    PasskeyRecord, PolicyRecord, RefreshRecord, Role, Rollup, RollupPeriod, Rotation, SeenDevice,
-    Store, StoreError, StoreResult, TelemetryEvent, TelemetryPoint, TotpRecord, UnixMillis, User,
+    Alert, Artifact, AuditEvent, AuditFilter, AuditOrder, Ceremony, Command, CommandApproval,
+    CommandCount, CommandState, CommandTransition, CommandUpdate, Device, DiscoveryRecord,
+    DiscoveryStatus, NewAuditEvent, NewCommand, NewTelemetryEvent, NewUser, OwnerKeysRecord,
+    PairingRecord, PairingRefusal, PasskeyRecord, PolicyRecord, RefreshRecord, Role, RoleChange,
+    Rollup, RollupPeriod, Rotation, SeenDevice, Store, StoreError, StoreResult, TelemetryEvent,
+    TelemetryPoint, TotpRecord, UnixMillis, User,
 };
 
 // The bounds say "this sqlx driver can run queries and bind/read the column types the
@@ -113,6 +114,18 @@ where
             return Err(StoreError::NotFound("user".into()));
         }
         Ok(())
+    }
+
+    async fn change_user_role(&self, user_id: &str, role: Role) -> StoreResult<RoleChange> {
+        self.change_user_role_sql(user_id, role).await
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        self.list_users_sql().await
+    }
+
+    async fn device_counts_by_owner(&self) -> StoreResult<Vec<(String, u64)>> {
+        self.device_counts_by_owner_sql().await
     }
 
     async fn set_totp(&self, user_id: &str, totp: Option<&TotpRecord>) -> StoreResult<()> {
@@ -617,34 +630,24 @@ where
     // ---- audit ------------------------------------------------------------------------
 
     async fn append_audit(&self, e: &NewAuditEvent) -> StoreResult<u64> {
-        let detail = serde_json::to_string(&e.detail)
-            .map_err(|err| StoreError::Corrupt(format!("audit detail: {err}")))?;
-        let done = sqlx::query(
-            "INSERT INTO audit_events (actor, action, target, outcome, detail, trace_id, at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(e.actor.as_str())
-        .bind(e.action.as_str())
-        .bind(e.target.as_deref())
-        .bind(e.outcome.as_str())
-        .bind(detail.as_str())
-        .bind(e.trace_id.as_deref())
-        .bind(to_db_time(e.at))
-        .execute(self.pool())
-        .await
-        .map_err(db_err("audit event"))?;
-        D::last_insert_id(&done)
-            .ok_or_else(|| StoreError::Database("the audit insert returned no sequence".into()))
+        self.append_audit_sql(e).await
     }
 
     async fn audit_after(&self, after: u64, limit: u32) -> StoreResult<Vec<AuditEvent>> {
-        let found = sqlx::query(SELECT_AUDIT_AFTER)
-            .bind(to_db_u64(after))
-            .bind(i64::from(limit))
-            .fetch_all(self.pool())
-            .await
-            .map_err(db_err("audit event"))?;
-        found.iter().map(rows::audit).collect()
+        self.audit_after_sql(after, limit).await
+    }
+
+    async fn audit_query(
+        &self,
+        filter: &AuditFilter,
+        order: AuditOrder,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        self.audit_query_sql(filter, order, limit).await
+    }
+
+    async fn audit_count(&self, filter: &AuditFilter) -> StoreResult<u64> {
+        self.audit_count_sql(filter).await
     }
 
     // ---- telemetry, rollups, last seen (sql/telemetry.rs) --------------------------------

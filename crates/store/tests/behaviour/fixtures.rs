@@ -101,6 +101,7 @@ pub(crate) fn audit_event(n: u64) -> NewAuditEvent {
         detail: json!({ "n": n, "nested": { "ok": true, "list": [1, "two"] } }),
         trace_id: n.is_multiple_of(3).then(|| format!("trace-{n}")),
         at: at(i64::try_from(n).unwrap()),
+        device_id: n.is_multiple_of(2).then(|| format!("dev_{n}")),
     }
 }
 

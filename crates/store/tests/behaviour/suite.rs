@@ -1,6 +1,7 @@
 //! The scenarios, one `async fn(Shared)` each, written against `dyn Store` only.
 
 mod alerts;
+mod audit;
 mod auth;
 mod commands;
 mod devices;
@@ -12,6 +13,7 @@ mod telemetry;
 mod users;
 
 pub(crate) use alerts::*;
+pub(crate) use audit::*;
 pub(crate) use auth::*;
 pub(crate) use commands::*;
 pub(crate) use devices::*;

@@ -1,8 +1,8 @@
 //! Users and TOTP.
 
-use tether_store::{Role, StoreError, TotpRecord};
+use tether_store::{Role, RoleChange, StoreError, TotpRecord};
 
-use crate::fixtures::{NOW, new_user, user};
+use crate::fixtures::{NOW, active_device, new_user, user};
 use crate::harness::Shared;
 
 pub(crate) async fn users_create_and_look_up(s: Shared) {
@@ -154,4 +154,123 @@ pub(crate) async fn totp_secret_changes(s: Shared) {
         matches!(missing, Err(StoreError::NotFound(_))),
         "{missing:?}"
     );
+}
+
+pub(crate) async fn users_listed_with_device_counts(s: Shared) {
+    assert!(s.list_users().await.unwrap().is_empty());
+    assert!(s.device_counts_by_owner().await.unwrap().is_empty());
+    let mut later = new_user("usr_b", "b@lab.example", Role::Auditor);
+    later.created_at = crate::fixtures::at(5);
+    let b = s.create_user(&later).await.unwrap();
+    let a = user(&*s, "usr_a").await;
+    user(&*s, "usr_c").await;
+    let ids: Vec<_> = s
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.id)
+        .collect();
+    assert_eq!(ids, ["usr_a", "usr_c", "usr_b"], "oldest first, then by id");
+    assert_eq!(s.list_users().await.unwrap()[2], b);
+    assert_eq!(s.list_users().await.unwrap()[0], a);
+
+    active_device(&*s, "dev_1", "usr_a", NOW).await;
+    active_device(&*s, "dev_2", "usr_a", NOW).await;
+    active_device(&*s, "dev_3", "usr_b", NOW).await;
+    let mut revoked = s.device("dev_3").await.unwrap().unwrap();
+    revoked.status = tether_store::DeviceStatus::Revoked;
+    s.update_device(&revoked).await.unwrap();
+    active_device(&*s, "dev_4", "usr_b", NOW).await;
+    s.insert_device(&crate::fixtures::device("dev_5", None, NOW))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.device_counts_by_owner().await.unwrap(),
+        vec![("usr_a".to_owned(), 2), ("usr_b".to_owned(), 1)],
+        "revoked and unowned devices are not counted"
+    );
+}
+
+pub(crate) async fn role_change_keeps_an_admin(s: Shared) {
+    user(&*s, "usr_s").await;
+    s.create_user(&new_user("usr_a1", "a1@lab.example", Role::Admin))
+        .await
+        .unwrap();
+    let role = |id: &'static str| {
+        let s = s.clone();
+        async move { s.user_by_id(id).await.unwrap().unwrap().role }
+    };
+
+    assert_eq!(
+        s.change_user_role("usr_a1", Role::Student).await.unwrap(),
+        RoleChange::LastAdmin
+    );
+    assert_eq!(role("usr_a1").await, Role::Admin, "nothing changed");
+    assert_eq!(
+        s.change_user_role("usr_a1", Role::Admin).await.unwrap(),
+        RoleChange::Changed {
+            previous: Role::Admin
+        },
+        "the last admin staying admin is fine"
+    );
+    assert_eq!(
+        s.change_user_role("usr_s", Role::Auditor).await.unwrap(),
+        RoleChange::Changed {
+            previous: Role::Student
+        }
+    );
+    assert_eq!(role("usr_s").await, Role::Auditor);
+    assert_eq!(
+        s.change_user_role("usr_s", Role::Admin).await.unwrap(),
+        RoleChange::Changed {
+            previous: Role::Auditor
+        }
+    );
+    assert_eq!(
+        s.change_user_role("usr_a1", Role::Auditor).await.unwrap(),
+        RoleChange::Changed {
+            previous: Role::Admin
+        },
+        "another admin remains"
+    );
+    assert_eq!(role("usr_a1").await, Role::Auditor);
+    assert_eq!(
+        s.change_user_role("usr_s", Role::Student).await.unwrap(),
+        RoleChange::LastAdmin
+    );
+    assert_eq!(
+        s.change_user_role("usr_nobody", Role::Admin).await.unwrap(),
+        RoleChange::NotFound
+    );
+    assert_eq!(s.count_users_with_role(Role::Admin).await.unwrap(), 1);
+}
+
+pub(crate) async fn role_change_concurrent_demotions_keep_an_admin(s: Shared) {
+    for n in 0..4 {
+        s.create_user(&new_user(
+            &format!("usr_{n}"),
+            &format!("{n}@lab.example"),
+            Role::Admin,
+        ))
+        .await
+        .unwrap();
+    }
+    // Every admin demotes themselves at once: all but one may go.
+    let results = crate::suite::race(&s, 4, |s, i| async move {
+        s.change_user_role(&format!("usr_{i}"), Role::Student).await
+    })
+    .await;
+    let changed = results
+        .iter()
+        .filter(|r| matches!(r, Ok(RoleChange::Changed { .. })))
+        .count();
+    for r in &results {
+        assert!(
+            matches!(r, Ok(RoleChange::Changed { .. } | RoleChange::LastAdmin)),
+            "{r:?}"
+        );
+    }
+    assert_eq!(changed, 3, "{results:?}");
+    assert_eq!(s.count_users_with_role(Role::Admin).await.unwrap(), 1);
 }
