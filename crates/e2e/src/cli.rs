@@ -55,6 +55,16 @@ pub struct Tether {
 }
 
 impl Tether {
+    /// A new, empty profile: not pointed at any server, no account, no key (as on a
+    /// machine where `tether` was never used).
+    pub fn fresh() -> Tether {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+        Tether {
+            profile: dir.path().join("profile"),
+            _dir: dir,
+        }
+    }
+
     /// `tether --profile-dir <profile> <args>`, with piped stdio and no profile or
     /// server taken from the environment.
     pub fn command(&self, args: &[&str]) -> Command {
@@ -102,11 +112,7 @@ impl Tether {
     /// [`crate::register_user`]), holding that user's owner key so `tether cmd` signs
     /// with the key the user's PCs pin.
     pub fn login(server: &Server, email: &str) -> Tether {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
-        let t = Tether {
-            profile: dir.path().join("profile"),
-            _dir: dir,
-        };
+        let t = Tether::fresh();
         let ca = server.ca_file.to_string_lossy().into_owned();
         t.run_with_stdin(
             &[
