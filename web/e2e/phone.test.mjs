@@ -1,131 +1,31 @@
 // End-to-end, in a real browser: Debian's Chromium driven by playwright-core (which never
 // downloads a browser), against the real tether-server, tether-agent and tether-helper
-// (recording executor) binaries, at a 360 × 780 phone viewport.
+// (recording executor) binaries, at a 360 × 780 phone viewport (rig.mjs).
 //
 //   cd web && npm run e2e      # TETHER_BIN_DIR (default ../target/debug), CHROMIUM (default /usr/bin/chromium)
 //
 // A new user registers through the app's form (the browser makes the WebCrypto Ed25519
-// owner key), signs in, sees the empty device list, pairs a real agent by opening its
-// pair URL (the server's /pair page) in the same browser, sees the PC online in the list,
-// opens its page, presses "Lock screen" and sees the command completed in the result
-// dialog; the helper recorded exactly that command. Then the list and the device page at
-// 1280 × 800 from a desktop context. Screenshots go to docs/screenshots/.
+// owner key), signs in, sees the empty device list, enrols a passkey on the Security
+// screen (a CDP virtual authenticator with user verification) and signs in with it,
+// pairs a real agent by opening its pair URL in the same browser (the PC pins the passkey
+// at pairing), sees the PC online in the list, opens its page, presses "Lock screen" and
+// sees the command completed in the result dialog: signed with the passkey
+// (`webauthn-es256`), and the helper recorded exactly that command. The app lock covers
+// the app after a short idle time and opens with the passkey. Then the list and the
+// device page at 1280 × 800 from a desktop context. Screenshots go to docs/screenshots/.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, existsSync, writeFileSync, mkdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
-
-const here = dirname(fileURLToPath(import.meta.url));
-const BIN = resolve(here, "..", process.env.TETHER_BIN_DIR || "../target/debug");
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-const SHOTS = resolve(here, "../../docs/screenshots");
-const PHONE = { width: 360, height: 780 };
-const PASSWORD = "correct horse battery staple";
-
-/** A child process whose output is kept, to print when the test fails. */
-class Proc {
-  constructor(name, args, env = {}) {
-    this.name = name;
-    this.out = "";
-    this.child = spawn(join(BIN, name), args, {
-      env: { ...process.env, TETHER_LOG: "info,sqlx=warn", ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    this.exited = null;
-    this.child.on("error", (e) => {
-      this.out += `[spawn error] ${e}\n`;
-      this.exited ??= "not started";
-    });
-    this.child.on("exit", (code, sig) => (this.exited = `exit ${code ?? sig}`));
-    for (const s of [this.child.stdout, this.child.stderr]) s.on("data", (d) => (this.out += d));
-  }
-  stop() {
-    if (this.exited === null) this.child.kill("SIGTERM");
-  }
-  dump() {
-    return `----- ${this.name} (${this.exited ?? "running"}) -----\n${this.out}`;
-  }
-}
-
-/** Polls `check` every 50 ms until it returns a truthy value, failing after `ms`. */
-async function waitFor(what, check, ms, procs) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    for (const p of procs) if (p.exited !== null) throw new Error(`${p.name} exited while waiting for ${what}`);
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-const readJson = (path) => {
-  try {
-    return JSON.parse(readFileSync(path, "utf8"));
-  } catch {
-    return null;
-  }
-};
+import { PASSWORD, Rig, waitFor } from "./rig.mjs";
 
 test("phone: register, pair a real agent, see it online, lock its screen", { timeout: 120_000 }, async (t) => {
-  for (const bin of ["tether-server", "tether-agent", "tether-helper"]) {
-    assert.ok(
-      existsSync(join(BIN, bin)),
-      `${join(BIN, bin)} is missing: run 'cargo build -p tether-server -p tether-agent -p tether-helper' or set TETHER_BIN_DIR`,
-    );
-  }
-  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: 'apt-get install chromium' or set CHROMIUM`);
-  const tmp = mkdtempSync(join(tmpdir(), "tether-web-e2e-"));
-  const procs = [];
-  let browser = null;
-  t.after(async () => {
-    await browser?.close().catch(() => undefined);
-    for (const p of procs) p.stop();
-    rmSync(tmp, { recursive: true, force: true });
-  });
+  const rig = new Rig(t);
+  const procs = rig.procs;
   try {
-    // The real server, on a fresh data dir and a free port.
-    const dataDir = join(tmp, "server");
-    mkdirSync(dataDir);
-    const readyFile = join(dataDir, "ready.json");
-    // Telemetry every second, so the chart moves within the test; a 5 s heartbeat and a
-    // 10 s presence TTL, so an agent that vanishes without closing goes offline quickly.
-    const server = new Proc("tether-server", ["--data-dir", dataDir, "--listen", "127.0.0.1:0", "--ready-file", readyFile], {
-      TETHER_SERVER_GATEWAY__TELEMETRY_INTERVAL_S: "1",
-      TETHER_SERVER_GATEWAY__HEARTBEAT_INTERVAL_S: "5",
-      TETHER_SERVER_GATEWAY__PRESENCE_TTL_S: "10",
-    });
-    procs.push(server);
-    const ready = await waitFor("the server's ready file", () => readJson(readyFile), 60_000, procs);
-    const url = ready.public_url;
-    const caFile = join(tmp, "ca.pem");
-    writeFileSync(caFile, ready.ca_pem);
-
-    // The browser. The server's certificate is issued by its own self-signed CA, which
-    // this throwaway browser profile does not trust: the context ignores HTTPS errors.
-    // Acceptable for a test (the agent below does check the CA); a real phone installs
-    // the CA from /ca.pem or the server uses a public certificate.
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox"] });
-    const context = await browser.newContext({
-      viewport: PHONE,
-      isMobile: true,
-      hasTouch: true,
-      deviceScaleFactor: 1,
-      ignoreHTTPSErrors: true,
-      colorScheme: "light",
-    });
-    context.setDefaultTimeout(30_000);
+    const { url } = await rig.startServer();
+    await rig.launch();
+    const context = await rig.context();
     const page = await context.newPage();
-    const consoleErrors = [];
-    context.on("console", (m) => m.type() === "error" && consoleErrors.push(`${m.text()} (${m.location().url})`));
-    context.on("weberror", (e) => consoleErrors.push(String(e.error())));
-    context.on("response", (r) => r.status() >= 400 && consoleErrors.push(`${r.status()} ${r.request().method()} ${r.url()}`));
-    t.after(() => consoleErrors.length && console.error("browser console errors:\n" + consoleErrors.join("\n")));
 
     // Register through the app's form: the browser makes the owner key.
     const email = "ada@lab.example"; // a fresh server each run
@@ -133,8 +33,7 @@ test("phone: register, pair a real agent, see it online, lock its screen", { tim
     await page.getByRole("heading", { name: "Create an account" }).waitFor();
     await page.getByLabel("Email").fill(email);
     await page.getByLabel("Password").fill(PASSWORD);
-    mkdirSync(SHOTS, { recursive: true });
-    await page.screenshot({ path: join(SHOTS, "phone-register.png") });
+    await rig.shot(page, "phone-register");
     await page.getByRole("button", { name: "Create account" }).click();
     // Registration signs in and lands on the (empty) device list.
     await page.getByRole("heading", { name: "Your PCs" }).waitFor();
@@ -149,61 +48,77 @@ test("phone: register, pair a real agent, see it online, lock its screen", { tim
     await page.getByRole("heading", { name: "Your PCs" }).waitFor();
     await page.getByText("No PC yet.").waitFor();
 
-    // A real agent, with a real helper (recording executor) for the command.
-    const agentState = join(tmp, "agent");
-    const helperDir = join(tmp, "helper");
-    mkdirSync(join(helperDir, "state"), { recursive: true });
-    const helperSocket = join(helperDir, "helper.sock");
-    const helperKey = join(helperDir, "state", "helper.pub");
-    const record = join(helperDir, "recorded.jsonl");
-    const deviceName = "lab-pc-1";
-    const agentArgs = [
-      "run",
-      "--server", url,
-      "--ca-file", caFile,
-      "--state-dir", agentState,
-      "--device-name", deviceName,
-      "--helper-socket", helperSocket,
-      "--helper-key-file", helperKey,
-    ];
-    let agent = new Proc("tether-agent", agentArgs);
-    procs.push(agent);
-    const agentPub = join(agentState, "agent.pub");
-    await waitFor("the agent's agent.pub", () => existsSync(agentPub), 60_000, procs);
-    const helper = new Proc("tether-helper", [
-      "run",
-      "--socket", helperSocket,
-      "--state-dir", join(helperDir, "state"),
-      "--agent-key-file", agentPub,
-      "--agent-exe", join(BIN, "tether-agent"),
-      "--executor", "recording",
-      "--record", record,
-    ]);
-    procs.push(helper);
-    await waitFor("the helper's socket and key", () => existsSync(helperSocket) && existsSync(helperKey), 30_000, procs);
+    // A passkey. Chromium's virtual authenticator (CDP WebAuthn domain) stands in for the
+    // phone's platform authenticator: resident keys, user verification that succeeds.
+    // WebAuthn runs on this https://localhost origin although the certificate is the
+    // server's own CA's (the browser ignores certificate errors; localhost is a secure
+    // context), so no SPKI allow-list is needed.
+    const cdp = await context.newCDPSession(page);
+    await cdp.send("WebAuthn.enable");
+    const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
+      options: { protocol: "ctap2", transport: "internal", hasResidentKey: true, hasUserVerification: true, isUserVerified: true },
+    });
+    // Security (from the list's header): add a passkey. The app registers it with the
+    // server and pins it on the account's PCs with an owner-keys statement signed by the
+    // browser's Ed25519 key (there is no PC yet: the one paired below pins it at pairing).
+    await page.getByRole("link", { name: "Security" }).click();
+    await page.getByRole("heading", { name: "Security" }).waitFor();
+    await page.getByRole("button", { name: "Add a passkey" }).click();
+    await page.getByText(/Passkey added and pinned on your PCs/).waitFor();
+    const { credentials } = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
+    assert.equal(credentials.length, 1, "the authenticator holds one passkey");
+    const passkeyKid = Buffer.from(credentials[0].credentialId, "base64").toString("base64url");
+    const pinned = page.getByRole("list", { name: "Passkeys pinned on your PCs" }).locator("li.passkey");
+    await pinned.first().waitFor();
+    assert.equal(await pinned.count(), 1);
+    assert.match(await pinned.textContent(), /pinned on your PCs.*made in this browser/);
+    await rig.shot(page, "phone-security");
 
-    // Pair: open the agent's pair URL (what its QR code holds) in the same browser and
-    // confirm with the account's credentials; the page shows the matching number, which
-    // the agent prints too.
-    const pairing = await waitFor("the agent's pairing.json", () => readJson(join(agentState, "pairing.json")), 60_000, procs);
+    // Sign out, and in again with the passkey (the server's passkey login, by email).
+    await page.getByRole("link", { name: "Back" }).click();
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByRole("heading", { name: "Sign in" }).waitFor();
+    await page.getByLabel("Email").fill(email);
+    await page.getByRole("button", { name: "Use a passkey instead" }).click();
+    await page.getByRole("heading", { name: "Your PCs" }).waitFor();
+    // The approvals inbox is reachable from the header; nothing waits for this user.
+    await page.getByRole("link", { name: "Approvals" }).click();
+    await page.getByText("Nothing waits for your approval.").waitFor();
+    await page.getByRole("link", { name: "Back" }).click();
+    await page.getByText("No PC yet.").waitFor();
+
+    // A real agent, with a real helper (recording executor) for the command.
+    const deviceName = "lab-pc-1";
+    const pc = await rig.startPc(deviceName);
+    let agent = pc.agent;
+
+    // Pair: open the agent's pair URL (what its QR code holds) in a second tab of the same
+    // browser: the app's Pair screen. The tab has no session yet (sessions are per tab),
+    // so it asks to sign in first and keeps the token through it (out of the address);
+    // "Pair this PC" then shows the PC's name and the matching number, which the agent
+    // prints too.
+    const pairing = await pc.pairing();
     assert.match(pairing.pair_url, /\/pair#token=/);
     const pairPage = await context.newPage();
     await pairPage.goto(pairing.pair_url);
+    await pairPage.getByRole("heading", { name: "Sign in" }).waitFor();
+    assert.ok(!pairPage.url().includes("token="), `the token is taken out of the address: ${pairPage.url()}`);
     await pairPage.getByLabel("Email").fill(email);
     await pairPage.getByLabel("Password").fill(PASSWORD);
-    await pairPage.getByRole("button", { name: "Sign in and pair" }).click();
-    await pairPage.locator("#done").waitFor();
-    assert.equal(await pairPage.locator("#name").textContent(), deviceName);
-    const code = (await pairPage.locator("#code").textContent()).trim();
-    assert.match(code, /\S/);
-    await pairPage.screenshot({ path: join(SHOTS, "phone-pair.png") });
+    await pairPage.getByRole("button", { name: "Sign in" }).click();
+    await pairPage.getByRole("button", { name: "Pair this PC" }).click();
+    await pairPage.locator("#pair-code").waitFor();
+    assert.equal((await pairPage.locator("#paired-name").textContent()).trim(), deviceName);
+    const code = (await pairPage.locator("#pair-code").textContent()).trim();
+    assert.match(code, /^\d{3} \d{3}$/);
+    await pairPage.getByText("Check that your PC shows the same number").waitFor();
+    await rig.shot(pairPage, "phone-pair");
     await waitFor(`the agent to print the pairing code ${code}`, () => agent.out.includes(code), 60_000, procs);
     await pairPage.close();
 
-    // The app's list shows the new PC (the list loads devices when it opens, so reload:
-    // the tab's session survives a reload) and flips it online live when the agent's
-    // session comes up.
-    await page.reload();
+    // The list, open in the first tab all along, shows the new PC WITHOUT a reload: the
+    // agent's session coming up is a presence event of a device the list does not know,
+    // and the list loads itself again. Then it follows its presence live.
     const row = page.locator("a.row", { hasText: deviceName });
     await row.waitFor();
     await waitFor("the agent's session", () => agent.out.includes("connected: session"), 60_000, procs);
@@ -212,14 +127,11 @@ test("phone: register, pair a real agent, see it online, lock its screen", { tim
 
     // Live presence, without reloading: the agent stops (offline), starts again on the
     // same state dir (online).
-    agent.stop();
-    await waitFor("the agent to exit", () => agent.exited !== null, 30_000, []);
-    procs.splice(procs.indexOf(agent), 1);
+    await pc.stopAgent();
     await row.locator(".pill.off", { hasText: "offline" }).waitFor();
-    agent = new Proc("tether-agent", agentArgs);
-    procs.push(agent);
+    agent = pc.restartAgent();
     await row.locator(".pill.on", { hasText: "online" }).waitFor();
-    await page.screenshot({ path: join(SHOTS, "phone-devices.png") });
+    await rig.shot(page, "phone-devices");
 
     // The device page.
     await row.click();
@@ -234,32 +146,63 @@ test("phone: register, pair a real agent, see it online, lock its screen", { tim
     const first = await facts.textContent();
     await waitFor("a second telemetry sample on the page", async () => (await facts.textContent()) !== first, 20_000, procs);
     await page.waitForTimeout(1_500); // one more sample: a line, not two dots
-    await page.screenshot({ path: join(SHOTS, "phone-device.png") });
+    await rig.shot(page, "phone-device");
 
-    // Lock screen: signed in the browser with the owner key, run through agent and helper.
+    // Lock screen: signed in the browser with the passkey (a WebAuthn assertion over the
+    // statement's hash: the agent checks it against the key it pinned), run through agent
+    // and helper. What the app submits is read off the request.
+    const submitted = [];
+    page.on("request", (r) => {
+      if (r.method() === "POST" && new URL(r.url()).pathname === "/api/command") submitted.push(r.postDataJSON());
+    });
     await page.getByRole("button", { name: "Lock screen" }).click();
     const dialog = page.locator("dialog[open]");
     await dialog.waitFor();
     await dialog.locator("p.state.completed", { hasText: "Done" }).waitFor({ timeout: 60_000 });
     const idText = await dialog.getByText(/^command /).textContent();
     const commandId = /command (\S+)/.exec(idText)[1];
-    await page.screenshot({ path: join(SHOTS, "phone-lock-result.png") });
+    await rig.shot(page, "phone-lock-result");
 
     // The helper recorded exactly that command, once.
-    const runs = readFileSync(record, "utf8")
-      .split("\n")
-      .filter((l) => l.trim())
-      .map((l) => JSON.parse(l));
+    const runs = pc.runs();
     assert.equal(runs.length, 1, JSON.stringify(runs));
     assert.equal(runs[0].opcode, "EXEC_LOCK_SCREEN");
     assert.equal(runs[0].command_message_id, commandId);
+    // ... and it was signed with the passkey: one submission, of that command, whose
+    // user_sig is a WebAuthn assertion by the enrolled credential.
+    assert.equal(submitted.length, 1, JSON.stringify(submitted));
+    assert.equal(submitted[0].message_id, commandId);
+    assert.equal(submitted[0].method, "lock_screen");
+    assert.equal(submitted[0].user_sig.kind, "webauthn-es256");
+    assert.equal(submitted[0].user_sig.kid, passkeyKid);
+    const clientData = JSON.parse(Buffer.from(submitted[0].user_sig.client_data_json, "base64url"));
+    assert.equal(clientData.type, "webauthn.get");
+    assert.equal(clientData.origin, url);
+    assert.ok(!agent.out.includes("a pinned owner key is unusable"), agent.out);
+
+    // The app lock: idle for 2 s (a setting the test shortens; 5 min by default), the app
+    // covers itself and asks for the passkey; unlocking goes through the server's passkey
+    // login and gives the tab a new session.
+    await dialog.getByRole("button", { name: "Close" }).click();
+    await dialog.waitFor({ state: "detached" });
+    await page.evaluate(() => localStorage.setItem("tether.lock.idle_s", "2"));
+    const appLock = page.locator("dialog.app-lock[open]");
+    await appLock.getByRole("heading", { name: "Tether is locked" }).waitFor({ timeout: 15_000 });
+    await rig.shot(page, "phone-app-lock");
+    await page.evaluate(() => localStorage.removeItem("tether.lock.idle_s"));
+    // A reload does not get around it.
+    await page.reload();
+    await appLock.getByRole("heading", { name: "Tether is locked" }).waitFor();
+    const refreshBefore = await page.evaluate(() => sessionStorage.getItem("tether.refresh"));
+    await appLock.getByRole("button", { name: "Unlock with passkey" }).click();
+    await appLock.waitFor({ state: "detached" });
+    await page.locator("header", { hasText: deviceName }).waitFor();
+    const refreshAfter = await page.evaluate(() => sessionStorage.getItem("tether.refresh"));
+    assert.ok(refreshAfter && refreshAfter !== refreshBefore, "unlocking opened a new session");
 
     // The same screens on a wide screen (1280 × 800, a desktop browser): a new context,
     // so a new sign-in (the session is per tab).
-    const wide = await browser.newContext({ viewport: { width: 1280, height: 800 }, ignoreHTTPSErrors: true, colorScheme: "light" });
-    wide.setDefaultTimeout(30_000);
-    wide.on("console", (m) => m.type() === "error" && consoleErrors.push(`${m.text()} (${m.location().url})`));
-    wide.on("response", (r) => r.status() >= 400 && consoleErrors.push(`${r.status()} ${r.request().method()} ${r.url()}`));
+    const wide = await rig.context({ wide: true });
     const desk = await wide.newPage();
     await desk.goto(url + "/#/login");
     await desk.getByLabel("Email").fill(email);
@@ -268,17 +211,16 @@ test("phone: register, pair a real agent, see it online, lock its screen", { tim
     const deskRow = desk.locator("a.row", { hasText: deviceName });
     await deskRow.locator(".pill.on", { hasText: "online" }).waitFor();
     await desk.locator(".live-dot.open").waitFor();
-    await desk.screenshot({ path: join(SHOTS, "wide-devices.png") });
+    await rig.shot(desk, "wide-devices");
     await deskRow.click();
     await desk.locator("dl.facts dd", { hasText: "%" }).first().waitFor();
     await desk.waitForTimeout(2_500); // a few samples: a line in the chart
-    await desk.screenshot({ path: join(SHOTS, "wide-device.png") });
+    await rig.shot(desk, "wide-device");
     await wide.close();
 
-    // Nothing failed in the browser on the way (the app has no favicon yet).
-    assert.deepEqual(consoleErrors.filter((e) => !e.includes("/favicon.ico")), []);
+    // Nothing failed in the browser on the way.
+    assert.deepEqual(rig.browserErrors, []);
   } catch (e) {
-    for (const p of procs) console.error(p.dump());
-    throw e;
+    rig.fail(e);
   }
 });

@@ -8,6 +8,7 @@
 // is ever presented again).
 
 import { ApiError, errorFromResponse, networkError } from "./errors";
+import type { KeysView } from "./ownerKeys";
 
 export interface User {
   id: string;
@@ -33,6 +34,10 @@ export interface Device {
   owner_id?: string;
   online: boolean;
   paired_at?: number;
+  /** Admins and auditors: when the PC was last seen (ms), null if never. */
+  last_seen?: number | null;
+  /** Admins and auditors: the agent's uptime at its last heartbeat, when known. */
+  uptime_s?: number | null;
 }
 
 export interface CommandView {
@@ -62,9 +67,24 @@ export interface MetricsResponse {
   buckets: { bucket_start: number; metrics: Record<string, MetricStat> }[];
 }
 
+/** A command waiting for approvals, as `GET /api/approvals` shows it. */
+export interface ApprovalCommand extends CommandView {
+  params: Record<string, unknown>;
+  origin_user_id: string;
+  /** The deadline its owner signed (absent: the command is not signed). */
+  not_after?: number;
+  signed_by?: string;
+  approvals_required?: number;
+  approvals?: { approver_id: string; at: number; signed_by?: string }[];
+  policy_rule?: string;
+}
+
 const REFRESH_KEY = "tether.refresh";
 
-type Listener = (user: User | null) => void;
+/** Why the session changed: `signed-out` when the user signed out, `ended` when it expired or was revoked. */
+export type SessionChange = "signed-in" | "signed-out" | "ended";
+
+type Listener = (user: User | null, change: SessionChange) => void;
 
 export class Api {
   private access: string | null = null;
@@ -87,7 +107,7 @@ export class Api {
     return () => this.listeners.delete(l);
   }
 
-  private setSession(t: TokenResponse | null): void {
+  private setSession(t: TokenResponse | null, change: SessionChange = t ? "signed-in" : "ended"): void {
     this.access = t?.access_token ?? null;
     this.user = t?.user ?? null;
     try {
@@ -96,7 +116,16 @@ export class Api {
     } catch {
       // storage disabled: the session lasts as long as the page
     }
-    for (const l of this.listeners) l(this.user);
+    for (const l of this.listeners) l(this.user, change);
+  }
+
+  /** Whether this tab holds a session it could resume (a refresh token). */
+  get hasStoredSession(): boolean {
+    try {
+      return !!sessionStorage.getItem(REFRESH_KEY);
+    } catch {
+      return false;
+    }
   }
 
   /** Resumes a session from the tab's refresh token, if there is one. */
@@ -149,7 +178,7 @@ export class Api {
     } catch {
       token = null;
     }
-    this.setSession(null);
+    this.setSession(null, "signed-out");
     if (token) await this.raw("POST", "/api/logout", { refresh_token: token }, false).catch(() => undefined);
   }
 
@@ -187,6 +216,27 @@ export class Api {
       if (e instanceof ApiError && e.needsLogin) this.setSession(null);
       throw e;
     }
+  }
+
+  /** A GET with the access token answering the raw Response (downloads); errors as ApiError. */
+  async getRaw(path: string, accept = "*/*"): Promise<Response> {
+    if (!this.access && !(await this.refresh())) {
+      throw new ApiError(401, 3001, "UNAUTHENTICATED", "Authentication is required.");
+    }
+    const go = () => fetch(this.base + path, { headers: { Authorization: `Bearer ${this.access}`, Accept: accept } });
+    let r: Response;
+    try {
+      r = await go();
+      if (r.status === 401 && (await this.refresh())) r = await go();
+    } catch (e) {
+      throw networkError(e);
+    }
+    if (!r.ok) {
+      const e = errorFromResponse(r.status, await r.text());
+      if (e.needsLogin) this.setSession(null);
+      throw e;
+    }
+    return r;
   }
 
   /** A streaming GET with the access token (for `/api/live`). */
@@ -227,6 +277,83 @@ export class Api {
     const text = await r.text();
     if (!r.ok) throw errorFromResponse(r.status, text);
     return (text ? JSON.parse(text) : undefined) as T;
+  }
+
+  // --- The owner's phone (issue 7): passkeys, owner keys, TOTP, step-up, approvals ---
+
+  /** `POST /api/passkeys/register/start`: WebAuthn creation options for this account. */
+  passkeyRegisterStart(): Promise<{ ceremony_id: string; options: { publicKey: Record<string, unknown> } }> {
+    return this.call("POST", "/api/passkeys/register/start");
+  }
+
+  passkeyRegisterFinish(ceremonyId: string, credential: Record<string, unknown>): Promise<{ credential_id: string }> {
+    return this.call("POST", "/api/passkeys/register/finish", { ceremony_id: ceremonyId, credential });
+  }
+
+  /** `POST /api/passkeys/login/start` (no session needed): request options for `email`'s passkeys. */
+  passkeyLoginStart(email: string): Promise<{ ceremony_id: string; options: { publicKey: Record<string, unknown> } }> {
+    return this.raw("POST", "/api/passkeys/login/start", { email }, false);
+  }
+
+  /**
+   * `POST /api/passkeys/login/finish`: opens a session. With `replace` (re-authentication
+   * of a signed-in user) the session it replaces is ended.
+   */
+  async passkeyLoginFinish(ceremonyId: string, credential: Record<string, unknown>, replace = false): Promise<User> {
+    let old: string | null = null;
+    try {
+      old = replace ? sessionStorage.getItem(REFRESH_KEY) : null;
+    } catch {
+      old = null;
+    }
+    const t = await this.raw<TokenResponse>("POST", "/api/passkeys/login/finish", { ceremony_id: ceremonyId, credential }, false);
+    this.setSession(t);
+    if (old && old !== t.refresh_token) {
+      await this.raw("POST", "/api/logout", { refresh_token: old }, false).catch(() => undefined);
+    }
+    return t.user;
+  }
+
+  /** `GET /api/me/keys`: the keys the account's PCs pin and the statements that made them. */
+  ownerKeys(): Promise<KeysView> {
+    return this.call("GET", "/api/me/keys");
+  }
+
+  /** `POST /api/me/keys`: a signed owner-keys statement. */
+  submitOwnerKeys(body: { statement: unknown; user_sig: unknown }): Promise<KeysView> {
+    return this.call("POST", "/api/me/keys", body);
+  }
+
+  totpEnroll(): Promise<{ secret_base32: string; otpauth_url: string }> {
+    return this.call("POST", "/api/totp/enroll");
+  }
+
+  async totpConfirm(code: string): Promise<void> {
+    await this.call("POST", "/api/totp/confirm", { code });
+    await this.reloadUser();
+  }
+
+  /** `POST /api/step-up`: a TOTP code as this session's fresh second factor. */
+  stepUp(totpCode: string): Promise<{ session_id: string; second_factor_at: number; method: string }> {
+    return this.call("POST", "/api/step-up", { totp_code: totpCode });
+  }
+
+  /** `GET /api/approvals`: commands waiting for the caller's approval. */
+  approvals(): Promise<ApprovalCommand[]> {
+    return this.call("GET", "/api/approvals");
+  }
+
+  /** `POST /api/command/{id}/approve` with the approver's signature over its statement. */
+  approve(id: string, userSig?: unknown): Promise<ApprovalCommand> {
+    return this.call("POST", `/api/command/${encodeURIComponent(id)}/approve`, userSig ? { user_sig: userSig } : {});
+  }
+
+  /** Reads the account again (`GET /api/me`), e.g. after TOTP was enabled. */
+  async reloadUser(): Promise<User> {
+    const u = await this.call<User>("GET", "/api/me");
+    this.user = u;
+    for (const l of this.listeners) l(this.user, "signed-in");
+    return u;
   }
 }
 

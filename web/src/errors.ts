@@ -124,15 +124,32 @@ export interface Described {
   detail?: string;
 }
 
-export function describeError(e: unknown): Described {
+/** An error of the app's own that says what to call it and what to do (QueueFullError, …). */
+export interface Explained {
+  title: string;
+  hint: string;
+}
+
+function isExplained(e: unknown): e is Error & Explained {
+  const x = e as Partial<Explained> | null;
+  return e instanceof Error && typeof x?.title === "string" && typeof x?.hint === "string";
+}
+
+/**
+ * What a screen shows for an error. `hints` replaces the hint of some codes where the
+ * screen knows better (the pair screen's 5006, say).
+ */
+export function describeError(e: unknown, hints: Record<number, string> = {}): Described {
+  if (isExplained(e)) return { title: e.title, message: e.message, hint: e.hint };
   if (e instanceof ApiError) {
     const title = e.code ? `${e.error} (${e.code})` : e.error === "NETWORK" ? "Offline?" : e.error;
     const hint =
-      e.code === 0
+      hints[e.code] ??
+      (e.code === 0
         ? e.error === "NETWORK"
           ? "Check your connection, then try again."
           : "Try again; if it persists, tell an admin."
-        : hintFor(e.code);
+        : hintFor(e.code));
     const bits = [e.rule ? `rule ${e.rule}` : "", e.traceId ? `trace ${e.traceId}` : ""].filter(Boolean);
     return { title, message: e.message, hint, ...(bits.length ? { detail: bits.join(" · ") } : {}) };
   }

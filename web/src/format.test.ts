@@ -7,6 +7,7 @@ describe("formatting", () => {
   it("bytes", () => {
     expect(formatBytes(0)).toBe("0 B");
     expect(formatBytes(1023)).toBe("1023 B");
+    expect(formatBytes(909.5753947429523)).toBe("910 B"); // network rates are fractional
     expect(formatBytes(1536)).toBe("1.5 KiB");
     expect(formatBytes(17179869184)).toBe("16 GiB");
     expect(formatBytes(-1)).toBe("–");

@@ -52,7 +52,16 @@ export function followLive(
       } catch (e) {
         if (ctl.signal.aborted) return;
         onState("retrying", e);
-        await new Promise((res) => setTimeout(res, delay));
+        // Wait out the backoff, or less: the browser saying the network is back ends it.
+        await new Promise<void>((res) => {
+          const done = () => {
+            clearTimeout(t);
+            removeEventListener("online", done);
+            res();
+          };
+          const t = setTimeout(done, delay);
+          addEventListener("online", done);
+        });
         delay = Math.min(delay * 2, 30_000);
       }
     }

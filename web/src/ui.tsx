@@ -4,9 +4,9 @@ import type { ComponentChildren } from "preact";
 import { useEffect, useRef } from "preact/hooks";
 import { describeError } from "./errors";
 
-export function ErrorBox({ error }: { error: unknown }) {
+export function ErrorBox({ error, hints }: { error: unknown; hints?: Record<number, string> }) {
   if (!error) return null;
-  const d = describeError(error);
+  const d = describeError(error, hints);
   return (
     <div class="error" role="alert">
       <strong>{d.title}</strong>

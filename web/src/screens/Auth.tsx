@@ -5,6 +5,7 @@ import { api } from "../api";
 import { ApiError } from "../errors";
 import { createOwnerKey, deleteOwnerKey } from "../ownerKey";
 import { navigate } from "../router";
+import { loginWithPasskey, PasskeyError, passkeysSupported } from "../passkeys";
 import { ErrorBox } from "../ui";
 
 export function Login({ next, notice }: { next: string; notice?: string }) {
@@ -14,6 +15,39 @@ export function Login({ next, notice }: { next: string; notice?: string }) {
   const [needTotp, setNeedTotp] = useState(false);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>(null);
+
+  // A passkey registered for this email (the server's passkey login names the account by
+  // email). It is a second factor by itself: no TOTP code follows.
+  const withPasskey = async () => {
+    if (!email.trim()) {
+      setError(
+        new PasskeyError(
+          "Enter your email first: it names the account whose passkey to use.",
+          "Email needed",
+          "Type your email, then press the passkey button again.",
+        ),
+      );
+      return;
+    }
+    setBusy(true);
+    setError(null);
+    try {
+      await loginWithPasskey(email.trim());
+      navigate(next);
+    } catch (err) {
+      setError(
+        err instanceof ApiError && err.code === 3008
+          ? new PasskeyError(
+              "There is no passkey for this email.",
+              "No passkey",
+              "Sign in with your password, then add a passkey under Security.",
+            )
+          : err,
+      );
+    } finally {
+      setBusy(false);
+    }
+  };
 
   const submit = async (e: Event) => {
     e.preventDefault();
@@ -67,6 +101,11 @@ export function Login({ next, notice }: { next: string; notice?: string }) {
         <button type="submit" class="primary" disabled={busy}>
           {busy ? "Signing in…" : "Sign in"}
         </button>
+        {passkeysSupported() && (
+          <button type="button" class="full passkey-login" onClick={() => void withPasskey()} disabled={busy}>
+            Use a passkey instead
+          </button>
+        )}
         <p>
           New here? <a href="#/register">Create an account</a>
         </p>
