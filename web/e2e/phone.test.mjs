@@ -17,6 +17,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { PASSWORD, Rig, waitFor } from "./rig.mjs";
+import { pairInApp } from "./flows.mjs";
 
 test("phone: register, pair a real agent, see it online, lock its screen", { timeout: 120_000 }, async (t) => {
   const rig = new Rig(t);
@@ -97,23 +98,8 @@ test("phone: register, pair a real agent, see it online, lock its screen", { tim
     // so it asks to sign in first and keeps the token through it (out of the address);
     // "Pair this PC" then shows the PC's name and the matching number, which the agent
     // prints too.
-    const pairing = await pc.pairing();
-    assert.match(pairing.pair_url, /\/pair#token=/);
-    const pairPage = await context.newPage();
-    await pairPage.goto(pairing.pair_url);
-    await pairPage.getByRole("heading", { name: "Sign in" }).waitFor();
-    assert.ok(!pairPage.url().includes("token="), `the token is taken out of the address: ${pairPage.url()}`);
-    await pairPage.getByLabel("Email").fill(email);
-    await pairPage.getByLabel("Password").fill(PASSWORD);
-    await pairPage.getByRole("button", { name: "Sign in" }).click();
-    await pairPage.getByRole("button", { name: "Pair this PC" }).click();
-    await pairPage.locator("#pair-code").waitFor();
-    assert.equal((await pairPage.locator("#paired-name").textContent()).trim(), deviceName);
-    const code = (await pairPage.locator("#pair-code").textContent()).trim();
-    assert.match(code, /^\d{3} \d{3}$/);
-    await pairPage.getByText("Check that your PC shows the same number").waitFor();
+    const { pairPage } = await pairInApp(rig, context, pc, email);
     await rig.shot(pairPage, "phone-pair");
-    await waitFor(`the agent to print the pairing code ${code}`, () => agent.out.includes(code), 60_000, procs);
     await pairPage.close();
 
     // The list, open in the first tab all along, shows the new PC WITHOUT a reload: the

@@ -39,7 +39,7 @@ use tether_trust::TokenType;
 use crate::audit::{self, Outcome};
 use crate::live::AgentMailbox;
 use crate::live::AgentPush;
-use crate::routes::devices::presence_key;
+use crate::routes::devices::{presence_key, uptime_key};
 use crate::routes::pairing::DISCOVERY_AUDIENCE;
 use crate::serve::Peer;
 use crate::state::AppState;
@@ -531,8 +531,26 @@ impl Session {
                     {
                         tracing::warn!(error = %e, "presence refresh failed");
                     }
-                    if let Payload::Telemetry(body) = v.payload {
-                        self.accept_telemetry(device, &v.header, body).await;
+                    match v.payload {
+                        Payload::Telemetry(body) => {
+                            self.accept_telemetry(device, &v.header, body).await;
+                        }
+                        Payload::Heartbeat(hb) => {
+                            // Fleet health shows uptime and an exact last-seen while the
+                            // session lives; a bus key with the presence TTL, no store write.
+                            let seen = crate::routes::devices::Uptime {
+                                uptime_s: hb.uptime_s,
+                                at: state.now().0,
+                            };
+                            if let Err(e) = state
+                                .bus
+                                .put_ttl(&uptime_key(&device.id), &seen.encode(), presence_ttl)
+                                .await
+                            {
+                                tracing::warn!(error = %e, "uptime refresh failed");
+                            }
+                        }
+                        _ => {}
                     }
                 }
                 MessageType::Error => {

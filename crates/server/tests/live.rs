@@ -300,6 +300,28 @@ async fn presence_changes_are_live_events() {
         )
         .await;
     assert_eq!(srv.state().config.gateway.presence_ttl_s, 60);
+    // Fleet health: the heartbeat's uptime, carried forward, and an exact last-seen.
+    let beat_at = srv.clock.now().0;
+    let mut d = Value::Null;
+    for _ in 0..200 {
+        d = alice
+            .get::<Value>(&format!("/api/devices/{device_id}"))
+            .await
+            .unwrap()
+            .1;
+        if d["uptime_s"].is_u64() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(d["uptime_s"], 5, "{d}");
+    assert!(d["last_seen"].as_u64().unwrap() >= beat_at, "{d}");
+    srv.advance(10);
+    let (_, d): (u16, Value) = alice
+        .get(&format!("/api/devices/{device_id}"))
+        .await
+        .unwrap();
+    assert_eq!(d["uptime_s"], 15, "carried forward: {d}");
 
     ws.close(None).await.unwrap();
     let off = next_of(&mut view, "presence").await;
@@ -310,6 +332,7 @@ async fn presence_changes_are_live_events() {
         .await
         .unwrap();
     assert_eq!(d["online"], false);
+    assert_eq!(d["uptime_s"], Value::Null, "only while online: {d}");
     drop(view);
     srv.stop().await;
 }

@@ -41,6 +41,9 @@ pub struct DeviceView {
     /// finding its session live (so up to `alerts.offline_after_s` behind for a PC that
     /// sends only heartbeats); `null` if never.
     pub last_seen: Option<u64>,
+    /// Seconds since its agent started, from its last heartbeat carried forward; only
+    /// while it is online.
+    pub uptime_s: Option<u64>,
 }
 
 /// The bus key holding a device's presence (its session id), with a TTL.
@@ -48,9 +51,55 @@ pub fn presence_key(device_id: &str) -> String {
     format!("presence:{device_id}")
 }
 
+/// The bus key holding a device's last heartbeat's uptime ([`Uptime`]), with the
+/// presence TTL.
+pub fn uptime_key(device_id: &str) -> String {
+    format!("uptime:{device_id}")
+}
+
+/// What the gateway keeps of a device's last heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Uptime {
+    /// The agent's uptime in that heartbeat.
+    pub uptime_s: u64,
+    /// When the gateway received it (ms).
+    pub at: u64,
+}
+
+impl Uptime {
+    /// Its bytes on the bus (JSON).
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Reads it back; anything unreadable counts as absent.
+    pub fn decode(bytes: &[u8]) -> Option<Uptime> {
+        serde_json::from_slice(bytes).ok()
+    }
+
+    /// The uptime at `now`, carried forward from the heartbeat.
+    pub fn at_time(&self, now: u64) -> u64 {
+        self.uptime_s
+            .saturating_add(now.saturating_sub(self.at) / 1000)
+    }
+}
+
 async fn view(state: &AppState, d: Device) -> ApiResult<DeviceView> {
     let online = state.bus.get(&presence_key(&d.id)).await?.is_some();
-    let last_seen = state.store.device_last_seen(&d.id).await?;
+    let beat = if online {
+        state
+            .bus
+            .get(&uptime_key(&d.id))
+            .await?
+            .and_then(|b| Uptime::decode(&b))
+    } else {
+        None
+    };
+    let stored = state.store.device_last_seen(&d.id).await?.map(|t| t.0);
+    let last_seen = match (stored, beat) {
+        (Some(s), Some(b)) => Some(s.max(b.at)),
+        (s, b) => s.or(b.map(|b| b.at)),
+    };
     Ok(DeviceView {
         id: d.id,
         name: d.name,
@@ -61,7 +110,8 @@ async fn view(state: &AppState, d: Device) -> ApiResult<DeviceView> {
         cert_serial: d.cert_serial,
         paired_at: d.paired_at.map(|t| t.0),
         hwid_hash: d.hwid_hash,
-        last_seen: last_seen.map(|t| t.0),
+        last_seen,
+        uptime_s: beat.map(|b| b.at_time(state.now().0)),
     })
 }
 
