@@ -379,7 +379,7 @@ where
             .map_err(db_err("command"))?;
         // Read the state under the transaction: the UPDATE below re-checks it, so a
         // concurrent change between the two makes the UPDATE match nothing.
-        let Some(before) = sqlx::query("SELECT state FROM commands WHERE id = ?")
+        let Some(before) = sqlx::query("SELECT state, updated_at FROM commands WHERE id = ?")
             .bind(id)
             .fetch_optional(&mut *tx)
             .await
@@ -388,6 +388,11 @@ where
             tx.rollback().await.map_err(db_err("command"))?;
             return Ok(None);
         };
+        // Transition times never go backwards: two writers that stamped their times a
+        // moment apart may commit in the other order (the agent's `executing` and its
+        // result, handled concurrently), so a later transition is at least as late as
+        // the last one.
+        let at = at.max(time(&before, "updated_at")?);
         let before = state_col(&before, "state")?;
         if !from.contains(&before) {
             tx.rollback().await.map_err(db_err("command"))?;

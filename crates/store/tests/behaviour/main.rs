@@ -85,6 +85,7 @@ behaviour!(
     alerts_concurrent_raise_one_wins,
     commands_ingest_transitions_and_queries,
     commands_concurrent_transition_one_wins,
+    commands_transition_times_never_go_back,
     commands_transitions_beside_other_writers,
     policy_versions_claimed_once,
     command_approvals_once_per_user,

@@ -302,6 +302,41 @@ pub(crate) async fn commands_concurrent_transition_one_wins(s: Shared) {
     assert_eq!(s.command_transitions("cmd-r").await.unwrap().len(), 2);
 }
 
+/// A transition stamped a moment before the last one (two writers that committed in the
+/// other order) is recorded at the last one's time: a command's times never go back.
+pub(crate) async fn commands_transition_times_never_go_back(s: Shared) {
+    user(&*s, "usr_a").await;
+    active_device(&*s, "dev_a", "usr_a", NOW).await;
+    assert!(
+        s.insert_command(&new_command("cmd-t", "dev_a", "usr_a", 60_000))
+            .await
+            .unwrap()
+    );
+    let step = |from, to, t| {
+        let s = s.clone();
+        async move {
+            s.transition_command("cmd-t", &[from], to, at(t), &CommandUpdate::default())
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    step(CommandState::Queued, CommandState::Sent, 100).await;
+    let (_, c) = step(CommandState::Sent, CommandState::AckReceived, 50).await;
+    assert_eq!(c.updated_at, at(100));
+    let (_, c) = step(CommandState::AckReceived, CommandState::Executing, 120).await;
+    assert_eq!(c.updated_at, at(120));
+    let times: Vec<_> = s
+        .command_transitions("cmd-t")
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.at)
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    assert_eq!(times.last(), Some(&at(120)));
+}
+
 /// Transitions of different commands beside other writers all go through: none fails
 /// because another connection wrote while it was deciding (SQLite must not have to
 /// upgrade a read lock, which fails at once as "database is locked").
