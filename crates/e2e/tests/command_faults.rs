@@ -723,9 +723,11 @@ async fn agent_sigkill_after_ack_loses_and_duplicates_nothing() {
         assert!(start.elapsed() < Duration::from_secs(60));
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let at_kill = tally(&rig.states().await, &ids);
+    // Kill at once: the slow command runs for 3 s, and reading 100 states first can take
+    // longer than that on a loaded machine (it then finished before the kill).
     rig.agent.kill();
-    eprintln!("agent killed with {at_kill:?}");
+    let at_kill = tally(&rig.states().await, &ids);
+    eprintln!("agent killed; states just after: {at_kill:?}");
     let first_run = rig.agent.output();
     rig.restart_agent();
     submitter.await.unwrap();
