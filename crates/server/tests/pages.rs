@@ -186,7 +186,7 @@ async fn web_dir_serves_a_build_from_disk_and_nothing_outside_it() {
         "/.secret",
         "/missing.png",
         "/assets/..%2f.secret",
-        "/assets/%2e%2e/index.html",
+        "/assets/%2E%2E%2Findex.html", // one segment for the client; "../index.html" decoded
         "/%2e%2e%2fetc%2fpasswd",
     ] {
         let (status, _, body) = fetch(&srv, p).await;
