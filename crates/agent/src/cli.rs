@@ -50,12 +50,72 @@ pub enum Command {
     /// Show whether this PC is paired, with which server, when its certificate expires,
     /// and how much telemetry waits in the offline queue.
     Status(StatusArgs),
-    /// Install the agent as a system service that runs `tether-agent run` with these
-    /// options at every boot (Linux: a systemd unit). Windows: comes with the Windows
-    /// service work.
+    /// Install the agent as a systemd unit that runs `tether-agent run` with these options
+    /// at every boot (Linux; on Windows use `tether-agent service install`).
     Install(InstallArgs),
-    /// Remove the system service written by `install` (the state dir is kept).
+    /// Remove the systemd unit written by `install` (the state dir is kept).
     Uninstall(UninstallArgs),
+    /// The Windows service: install, uninstall, start, stop (Windows only; on Linux the
+    /// agent is a systemd unit, see `install`).
+    #[command(hide = cfg!(not(windows)))]
+    Service(ServiceArgs),
+}
+
+/// `tether-agent service`.
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    /// What to do with the service.
+    #[command(subcommand)]
+    pub action: ServiceAction,
+}
+
+/// `tether-agent service …`.
+#[derive(Debug, Subcommand)]
+pub enum ServiceAction {
+    /// Register the `tether-agent` service (started at boot, as the virtual account
+    /// NT SERVICE\tether-agent, restarted after 5 s, 30 s and 60 s when it fails), give
+    /// its state dir to that account only, and write its `run` options. Run it again to
+    /// change them. Needs an elevated prompt.
+    Install(ServiceInstallArgs),
+    /// Stop and remove the service (the state dir is kept).
+    Uninstall,
+    /// Start the installed service.
+    Start,
+    /// Stop the service and wait until it has stopped.
+    Stop,
+    /// What the service control manager starts: `run` under the SCM, stopped by its
+    /// Stop and Shutdown controls. Not for use at a prompt.
+    #[command(hide = true)]
+    Run(RunArgs),
+}
+
+/// `tether-agent service install`.
+#[derive(Debug, Args)]
+pub struct ServiceInstallArgs {
+    /// The server's base URL. May be left out once the state dir remembers a server.
+    #[arg(long, env = "TETHER_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// The service's state directory [default: %ProgramData%\Tether\agent].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// How to trust the server the first time.
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// The name the owner sees for this PC [default: the hostname].
+    #[arg(long, value_name = "NAME")]
+    pub device_name: Option<String>,
+    /// The helper's pipe [default: \\.\pipe\tether-helper].
+    #[arg(long, value_name = "PIPE", conflicts_with = "no_helper")]
+    pub helper_pipe: Option<PathBuf>,
+    /// The helper's public key file [default: %ProgramData%\Tether\helper\helper.pub].
+    #[arg(long, value_name = "FILE", conflicts_with = "no_helper")]
+    pub helper_key_file: Option<PathBuf>,
+    /// Run without the helper (commands then fail with 6002 HELPER_UNAVAILABLE).
+    #[arg(long)]
+    pub no_helper: bool,
+    /// Also start the service now.
+    #[arg(long)]
+    pub start: bool,
 }
 
 /// `tether-agent run`.
@@ -88,9 +148,13 @@ pub struct RunArgs {
     /// Connected, the server's interval always applies.
     #[arg(long, value_name = "N")]
     pub telemetry_interval_s: Option<u32>,
-    /// The privileged helper's Unix socket (`tether-helper run --socket`). Without it,
-    /// commands are acknowledged and fail with 6002 HELPER_UNAVAILABLE.
-    #[arg(long, value_name = "PATH", requires = "helper_key_file")]
+    /// The privileged helper's Unix socket (`tether-helper run --socket`); on Windows,
+    /// `--helper-pipe`: its named pipe (`tether-helper run --pipe`, e.g.
+    /// \\.\pipe\tether-helper). Without it, commands are acknowledged and fail with 6002
+    /// HELPER_UNAVAILABLE.
+    #[cfg_attr(not(windows), arg(long, value_name = "PATH"))]
+    #[cfg_attr(windows, arg(long = "helper-pipe", value_name = "NAME"))]
+    #[arg(requires = "helper_key_file")]
     pub helper_socket: Option<PathBuf>,
     /// The helper's public key file (`helper.pub` in the helper's state dir): every
     /// answer of the helper must be signed by it.

@@ -44,7 +44,7 @@ use ledger::{Ledger, LocalState};
 /// with (read at each call, so the helper may be installed after the agent).
 #[derive(Debug, Clone)]
 pub struct HelperLink {
-    /// The helper's Unix socket.
+    /// The helper's Unix socket, or on Windows its named pipe's name.
     pub socket: PathBuf,
     /// The helper's Ed25519 public key file (its `helper.pub`).
     pub key_file: PathBuf,

@@ -128,6 +128,15 @@ pub struct RunConfig {
     pub helper: Option<HelperLink>,
 }
 
+/// The option that names the helper's endpoint: its Unix socket, or on Windows its named
+/// pipe.
+#[cfg(not(windows))]
+pub const HELPER_ENDPOINT_FLAG: &str = "--helper-socket";
+/// The option that names the helper's endpoint: its Unix socket, or on Windows its named
+/// pipe.
+#[cfg(windows)]
+pub const HELPER_ENDPOINT_FLAG: &str = "--helper-pipe";
+
 /// Reads a public key file: base64url of 32 bytes, surrounding whitespace ignored.
 pub fn read_public_key_file(path: &std::path::Path) -> Result<[u8; 32], AgentError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
@@ -185,9 +194,9 @@ impl RunConfig {
             (None, None) => None,
             (Some(s), Some(k)) => Some((s, k)),
             _ => {
-                return Err(AgentError::Config(
-                    "--helper-socket and --helper-key-file go together".into(),
-                ));
+                return Err(AgentError::Config(format!(
+                    "{HELPER_ENDPOINT_FLAG} and --helper-key-file go together"
+                )));
             }
         };
         let helper = helper_paths.as_ref().map(|(socket, key)| HelperLink {
@@ -243,7 +252,7 @@ impl RunConfig {
         }
         if let Some((socket, key)) = &self.helper_paths {
             a.extend([
-                "--helper-socket".to_owned(),
+                HELPER_ENDPOINT_FLAG.to_owned(),
                 socket.display().to_string(),
                 "--helper-key-file".to_owned(),
                 key.display().to_string(),

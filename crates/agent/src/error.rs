@@ -19,6 +19,10 @@ pub enum AgentError {
     #[error("{0}")]
     Unsupported(String),
 
+    /// Installing, starting or stopping the Windows service failed.
+    #[error(transparent)]
+    Service(#[from] tether_service::ServiceError),
+
     // --- the state directory ---
     /// Reading or writing a file failed.
     #[error("{}: {source}", .path.display())]
@@ -89,7 +93,10 @@ impl AgentError {
     /// command line or trust setup (or a command this platform lacks), 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            AgentError::Config(_) | AgentError::Trust(_) | AgentError::Unsupported(_) => 2,
+            AgentError::Config(_)
+            | AgentError::Trust(_)
+            | AgentError::Unsupported(_)
+            | AgentError::Service(tether_service::ServiceError::Unsupported(_)) => 2,
             _ => 1,
         }
     }

@@ -77,6 +77,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Status(args) => status::print(&args.state_dir).await,
         Command::Install(args) => service::install(args),
         Command::Uninstall(args) => service::uninstall(args),
+        Command::Service(args) => service::service(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -109,6 +110,12 @@ pub struct Context {
 }
 
 async fn run(args: RunArgs) -> Result<(), AgentError> {
+    run_until(args, CancellationToken::new()).await
+}
+
+/// `run`, also stopped when `shutdown` is cancelled (the Windows service's Stop), besides
+/// Ctrl-C and the platform's stop signals.
+pub async fn run_until(args: RunArgs, shutdown: CancellationToken) -> Result<(), AgentError> {
     let cfg = RunConfig::from_args(args)?;
     let state = StateDir::open(&cfg.state_dir)?;
     let server = resolve_server(&state, cfg.server.as_ref())?;
@@ -131,7 +138,6 @@ async fn run(args: RunArgs) -> Result<(), AgentError> {
         clock.clone(),
         SeqCounter::load(&state)?,
     );
-    let shutdown = CancellationToken::new();
     let signals = tokio::spawn({
         let shutdown = shutdown.clone();
         async move {

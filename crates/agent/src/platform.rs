@@ -1,7 +1,7 @@
-//! What differs between Windows (the primary platform) and Linux: private files, the
-//! machine's id and name, and the signals that stop the agent. No unsafe code here: the
-//! Windows pieces that need Win32 calls (ACLs, the registry's MachineGuid) come with the
-//! Windows service work.
+//! What differs between Windows (the primary platform) and Linux: private files and
+//! sealed secrets, the machine's id and name, and the signals that stop the agent. No
+//! unsafe code here: the Win32 calls (DPAPI, the registry's MachineGuid) live in
+//! `platform/windows.rs`, the only module of the crate that may use it.
 
 use std::io;
 use std::path::Path;
@@ -33,6 +33,18 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     imp::write_private(path, bytes)
 }
 
+/// Seals a secret (the agent key, the queue key) for storage in the state directory under
+/// `purpose` (its file name). On Unix the bytes are stored as they are, in an owner-only
+/// file; on Windows they are sealed with DPAPI in machine scope, bound to `purpose`.
+pub fn seal_secret(purpose: &str, plain: &[u8]) -> io::Result<Vec<u8>> {
+    imp::seal_secret(purpose, plain)
+}
+
+/// Opens what [`seal_secret`] stored under the same `purpose`.
+pub fn open_secret(purpose: &str, sealed: &[u8]) -> io::Result<zeroize::Zeroizing<Vec<u8>>> {
+    imp::open_secret(purpose, sealed)
+}
+
 /// Creates a directory (and its parents) that only the current user can enter, where the
 /// platform allows it.
 pub fn create_private_dir(path: &Path) -> io::Result<()> {
@@ -59,6 +71,38 @@ pub fn report_disk(mount: &str, file_system: &str) -> bool {
 /// and is left out of the network counters.
 pub fn is_loopback_interface(name: &str) -> bool {
     imp::is_loopback_interface(name)
+}
+
+/// System-wide CPU time counters: idle and total (idle + busy), in the OS's ticks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuTimes {
+    /// Time all CPUs spent idle.
+    pub idle: u64,
+    /// Time all CPUs spent, idle or busy.
+    pub total: u64,
+}
+
+impl CpuTimes {
+    /// The busy share, in percent, of the time between `before` and `self`.
+    pub fn busy_percent_since(self, before: CpuTimes) -> f32 {
+        let total = self.total.saturating_sub(before.total);
+        let idle = self.idle.saturating_sub(before.idle).min(total);
+        if total == 0 {
+            return 0.0;
+        }
+        // Ticks between two samples fit an f64 exactly enough for a percentage.
+        #[allow(clippy::cast_precision_loss, reason = "a percentage of tick deltas")]
+        let pct = (total.saturating_sub(idle)) as f64 * 100.0 / total as f64;
+        #[allow(clippy::cast_possible_truncation, reason = "0..=100 fits an f32")]
+        let pct = pct as f32;
+        pct
+    }
+}
+
+/// The system's CPU time counters where telemetry reads CPU use from them (Windows:
+/// `GetSystemTimes`); `None` where sysinfo's own CPU use is used (Linux).
+pub fn cpu_times() -> Option<CpuTimes> {
+    imp::cpu_times()
 }
 
 /// Resolves when the user or the service manager asks the agent to stop.

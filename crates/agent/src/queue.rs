@@ -3,8 +3,7 @@
 //!
 //! Each row is one envelope frame, signed when the sample was taken (so its `iat` and
 //! `seq` are the collection's), then encrypted with AES-256-GCM under the 32-byte key in
-//! `queue.key` (owner-only on Unix; DPAPI protection on Windows comes with the Windows
-//! service). The nonce is 96 random bits per row and the associated data binds the
+//! `queue.key` (owner-only on Unix; sealed with DPAPI, machine scope, on Windows). The nonce is 96 random bits per row and the associated data binds the
 //! ciphertext to its row (`seq`, `expires_at`), so rows cannot be swapped or
 //! re-dated. The database holds no plaintext: only the order key, the expiry and the
 //! ciphertext.
@@ -500,8 +499,16 @@ pub(crate) fn create_private_file(path: &Path) -> Result<(), AgentError> {
 pub(crate) fn load_or_create_key(
     state: &StateDir,
 ) -> Result<(Zeroizing<Vec<u8>>, bool), AgentError> {
-    if let Some(k) = state.read_optional(files::QUEUE_KEY)? {
-        let k = Zeroizing::new(k);
+    let stored = match state.read_secret(files::QUEUE_KEY) {
+        Ok(k) => k,
+        // Sealed on another machine, or damaged: as unreadable as a missing key.
+        Err(e @ AgentError::CorruptState { .. }) => {
+            tracing::warn!(error = %e, "the offline queue's key cannot be read; making a new one");
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(k) = stored {
         if k.len() == 32 {
             return Ok((k, false));
         }
@@ -511,7 +518,7 @@ pub(crate) fn load_or_create_key(
         );
     }
     let k = Zeroizing::new(random::bytes::<32>().to_vec());
-    state.write_atomic(files::QUEUE_KEY, &k, true)?;
+    state.write_secret(files::QUEUE_KEY, &k)?;
     Ok((k, true))
 }
 

@@ -1,14 +1,22 @@
-//! `tether-agent install` and `uninstall`: the agent as a system service that runs
-//! `tether-agent run` at every boot. On Linux a systemd unit; the Windows service comes
-//! with the Windows service work.
+//! The agent as a system service that runs `tether-agent run` at every boot.
+//!
+//! * Linux: `tether-agent install` / `uninstall` write a systemd unit ([`systemd`]).
+//! * Windows: `tether-agent service install|uninstall|start|stop` register the service
+//!   with the service control manager, and the SCM starts `tether-agent service run …`
+//!   (`scm`, through the `tether-service` crate).
+//!
+//! Both build the service's command line the same way ([`plan`]); each subcommand of the
+//! other platform says what to use instead.
 
 use std::path::PathBuf;
 
-use crate::cli::{InstallArgs, UninstallArgs};
+use crate::cli::{InstallArgs, ServiceAction, ServiceArgs, UninstallArgs};
 use crate::config::RunConfig;
 use crate::error::AgentError;
 use crate::state::StateDir;
 
+#[cfg(windows)]
+mod scm;
 #[cfg(unix)]
 pub mod systemd;
 
@@ -42,8 +50,8 @@ pub fn plan(args: InstallArgs) -> Result<ServicePlan, AgentError> {
     }
     cfg.state_dir.clone_from(&state_dir);
     let exe = std::env::current_exe()
-        .and_then(|p| p.canonicalize())
-        .map_err(AgentError::io("the tether-agent binary"))?;
+        .map_err(AgentError::io("the tether-agent binary"))
+        .and_then(|p| absolute(&p))?;
     Ok(ServicePlan {
         exe,
         args: cfg.to_run_args(),
@@ -52,7 +60,13 @@ pub fn plan(args: InstallArgs) -> Result<ServicePlan, AgentError> {
 }
 
 fn absolute(p: &std::path::Path) -> Result<PathBuf, AgentError> {
-    p.canonicalize().map_err(AgentError::io(p))
+    // Windows' canonical form is a `\\?\` verbatim path, which the SCM's command line
+    // and people reading it do not need; an absolute path of an existing file is enough.
+    #[cfg(windows)]
+    let abs = std::path::absolute(p).and_then(|a| a.metadata().map(|_| a));
+    #[cfg(not(windows))]
+    let abs = p.canonicalize();
+    abs.map_err(AgentError::io(p))
 }
 
 /// `tether-agent install`.
@@ -93,8 +107,33 @@ pub fn uninstall(args: UninstallArgs) -> Result<(), AgentError> {
 #[cfg(not(unix))]
 fn not_here() -> AgentError {
     AgentError::Unsupported(
-        "the Windows service comes with the Windows service work and is not in this version; \
-         run `tether-agent run` meanwhile"
+        "`install` and `uninstall` write a systemd unit (Linux); on Windows use `tether-agent \
+         service install` and `tether-agent service uninstall`"
             .into(),
     )
+}
+
+/// `tether-agent service …`: the Windows service.
+pub async fn service(args: ServiceArgs) -> Result<(), AgentError> {
+    #[cfg(windows)]
+    {
+        match args.action {
+            ServiceAction::Install(a) => scm::install(a),
+            ServiceAction::Uninstall => scm::uninstall(),
+            ServiceAction::Start => scm::start(),
+            ServiceAction::Stop => scm::stop(),
+            ServiceAction::Run(run) => scm::run(run).await,
+        }
+    }
+    #[cfg(not(windows))]
+    {
+        let _: ServiceAction = args.action;
+        Err(AgentError::Unsupported(
+            "`tether-agent service` manages the Windows service. On Linux the agent runs as a \
+             systemd unit: `tether-agent install --enable` installs and starts it, `systemctl \
+             start|stop tether-agent` starts and stops it, `tether-agent uninstall --disable` \
+             removes it"
+                .into(),
+        ))
+    }
 }

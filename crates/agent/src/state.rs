@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! <state-dir>/
-//!   agent-key.pk8    Ed25519 private key, PKCS#8 DER (owner-only on Unix)
+//!   agent-key.pk8    Ed25519 private key, PKCS#8 DER (owner-only on Unix; sealed with
+//!                    DPAPI, machine scope, on Windows)
 //!   agent.pub        its public key, base64url (for `tether-helper --agent-key-file`)
 //!   hwid             random hardware id, only where the OS offers none (Windows for now)
 //!   ca.pem           the server's root CA this agent trusts
@@ -17,8 +18,8 @@
 //!                    intervals the server asked for
 //!   queue.db         the offline queue (SQLite, encrypted rows; see `queue`), with its
 //!                    -wal and -shm files
-//!   queue.key        the offline queue's AES-256-GCM key (owner-only on Unix), also
-//!                    the command ledger's
+//!   queue.key        the offline queue's AES-256-GCM key (owner-only on Unix; DPAPI on
+//!                    Windows), also the command ledger's
 //!   commands.db      the command ledger (SQLite, encrypted bodies; see `commands::ledger`)
 //! ```
 //!
@@ -229,6 +230,30 @@ impl StateDir {
         }
     }
 
+    /// Writes a secret: [`platform::seal_secret`] (DPAPI on Windows) into a private file.
+    pub fn write_secret(&self, name: &str, plain: &[u8]) -> Result<(), AgentError> {
+        let sealed = platform::seal_secret(name, plain).map_err(|e| {
+            AgentError::Crypto(format!("cannot protect {}: {e}", self.path(name).display()))
+        })?;
+        self.write_atomic(name, &sealed, true)
+    }
+
+    /// Reads a secret [`write_secret`](Self::write_secret) wrote, `None` when the file
+    /// does not exist. A file that cannot be opened (sealed on another machine, damaged)
+    /// is [`AgentError::CorruptState`].
+    pub fn read_secret(
+        &self,
+        name: &str,
+    ) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, AgentError> {
+        self.read_optional(name)?
+            .map(|sealed| {
+                let sealed = zeroize::Zeroizing::new(sealed);
+                platform::open_secret(name, &sealed)
+                    .map_err(|e| self.corrupt(name, format!("cannot be unprotected: {e}")))
+            })
+            .transpose()
+    }
+
     fn read_string(&self, name: &str) -> Result<Option<String>, AgentError> {
         self.read_optional(name)?
             .map(|b| String::from_utf8(b).map_err(|_| self.corrupt(name, "not UTF-8 text".into())))
@@ -281,22 +306,20 @@ impl StateDir {
         &self,
         rng: &mut R,
     ) -> Result<(AgentIdentity, bool), AgentError> {
-        if let Some(der) = self.read_optional(files::AGENT_KEY)? {
-            let der = zeroize::Zeroizing::new(der);
+        if let Some(der) = self.read_secret(files::AGENT_KEY)? {
             let id = AgentIdentity::from_pkcs8_der(&der)
                 .map_err(|e| self.corrupt(files::AGENT_KEY, e.to_string()))?;
             return Ok((id, false));
         }
         let id = AgentIdentity::generate(rng)?;
-        self.write_atomic(files::AGENT_KEY, id.pkcs8_der(), true)?;
+        self.write_secret(files::AGENT_KEY, id.pkcs8_der())?;
         Ok((id, true))
     }
 
     /// The agent key, if one was created.
     pub fn identity(&self) -> Result<Option<AgentIdentity>, AgentError> {
-        self.read_optional(files::AGENT_KEY)?
+        self.read_secret(files::AGENT_KEY)?
             .map(|der| {
-                let der = zeroize::Zeroizing::new(der);
                 AgentIdentity::from_pkcs8_der(&der)
                     .map_err(|e| self.corrupt(files::AGENT_KEY, e.to_string()))
             })

@@ -186,18 +186,24 @@ pub struct Probe {
     system: Option<sysinfo::System>,
     disks: Option<Disks>,
     networks: Option<Networks>,
+    /// Where the OS offers system CPU times (Windows: `GetSystemTimes`), the last reading
+    /// (idle, total): CPU use is the busy share of the time between two readings.
+    /// sysinfo's CPU use goes through PDH counters, whose reload after a failed first
+    /// open aborts the process under Wine.
+    cpu_times: Option<platform::CpuTimes>,
 }
 
 impl Probe {
     /// Takes a first reading (CPU use is measured between two readings).
     pub fn new() -> Self {
-        let system = sysinfo::System::new_with_specifics(
-            RefreshKind::nothing()
-                .with_cpu(CpuRefreshKind::nothing().with_usage())
-                .with_memory(MemoryRefreshKind::nothing().with_ram()),
-        )
-        .map_err(|e| tracing::warn!(error = %e, "no CPU or memory telemetry on this system"))
-        .ok();
+        let cpu_times = platform::cpu_times();
+        let mut kind = RefreshKind::nothing().with_memory(MemoryRefreshKind::nothing().with_ram());
+        if cpu_times.is_none() {
+            kind = kind.with_cpu(CpuRefreshKind::nothing().with_usage());
+        }
+        let system = sysinfo::System::new_with_specifics(kind)
+            .map_err(|e| tracing::warn!(error = %e, "no CPU or memory telemetry on this system"))
+            .ok();
         let disks =
             Disks::new_with_refreshed_list_specifics(DiskRefreshKind::nothing().with_storage())
                 .map_err(|e| tracing::warn!(error = %e, "no disk telemetry on this system"))
@@ -209,6 +215,7 @@ impl Probe {
             system,
             disks,
             networks,
+            cpu_times,
         }
     }
 
@@ -216,9 +223,21 @@ impl Probe {
     pub fn read(&mut self) -> RawSample {
         let (cpu_pct, mem_used_bytes, mem_total_bytes) = match self.system.as_mut() {
             Some(s) => {
-                s.refresh_cpu_usage();
+                let cpu = match self.cpu_times {
+                    Some(before) => match platform::cpu_times() {
+                        Some(now) => {
+                            self.cpu_times = Some(now);
+                            now.busy_percent_since(before)
+                        }
+                        None => 0.0,
+                    },
+                    None => {
+                        s.refresh_cpu_usage();
+                        s.global_cpu_usage()
+                    }
+                };
                 s.refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram());
-                (s.global_cpu_usage(), s.used_memory(), s.total_memory())
+                (cpu, s.used_memory(), s.total_memory())
             }
             None => (0.0, 0, 0),
         };

@@ -11,6 +11,7 @@
 )]
 
 pub mod cli;
+pub mod wine;
 
 use std::future::Future;
 use std::io::{BufRead, BufReader};

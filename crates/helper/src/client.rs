@@ -1,4 +1,5 @@
-//! What the agent uses to call the helper over its Unix socket.
+//! What the agent uses to call the helper over its Unix socket or, on Windows, its named
+//! pipe (the same protocol on both; a busy pipe is retried for [`PIPE_BUSY_WAIT`]).
 //!
 //! ```no_run
 //! # async fn demo(agent_key: ed25519_dalek::SigningKey, req: tether_proto::helper::HelperRequest)
@@ -42,9 +43,11 @@ use tether_proto::helper::{HelperRequest, HelperResponse, HelperStatus};
 use tether_proto::{
     Clock, EnvelopeSigner, KeyId, MessageType, ProtoError, Stamp, StaticKeys, TraceId, Verifier,
 };
-use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::UnixStream;
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
+#[cfg(unix)]
+use tokio::net::UnixStream as Stream;
+#[cfg(windows)]
+use tokio::net::windows::named_pipe::NamedPipeClient as Stream;
 
 use crate::error::HelperError;
 use crate::framing::{Frame, read_frame, with_newline};
@@ -55,12 +58,15 @@ pub const DEFAULT_FIRST_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long to wait for the final response after `executing` by default (the system
 /// executor's longest tool limit is 120 s).
 pub const DEFAULT_FINAL_RESPONSE_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a connect waits for a free instance while every instance of the helper's pipe
+/// is busy (Windows).
+pub const PIPE_BUSY_WAIT: Duration = Duration::from_secs(5);
 
 /// A connection to the helper.
 #[derive(Debug)]
 pub struct HelperClient {
-    reader: BufReader<OwnedReadHalf>,
-    writer: OwnedWriteHalf,
+    reader: BufReader<ReadHalf<Stream>>,
+    writer: WriteHalf<Stream>,
     signer: EnvelopeSigner,
     helper_keys: StaticKeys,
     clock: Arc<dyn Clock>,
@@ -71,10 +77,11 @@ pub struct HelperClient {
 }
 
 impl HelperClient {
-    /// Connects to the helper's socket. `signer` holds the agent key; `helper_public_key`
-    /// is the content of the helper's `helper.pub`.
+    /// Connects to the helper: `endpoint` is its socket's path (Unix) or its pipe's name
+    /// (Windows, `\\.\pipe\…`). `signer` holds the agent key; `helper_public_key` is the
+    /// content of the helper's `helper.pub`.
     pub async fn connect(
-        socket: &Path,
+        endpoint: &Path,
         signer: EnvelopeSigner,
         helper_public_key: [u8; 32],
         clock: Arc<dyn Clock>,
@@ -84,10 +91,10 @@ impl HelperClient {
         })?;
         let mut helper_keys = StaticKeys::new();
         helper_keys.insert(KeyId::for_ed25519(&helper_public_key), key);
-        let stream = UnixStream::connect(socket)
+        let stream = open(endpoint)
             .await
-            .map_err(|e| HelperError::Unavailable(format!("{}: {e}", socket.display())))?;
-        let (r, writer) = stream.into_split();
+            .map_err(|e| HelperError::Unavailable(format!("{}: {e}", endpoint.display())))?;
+        let (r, writer) = tokio::io::split(stream);
         Ok(Self {
             reader: BufReader::new(r),
             writer,
@@ -213,5 +220,31 @@ impl HelperClient {
             .map_err(|e| HelperError::UnexpectedResponse(format!("not a helper_response: {e}")))?;
         self.last_response_seq = Some(seq);
         Ok(resp)
+    }
+}
+
+#[cfg(unix)]
+async fn open(socket: &Path) -> std::io::Result<Stream> {
+    Stream::connect(socket).await
+}
+
+/// Opens the pipe; while all its instances are busy (`ERROR_PIPE_BUSY`), tries again
+/// every 50 ms for up to [`PIPE_BUSY_WAIT`] (the helper makes a new instance for each
+/// connection, so busy is brief).
+#[cfg(windows)]
+async fn open(pipe: &Path) -> std::io::Result<Stream> {
+    use tokio::net::windows::named_pipe::ClientOptions;
+    // ERROR_PIPE_BUSY (winerror.h): every instance is connected to another client.
+    const ERROR_PIPE_BUSY: i32 = 231;
+    const STEP: Duration = Duration::from_millis(50);
+    let mut waited = Duration::ZERO;
+    loop {
+        match ClientOptions::new().open(pipe) {
+            Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY) && waited < PIPE_BUSY_WAIT => {
+                tokio::time::sleep(STEP).await;
+                waited = waited.saturating_add(STEP);
+            }
+            other => return other,
+        }
     }
 }

@@ -3,16 +3,20 @@
 //! * [`RecordingExecutor`] performs nothing on the machine: it appends one JSON line per
 //!   execution to a record file, honours `simulate`, and still produces real artifacts
 //!   (a PNG screenshot, a log bundle) so everything after the helper can be tested.
-//! * `SystemExecutor` (Unix) carries the opcodes out on Linux with the system's own tools.
+//! * `SystemExecutor` carries the opcodes out on this machine: on Linux with the system's
+//!   own tools (`system`), on Windows with Win32 calls (`windows`).
 //!
 //! Executors check the opcode (and any simulation) before the ledger records anything
 //! ([`Executor::check`], `6003` when refused), and then run it ([`Executor::execute`]),
 //! whose error becomes the `failed` (or, for 6003/6004, `denied`) final response.
 
 mod artifact;
+mod manifest;
 mod recording;
 #[cfg(unix)]
 mod system;
+#[cfg(windows)]
+mod windows;
 
 use std::fmt;
 
@@ -23,9 +27,12 @@ use tether_proto::messages::command::Simulation;
 use tether_proto::{MessageId, UnixMillis};
 
 pub use artifact::Artifacts;
+pub use manifest::{Manifest, ManifestEntry};
 pub use recording::{DEFAULT_SLOW, RecordingExecutor};
 #[cfg(unix)]
-pub use system::{Manifest, ManifestEntry, SystemExecutor};
+pub use system::SystemExecutor;
+#[cfg(windows)]
+pub use windows::{SessionTask, WindowsExecutor as SystemExecutor, session_main};
 
 use crate::error::HelperError;
 

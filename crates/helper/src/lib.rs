@@ -1,7 +1,7 @@
 //! `tether-helper`: the privileged per-PC service (the design's "KernelService").
 //!
-//! It listens only on local IPC (a Unix domain socket; the Windows named pipe comes
-//! later), and accepts one thing: a `helper_request` envelope signed by the local agent's
+//! It listens only on local IPC (a Unix domain socket, or on Windows a named pipe), and
+//! accepts one thing: a `helper_request` envelope signed by the local agent's
 //! key, from a process whose OS identity is the agent's. Each request is checked in a fixed
 //! order — envelope (signature, time, type), `agent_sequence` above the last accepted one,
 //! the opcode's `params`, whether the executor runs that opcode — and every refusal is a
@@ -15,33 +15,27 @@
 //!
 //! The crate is a library with a thin binary: [`server`] is the IPC service, [`client`]
 //! what the agent uses to call it, [`executor`] the operations themselves (a recording one
-//! for tests and demos, the real one for Linux).
+//! for tests and demos, the real one for Linux and for Windows), [`service`] the Windows
+//! service.
 
 pub mod cli;
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 pub mod client;
 pub mod error;
 pub mod executor;
-// The transport-free core (framing, checks, ledger, signed responses) is served only by
-// the Unix socket until the Windows named pipe lands: on Windows it is compiled, so it
-// stays portable, but not called yet.
-#[cfg_attr(not(unix), allow(dead_code))]
+// The transport-free core (framing, checks, ledger, signed responses) is served by the
+// Unix socket and the Windows named pipe alike.
 mod framing;
-#[cfg_attr(not(unix), allow(dead_code))]
 mod handler;
 pub mod keys;
-#[cfg_attr(not(unix), allow(dead_code))]
 mod ledger;
-#[cfg_attr(not(unix), allow(dead_code))]
 mod platform;
-#[cfg_attr(not(unix), allow(dead_code))]
 mod policy;
-#[cfg_attr(not(unix), allow(dead_code))]
 mod random;
-#[cfg_attr(not(unix), allow(dead_code))]
 mod respond;
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 pub mod server;
+pub mod service;
 pub mod state;
 
 pub use error::HelperError;

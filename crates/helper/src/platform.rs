@@ -1,7 +1,11 @@
 //! File modes, ownership, durable writes and stop signals: what differs between Unix and
-//! Windows. No unsafe code: `std` offers chown and modes on Unix, and tokio offers the
+//! Windows. No unsafe code here: `std` offers chown and modes on Unix, and tokio offers the
 //! signals. On Windows modes and owners are not applied yet (files inherit the
-//! directory's ACL; hardening comes with the Windows service).
+//! directory's ACL; hardening comes with the Windows service). The Win32 calls the named
+//! pipe needs are in [`windows`], the crate's one module allowed `unsafe`.
+
+#[cfg(windows)]
+pub(crate) mod windows;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -126,6 +130,13 @@ pub(crate) fn hand_to(path: &Path, owner: Option<(u32, u32)>) -> io::Result<()> 
 }
 
 /// Resolves when the user or the service manager asks the helper to stop.
+#[cfg_attr(
+    not(unix),
+    allow(
+        clippy::manual_async_fn,
+        reason = "one body for both: on Unix the SIGTERM handler is installed before the future"
+    )
+)]
 pub(crate) fn shutdown_signal() -> impl Future<Output = ()> {
     // The SIGTERM handler is installed here, when the future is made, not when it is
     // first polled: a caller that makes it before announcing it is ready cannot be

@@ -1,7 +1,11 @@
-//! The IPC service on a Unix domain socket.
+//! The IPC service: a Unix domain socket, or on Windows a named pipe.
 //!
-//! [`Helper::bind`] opens the state directory (key, ledger), removes a stale socket file
-//! and listens with mode 0660, owned by the agent's user; [`Helper::run`] serves until the
+//! [`Helper::bind`] opens the state directory (key, ledger) and the transport: on Unix it
+//! removes a stale socket file and listens with mode 0660, owned by the agent's user
+//! ([`unix`]); on Windows it creates the first instance of the pipe, refusing a name that
+//! is taken, with a DACL for SYSTEM, Administrators and the agent's account (`pipe`).
+//! Everything above the transport — the peer check's verdict, framing, the handler, the
+//! ledger, responses — is this file's and shared. [`Helper::run`] serves until the
 //! cancellation token fires. Each connection is checked once (the peer check, 6006 then
 //! close) and may then carry many requests, one at a time; connections are served
 //! concurrently (at most [`MAX_CONNECTIONS`]). A line longer than the `helper_request`
@@ -10,16 +14,22 @@
 //! listener closes at once, connections stop reading, and running executions get
 //! [`SHUTDOWN_GRACE`] to finish and be recorded.
 
+#[cfg(unix)]
 mod peer;
+#[cfg(windows)]
+mod pipe;
+#[cfg(unix)]
+mod unix;
 
-use std::path::{Path, PathBuf};
+#[cfg(unix)]
+use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tether_proto::{Clock, KeyId, MessageType, StaticKeys};
-use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -30,10 +40,14 @@ use crate::executor::Executor;
 use crate::framing::{Frame, read_frame};
 use crate::handler::{Handled, Handler};
 use crate::ledger::Ledger;
-use crate::platform;
 use crate::respond::Responder;
 use crate::state::StateDir;
-use peer::PeerPolicy;
+#[cfg(windows)]
+use pipe as transport;
+#[cfg(windows)]
+pub use pipe::{DEFAULT_AGENT_ACCOUNT, DEFAULT_PIPE, PipeConfig, current_user_sid};
+#[cfg(unix)]
+use unix as transport;
 
 /// Connections served at once; more are closed at accept.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -48,26 +62,31 @@ const REFUSED_PEER_WAIT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct HelperConfig {
     /// The socket's path.
+    #[cfg(unix)]
     pub socket: PathBuf,
+    /// The named pipe and who may open it.
+    #[cfg(windows)]
+    pub pipe: PipeConfig,
     /// The state directory.
     pub state_dir: PathBuf,
     /// The agent's Ed25519 public key: every request must be signed by it.
     pub agent_key: [u8; 32],
     /// Users whose processes may connect (at least one).
+    #[cfg(unix)]
     pub allow_uids: Vec<u32>,
     /// When set, the calling process must be running this executable.
     pub agent_exe: Option<PathBuf>,
     /// Who gets the socket (uid, gid): the agent's user.
+    #[cfg(unix)]
     pub socket_owner: Option<(u32, u32)>,
 }
 
 /// A bound, not yet serving, helper.
 #[derive(Debug)]
 pub struct Helper {
-    listener: UnixListener,
-    socket: PathBuf,
+    listener: transport::Listener,
     handler: Arc<Handler>,
-    peers: Arc<PeerPolicy>,
+    peers: Arc<transport::PeerPolicy>,
     executions: TaskTracker,
     public_key: [u8; 32],
 }
@@ -79,9 +98,7 @@ impl Helper {
         executor: Arc<dyn Executor>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, HelperError> {
-        if config.allow_uids.is_empty() {
-            return Err(HelperError::Config("no uid is allowed to connect".into()));
-        }
+        transport::check_config(&config)?;
         let agent_key =
             ed25519_dalek::VerifyingKey::from_bytes(&config.agent_key).map_err(|_| {
                 HelperError::Config("the agent key is not a valid Ed25519 public key".into())
@@ -101,7 +118,7 @@ impl Helper {
         })
         .await
         .map_err(|e| HelperError::Config(format!("opening the state directory: {e}")))??;
-        let listener = listen(&config.socket, config.socket_owner)?;
+        let (listener, peers) = transport::Listener::bind(&config, agent_exe.clone())?;
 
         let mut agent_keys = StaticKeys::new();
         let kid = KeyId::for_ed25519(&config.agent_key);
@@ -109,13 +126,12 @@ impl Helper {
         let executions = TaskTracker::new();
         let public_key = state.public_key();
         tracing::info!(
-            socket = %config.socket.display(),
+            endpoint = %listener.endpoint(),
             state_dir = %state.root().display(),
             executor = executor.name(),
             agent_kid = %kid,
             helper_kid = %KeyId::for_ed25519(&public_key),
-            allow_uids = ?config.allow_uids,
-            agent_exe = ?agent_exe,
+            peers = ?peers,
             last_agent_sequence = ?ledger.last_sequence(),
             policy_version = ?ledger.policy().current().map(|p| p.policy_version),
             "helper listening"
@@ -130,12 +146,8 @@ impl Helper {
         );
         Ok(Self {
             listener,
-            socket: config.socket,
             handler: Arc::new(handler),
-            peers: Arc::new(PeerPolicy {
-                allow_uids: config.allow_uids,
-                agent_exe,
-            }),
+            peers: Arc::new(peers),
             executions,
             public_key,
         })
@@ -147,12 +159,18 @@ impl Helper {
     }
 
     /// The socket's path.
+    #[cfg(unix)]
     pub fn socket(&self) -> &Path {
-        &self.socket
+        self.listener.path()
+    }
+
+    /// Where the helper listens: the socket's path or the pipe's name.
+    pub fn endpoint(&self) -> String {
+        self.listener.endpoint()
     }
 
     /// Serves until `shutdown` fires, then drains (see the module docs).
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), HelperError> {
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), HelperError> {
         let connections = TaskTracker::new();
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let next_id = AtomicU64::new(1);
@@ -162,7 +180,7 @@ impl Helper {
                 r = self.listener.accept() => r,
             };
             let stream = match accepted {
-                Ok((stream, _)) => stream,
+                Ok(stream) => stream,
                 Err(e) => {
                     // Out of descriptors and the like: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
@@ -184,16 +202,14 @@ impl Helper {
             let span = tracing::info_span!("connection", id);
             connections.spawn(
                 async move {
-                    serve(stream, &handler, &peers, &stop).await;
+                    let peer = peers.check(&stream).await;
+                    serve(stream, peer, &handler, &stop).await;
                     drop(slot);
                 }
                 .instrument(span),
             );
         }
-        drop(self.listener);
-        if let Err(e) = std::fs::remove_file(&self.socket) {
-            tracing::debug!(error = %e, "removing the socket");
-        }
+        self.listener.close();
         connections.close();
         self.executions.close();
         let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
@@ -212,42 +228,18 @@ impl Helper {
     }
 }
 
-/// Binds the socket: a stale socket file is removed (anything else at the path is an
-/// error), the mode is 0660 and the owner the agent's user.
-fn listen(path: &Path, owner: Option<(u32, u32)>) -> Result<UnixListener, HelperError> {
-    use std::os::unix::fs::FileTypeExt;
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() => {
-            std::fs::remove_file(path).map_err(|e| HelperError::io(path, e))?;
-        }
-        Ok(_) => {
-            return Err(HelperError::Config(format!(
-                "{} exists and is not a socket; not removing it",
-                path.display()
-            )));
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(HelperError::io(path, e)),
-    }
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        platform::create_dir(parent, 0o755).map_err(|e| HelperError::io(parent, e))?;
-    }
-    let listener = UnixListener::bind(path).map_err(|e| HelperError::io(path, e))?;
-    // Until the mode is set the umask's applies; the peer check guards that moment.
-    platform::set_mode(path, 0o660).map_err(|e| HelperError::io(path, e))?;
-    platform::hand_to(path, owner).map_err(|e| HelperError::io(path, e))?;
-    Ok(listener)
-}
-
-async fn serve(
-    stream: UnixStream,
+/// Serves one connection whose caller `peer` names (or says why it is refused).
+async fn serve<S, P>(
+    stream: S,
+    peer: Result<P, String>,
     handler: &Handler,
-    peers: &PeerPolicy,
     stop: &CancellationToken,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+    P: std::fmt::Debug,
+{
     let max = MessageType::HelperRequest.max_frame_bytes();
-    let peer = peers.check(&stream).await;
-    let (r, mut w) = stream.into_split();
+    let (r, mut w) = tokio::io::split(stream);
     let mut r = BufReader::new(r);
     let peer = match peer {
         Ok(p) => p,
@@ -269,7 +261,7 @@ async fn serve(
             return;
         }
     };
-    tracing::debug!(uid = peer.uid, pid = ?peer.pid, "agent connected");
+    tracing::debug!(?peer, "agent connected");
     let mut refused = 0u32;
     loop {
         let frame = tokio::select! {

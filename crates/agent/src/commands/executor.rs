@@ -24,7 +24,7 @@ use crate::random;
 /// a kernel failure.
 const MAX_TRIES: u32 = 2;
 /// The TTL of a helper request envelope, seconds.
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 const HELPER_TTL_S: u32 = 60;
 
 pub(super) struct Executor {
@@ -46,8 +46,8 @@ pub(super) struct Executor {
 enum Outcome {
     /// The helper's final answer.
     #[cfg_attr(
-        not(unix),
-        allow(dead_code, reason = "no helper transport on this platform yet")
+        not(any(unix, windows)),
+        allow(dead_code, reason = "no helper transport on this platform")
     )]
     Answer(HelperResponse),
     /// No trustworthy answer: the helper could not be reached, timed out, or answered
@@ -290,7 +290,7 @@ impl Executor {
     }
 
     /// One helper call, reporting `executing` as soon as the helper does.
-    #[cfg(unix)]
+    #[cfg(any(unix, windows))]
     async fn call(
         &self,
         entry: &Entry,
@@ -303,9 +303,10 @@ impl Executor {
         let Some(link) = &self.helper else {
             return Ok(Outcome::NoAnswer(
                 ErrorCode::HelperUnavailable,
-                "no helper is configured (run the agent with --helper-socket and \
-                 --helper-key-file)"
-                    .into(),
+                format!(
+                    "no helper is configured (run the agent with {} and --helper-key-file)",
+                    crate::config::HELPER_ENDPOINT_FLAG
+                ),
             ));
         };
         let public_key = match crate::config::read_public_key_file(&link.key_file) {
@@ -357,8 +358,8 @@ impl Executor {
         })
     }
 
-    /// Without a Unix socket (Windows, until the named pipe arrives) there is no helper.
-    #[cfg(not(unix))]
+    /// Without a Unix socket or a named pipe there is no helper.
+    #[cfg(not(any(unix, windows)))]
     async fn call(
         &self,
         entry: &Entry,
@@ -368,11 +369,11 @@ impl Executor {
         let _ = (&self.helper, &self.identity, entry, bundle);
         Ok(Outcome::NoAnswer(
             ErrorCode::HelperUnavailable,
-            "the helper's named pipe is not supported on this platform yet".into(),
+            "no helper transport on this platform".into(),
         ))
     }
 
-    #[cfg_attr(not(unix), allow(dead_code))]
+    #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
     async fn request(&self, entry: &Entry, bundle: &Bundle) -> Result<HelperRequest, AgentError> {
         Ok(HelperRequest {
             request_id: MessageId::from_random_bytes(random::bytes::<16>()),
@@ -387,7 +388,7 @@ impl Executor {
     }
 
     /// Whether the helper accepted this bundle's hash from us in this run.
-    #[cfg_attr(not(unix), allow(dead_code))]
+    #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
     fn helper_knows(&self, bundle: &Bundle) -> bool {
         self.helper_policy
             .lock()
@@ -397,7 +398,7 @@ impl Executor {
 
     /// Tells the helper the bundle in force, on a connection of its own (best effort:
     /// no helper, or one that is down, hears it before the next command).
-    #[cfg(unix)]
+    #[cfg(any(unix, windows))]
     async fn tell_helper(&self, bundle: &Bundle) {
         use tether_helper::client::HelperClient;
         let Some(link) = &self.helper else {
@@ -423,14 +424,14 @@ impl Executor {
         }
     }
 
-    #[cfg(not(unix))]
+    #[cfg(not(any(unix, windows)))]
     async fn tell_helper(&self, bundle: &Bundle) {
         let _ = bundle;
     }
 
     /// Sends `SET_POLICY` with the bundle's version and hash, signed and sequenced like
     /// every helper request.
-    #[cfg(unix)]
+    #[cfg(any(unix, windows))]
     async fn set_policy(
         &self,
         client: &mut tether_helper::client::HelperClient,

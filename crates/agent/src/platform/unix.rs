@@ -18,6 +18,18 @@ pub(super) fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     f.sync_all()
 }
 
+/// Unix keeps secrets in owner-only files as they are: the file mode is the protection.
+pub(super) fn seal_secret(_purpose: &str, plain: &[u8]) -> io::Result<Vec<u8>> {
+    Ok(plain.to_vec())
+}
+
+pub(super) fn open_secret(
+    _purpose: &str,
+    sealed: &[u8],
+) -> io::Result<zeroize::Zeroizing<Vec<u8>>> {
+    Ok(zeroize::Zeroizing::new(sealed.to_vec()))
+}
+
 pub(super) fn create_private_dir(path: &Path) -> io::Result<()> {
     DirBuilder::new().recursive(true).mode(0o700).create(path)
 }
@@ -28,6 +40,11 @@ pub(super) fn machine_id() -> Option<String> {
         .filter_map(|p| std::fs::read_to_string(p).ok())
         .map(|s| s.trim().to_owned())
         .find(|s| !s.is_empty())
+}
+
+/// Linux: sysinfo reads /proc/stat itself.
+pub(super) fn cpu_times() -> Option<super::CpuTimes> {
+    None
 }
 
 pub(super) fn hostname() -> Option<String> {

@@ -259,7 +259,11 @@ async fn rows_that_were_moved_or_altered_do_not_decrypt() {
     let mut q = Queue::open(&f.state, QueueLimits::default()).await.unwrap();
     assert_eq!(q.stats().await.unwrap().entries, 0);
     assert_eq!(
-        std::fs::read(f.state.path(files::QUEUE_KEY)).unwrap().len(),
+        f.state
+            .read_secret(files::QUEUE_KEY)
+            .unwrap()
+            .unwrap()
+            .len(),
         32
     );
     q.close().await;

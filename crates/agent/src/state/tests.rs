@@ -41,6 +41,25 @@ fn private_files_are_owner_only() {
 }
 
 #[test]
+fn secrets_are_sealed_on_windows_and_stored_as_they_are_on_unix() {
+    let (_t, s) = dir();
+    let (id, _) = s.load_or_create_identity(&mut OsRng).unwrap();
+    let on_disk = std::fs::read(s.path(files::AGENT_KEY)).unwrap();
+    assert_eq!(
+        on_disk == id.pkcs8_der(),
+        cfg!(unix),
+        "sealed only on Windows"
+    );
+    assert_eq!(
+        s.read_secret(files::AGENT_KEY).unwrap().unwrap().as_slice(),
+        id.pkcs8_der()
+    );
+    // Sealed for one file, a blob does not open as another (on Windows).
+    std::fs::write(s.path(files::QUEUE_KEY), &on_disk).unwrap();
+    assert_eq!(s.read_secret(files::QUEUE_KEY).is_err(), cfg!(windows));
+}
+
+#[test]
 fn a_damaged_key_is_reported_not_replaced() {
     let (_t, s) = dir();
     s.write_atomic(files::AGENT_KEY, b"garbage", true).unwrap();

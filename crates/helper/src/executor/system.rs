@@ -27,9 +27,7 @@ use serde_json::Value;
 use tether_proto::helper::{OpParams, Opcode};
 use tether_proto::messages::command::Simulation;
 
-pub use integrity::{Manifest, ManifestEntry};
-
-use super::{Artifacts, Executor, Job, not_yet};
+use super::{Artifacts, Executor, Job, manifest, not_yet};
 use crate::error::HelperError;
 
 /// Time limit of session and power tools.
@@ -101,7 +99,7 @@ impl Executor for SystemExecutor {
             (Opcode::CollectLogs, OpParams::CollectLogs(p)) => {
                 capture::logs(&self.artifacts, &job.kernel_exec_id, p).await
             }
-            (Opcode::ExecRunAttestation, _) => integrity::attestation(self.manifest()?).await,
+            (Opcode::ExecRunAttestation, _) => manifest::attestation(self.manifest()?).await,
             (Opcode::ExecRunTamperCheck, _) => {
                 integrity::tamper_check(self.manifest()?, &self.state_dir).await
             }
