@@ -9,7 +9,9 @@ win_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 win_target=x86_64-pc-windows-gnu
 win_target_dir="$win_root/target/windows"
 # win_cargo SUBCOMMAND [ARGS…]: the target options go right after the subcommand, so
-# ARGS may end with `-- <rustc or clippy options>`.
+# ARGS may end with `-- <rustc or clippy options>`. Debug builds keep line tables only
+# (backtraces with lines): full debug info made tether-agent.exe 300 MB, slow to link,
+# to pack and to load under Wine.
 win_cargo() {
     # Cargo variables of an outer cargo (a test that calls a script) must not leak in.
     # shellcheck disable=SC2046 # one word per -u NAME
@@ -17,6 +19,7 @@ win_cargo() {
         -u CARGO -u RUSTC_WRAPPER -u RUSTFLAGS \
         CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc \
         RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 PATH="/usr/bin:$PATH" \
+        CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}" \
         /usr/bin/cargo "$1" -Zbuild-std --target "$win_target" --target-dir "$win_target_dir" "${@:2}"
 }
 # Wine, quiet, without the Gecko/Mono installers a new prefix would otherwise offer.

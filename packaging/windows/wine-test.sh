@@ -5,7 +5,7 @@
 # crate's directory, as `cargo test` would. Fails if any test fails, if an executable
 # cannot run, or if Wine is missing.
 #
-#   packaging/windows/wine-test.sh [CRATE...]     default: tether-proto tether-agent tether-helper
+#   packaging/windows/wine-test.sh [CRATE...]     default: tether-proto tether-service tether-agent tether-helper
 #   extra arguments for every test executable:    WINE_TEST_ARGS="--test-threads=1"
 set -euo pipefail
 # shellcheck source=env.sh
@@ -14,7 +14,7 @@ set -euo pipefail
 command -v jq >/dev/null || { echo "wine-test: jq missing: apt-get install jq" >&2; exit 1; }
 
 crates=("$@")
-[ ${#crates[@]} -gt 0 ] || crates=(tether-proto tether-agent tether-helper)
+[ ${#crates[@]} -gt 0 ] || crates=(tether-proto tether-service tether-agent tether-helper)
 pkgs=()
 for c in "${crates[@]}"; do pkgs+=(-p "$c"); done
 

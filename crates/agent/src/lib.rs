@@ -48,7 +48,7 @@ use rand_core::OsRng;
 use tether_proto::{Clock, SystemClock};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Command, RunArgs};
+use crate::cli::{Cli, Command, RunArgs, ServiceAction, ServiceArgs};
 use crate::commands::Commands;
 use crate::config::{DeviceName, RunConfig, ServerUrl};
 use crate::error::AgentError;
@@ -60,14 +60,27 @@ use crate::trust::TrustedCa;
 use crate::uplink::{DEFAULT_TELEMETRY_INTERVAL_S, Uplink};
 use crate::wire::Outbox;
 
-/// Sends diagnostics to stderr, filtered by `TETHER_LOG` (default `warn`).
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TETHER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+/// Sends diagnostics, filtered by `TETHER_LOG` (default `warn`), to stderr; under the
+/// Windows service control manager (`service run`), together with what it would print
+/// (default level `info`), to
+/// `logs\tether-agent.log` beside its state dir (`%ProgramData%\Tether\logs`) instead.
+pub fn init_logging(cli: &Cli) {
+    let file = match &cli.command {
+        Command::Service(ServiceArgs {
+            action: ServiceAction::Run(run),
+        }) if cfg!(windows) => Some((
+            tether_service::log::logs_dir(&run.state_dir),
+            service::SERVICE_NAME,
+        )),
+        _ => None,
+    };
+    if file.is_some() {
+        out::to_log();
+        // What the agent says at a prompt is what its log must record as a service.
+        tether_service::log::init("info", file);
+    } else {
+        tether_service::log::init("warn", None);
+    }
 }
 
 /// Runs a parsed command line to its exit code.
@@ -119,7 +132,10 @@ pub async fn run_until(args: RunArgs, shutdown: CancellationToken) -> Result<(),
     let cfg = RunConfig::from_args(args)?;
     let state = StateDir::open(&cfg.state_dir)?;
     let server = resolve_server(&state, cfg.server.as_ref())?;
-    let ca = trust::establish(&state, &server, &cfg.trust).await?;
+    let Some(ca) = establish_trust(&state, &server, &cfg.trust, &shutdown).await? else {
+        say!("tether-agent stopped.");
+        return Ok(());
+    };
     let record = ServerRecord {
         server_url: server.as_str().to_owned(),
         ca_fingerprint: ca.fingerprint.clone(),
@@ -161,6 +177,37 @@ pub async fn run_until(args: RunArgs, shutdown: CancellationToken) -> Result<(),
         say!("tether-agent stopped.");
     }
     result
+}
+
+/// [`trust::establish`], waiting while the server cannot be reached: a PC whose agent
+/// is installed before the server is up, or that boots off the network, keeps trying
+/// (with the session's backoff) instead of exiting. Any other failure (a fingerprint that
+/// does not match, a bad state dir) ends the run. `None` when stopped meanwhile.
+async fn establish_trust(
+    state: &StateDir,
+    server: &ServerUrl,
+    source: &config::TrustSource,
+    shutdown: &CancellationToken,
+) -> Result<Option<TrustedCa>, AgentError> {
+    let mut backoff = backoff::Backoff::default();
+    loop {
+        match trust::establish(state, server, source).await {
+            Ok(ca) => return Ok(Some(ca)),
+            Err(AgentError::Client(tether_client::ClientError::Transport(why))) => {
+                let delay = backoff.next_delay(random::u32());
+                say!(
+                    "Cannot reach {server} to fetch its CA ({why}); trying again in {} s.",
+                    delay.as_secs().max(1)
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = shutdown.cancelled() => return Ok(None),
+                    () = platform::shutdown_signal() => return Ok(None),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 async fn run_paired(ctx: &mut Context, cfg: &RunConfig) -> Result<(), AgentError> {

@@ -7,7 +7,7 @@ use tether_agent::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tether_agent::init_logging();
+    tether_agent::init_logging(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -112,3 +112,40 @@ async fn register_pair_and_connect_on_embedded_backends() {
 async fn register_pair_and_connect_on_mariadb_and_redis() {
     on_mysql_and_redis(walkthrough).await;
 }
+
+/// An agent installed before its server is reachable (a PC imaged off the network, or
+/// the MSI run before the server is up) keeps trying to fetch the CA it was told to pin
+/// instead of exiting, and goes on to pair as soon as the server answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_waits_for_an_unreachable_server_then_pairs() {
+    let mut server = Server::start(&Backends::Embedded);
+    let fp = tether_client::fingerprint(&tether_client::first_cert_der(&server.ca_pem).unwrap());
+    server.kill();
+
+    let state = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(binary("tether-agent"));
+    cmd.arg("run")
+        .args(["--server", &server.url])
+        .arg("--state-dir")
+        .arg(state.path())
+        .args(["--ca-fingerprint", &fp])
+        .args(["--device-name", "off-the-network"]);
+    let mut agent = Proc::spawn("tether-agent", cmd);
+    agent.wait_for_line("trying again in", Duration::from_secs(30));
+    // Still running after a second failed attempt (wait_for_new_line fails if it exits).
+    agent.wait_for_new_line("trying again in", 1, Duration::from_secs(30));
+
+    server.restart();
+    agent.wait_for_line("matches the fingerprint you gave", Duration::from_secs(60));
+    let pairing = wait_for_json(
+        &state.path().join("pairing.json"),
+        Duration::from_secs(60),
+        &mut agent,
+    );
+    assert!(
+        pairing["pair_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://")
+    );
+}

@@ -162,6 +162,11 @@ pub struct RunArgs {
     /// request must be signed by it.
     #[arg(long, value_name = "FILE")]
     pub agent_key_file: PathBuf,
+    /// When the agent key file does not exist yet, wait for it (checking every second)
+    /// instead of failing: the agent writes it when it first starts, which may be after
+    /// the helper (the Windows service is installed with this).
+    #[arg(long)]
+    pub wait_for_agent_key: bool,
     /// Only a process running this executable may connect (checked through
     /// /proc/PID/exe of the caller; Windows: its image path from QueryFullProcessImageNameW).
     #[arg(long, value_name = "PATH")]
@@ -255,6 +260,23 @@ pub(crate) async fn run_until(
     use crate::state::{artifacts_dir, files};
     use crate::{keys, platform};
 
+    if args.wait_for_agent_key && !args.agent_key_file.exists() {
+        tracing::info!(
+            path = %args.agent_key_file.display(),
+            "waiting for the agent's key (the agent writes it when it first starts)"
+        );
+        let stopped = platform::shutdown_signal();
+        tokio::pin!(stopped);
+        while !args.agent_key_file.exists() {
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                () = external.cancelled() => return Ok(()),
+                () = &mut stopped => return Ok(()),
+            }
+        }
+        // The agent writes it atomically; read it once it is there.
+        tracing::info!("the agent's key is there");
+    }
     let agent_key = keys::read_public_key_file(&args.agent_key_file)?;
     let owner = platform::owner_of(&args.agent_key_file)
         .map_err(|e| HelperError::io(&args.agent_key_file, e))?;

@@ -41,13 +41,19 @@ pub mod state;
 pub use error::HelperError;
 pub use respond::NIL_REQUEST_ID;
 
-/// Sends diagnostics to stderr, filtered by `TETHER_LOG` (default `info`: the helper's log
-/// is the record of what was asked of it and what it refused).
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TETHER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+/// Sends diagnostics, filtered by `TETHER_LOG` (default `info`: the helper's log is the
+/// record of what was asked of it and what it refused), to stderr; under the Windows
+/// service control manager (`service run`), to
+/// `logs\tether-helper.log` beside its state dir (`%ProgramData%\Tether\logs`) instead.
+pub fn init_logging(cli: &cli::Cli) {
+    let file = match &cli.command {
+        Some(cli::Command::Service(cli::ServiceArgs {
+            action: cli::ServiceAction::Run(run),
+        })) if cfg!(windows) => Some((
+            tether_service::log::logs_dir(&run.state_dir),
+            service::SERVICE_NAME,
+        )),
+        _ => None,
+    };
+    tether_service::log::init("info", file);
 }

@@ -7,7 +7,7 @@ use tether_helper::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tether_helper::init_logging();
+    tether_helper::init_logging(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -283,3 +283,60 @@ fn run_refuses_bad_arguments_with_a_clear_error() {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
 }
+
+/// With `--wait-for-agent-key` (how the Windows service runs), a helper started before the
+/// agent has written its key waits for the file instead of failing, then serves.
+#[tokio::test]
+async fn with_wait_for_agent_key_the_helper_waits_for_the_agent_key_file() {
+    let s = Setup::new();
+    let key_file = s.dir.path().join("agent.pub");
+    let key = std::fs::read(&key_file).unwrap();
+    std::fs::remove_file(&key_file).unwrap();
+    let mut child = Command::new(BIN)
+        .arg("run")
+        .arg("--socket")
+        .arg(s.socket())
+        .arg("--state-dir")
+        .arg(s.state())
+        .arg("--agent-key-file")
+        .arg(&key_file)
+        .arg("--wait-for-agent-key")
+        .args(["--executor", "recording", "--record"])
+        .arg(s.record())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut errs = BufReader::new(child.stderr.take().unwrap()).lines();
+    let waiting = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(l) = errs.next_line().await.unwrap() {
+            if l.contains("waiting for the agent's key") {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .expect("the helper says it waits within 30 s");
+    assert!(waiting, "the helper ended without saying it waits");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(child.try_wait().unwrap().is_none(), "the helper gave up");
+    assert!(
+        !s.socket().exists(),
+        "it serves before it has the agent's key"
+    );
+
+    std::fs::write(&key_file, key).unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), out.next_line())
+        .await
+        .expect("the helper serves within 30 s of the key appearing")
+        .unwrap()
+        .expect("a listening line");
+    assert!(line.contains("listening on"), "{line}");
+    let mut c = s.client().await;
+    let r = c.call(&lock_screen(1), 60, |_| {}).await.unwrap();
+    assert_eq!(r.status, HelperStatus::Ok);
+    assert_eq!(s.records(), 1);
+}

@@ -80,12 +80,12 @@ pub fn run(role: Role, args: impl Iterator<Item = OsString>) -> ExitCode {
         }
         Role::Agent => {
             let cli = tether_agent::cli::Cli::parse_from(argv);
-            tether_agent::init_logging();
+            tether_agent::init_logging(&cli);
             block_on(two_workers(), tether_agent::main(cli))
         }
         Role::Helper => {
             let cli = tether_helper::cli::Cli::parse_from(argv);
-            tether_helper::init_logging();
+            tether_helper::init_logging(&cli);
             block_on(two_workers(), tether_helper::cli::execute(cli))
         }
     }

@@ -14,6 +14,7 @@
 //! subcommands say so.
 
 pub mod acl;
+pub mod log;
 #[cfg(windows)]
 pub mod scm;
 pub mod sid;
@@ -25,6 +26,10 @@ use std::time::Duration;
 /// counterpart): `tether-helper service install` and `tether-agent service install`
 /// write it into both services' arguments.
 pub const DEFAULT_PIPE: &str = r"\\.\pipe\tether-helper";
+
+/// The agent's service name, whose virtual account the helper's pipe, state dir and the
+/// logs directory admit.
+pub const AGENT_SERVICE: &str = "tether-agent";
 
 /// Under `%ProgramData%`: `Tether\agent` and `Tether\helper` are the services' state
 /// directories.

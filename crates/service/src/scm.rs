@@ -95,7 +95,11 @@ pub fn failure_actions(recovery: &Recovery) -> ServiceFailureActions {
 /// Registers the service, or updates the configuration of one already registered, with its
 /// description and recovery actions (which also apply when it stops with an error code,
 /// not only when it crashes).
-pub fn install(spec: &ServiceSpec) -> Result<(), ServiceError> {
+///
+/// Returns warnings for the caller to print: recovery actions the OS refused (Wine does
+/// not implement them) leave a working service that is just not restarted on failure,
+/// which is reported rather than undoing the install.
+pub fn install(spec: &ServiceSpec) -> Result<Vec<String>, ServiceError> {
     let manager = ServiceManager::local_computer(
         None::<&str>,
         ServiceManagerAccess::CONNECT | ServiceManagerAccess::CREATE_SERVICE,
@@ -121,13 +125,19 @@ pub fn install(spec: &ServiceSpec) -> Result<(), ServiceError> {
     service
         .set_description(&spec.description)
         .map_err(scm_err("setting the description"))?;
-    service
+    let recovery = service
         .update_failure_actions(failure_actions(&spec.recovery))
-        .map_err(scm_err("setting the recovery actions"))?;
-    service
-        .set_failure_actions_on_non_crash_failures(true)
-        .map_err(scm_err("setting the recovery actions"))?;
-    Ok(())
+        .and_then(|()| service.set_failure_actions_on_non_crash_failures(true));
+    let mut warnings = Vec::new();
+    if let Err(e) = recovery {
+        warnings.push(format!(
+            "the service {} is installed, but its recovery actions (restart on failure) \
+             could not be set: {}",
+            spec.name,
+            describe(&e)
+        ));
+    }
+    Ok(warnings)
 }
 
 /// Stops the service if it runs, then deletes it. `Ok(false)` when it was not installed.

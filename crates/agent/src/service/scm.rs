@@ -63,6 +63,8 @@ pub(super) fn install(a: ServiceInstallArgs) -> Result<(), AgentError> {
         unit_dir: None,
         enable: false,
     })?;
+    let logs = tether_service::log::logs_dir(&plan.state_dir);
+    tether_service::log::prepare_dir(&logs)?;
     // `plan` starts the arguments with `run`; the service's start with `service run`.
     let run_options = plan.args.get(1..).unwrap_or_default();
     let spec = ServiceSpec::new(
@@ -74,10 +76,16 @@ pub(super) fn install(a: ServiceInstallArgs) -> Result<(), AgentError> {
         run_options,
         Account::Virtual,
     );
-    scm::install(&spec)?;
+    for w in scm::install(&spec)? {
+        eprintln!("warning: {w}");
+    }
     say!("Installed the {SERVICE_NAME} service (account NT SERVICE\\{SERVICE_NAME}).");
     say!("It runs: {} {}", plan.exe.display(), spec.args.join(" "));
     say!("State dir: {}", plan.state_dir.display());
+    say!(
+        "Its log: {}",
+        logs.join(format!("{SERVICE_NAME}.log")).display()
+    );
     if start {
         scm::start(SERVICE_NAME)?;
         say!("{SERVICE_NAME} is starting.");

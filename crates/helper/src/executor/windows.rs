@@ -133,10 +133,24 @@ fn kernel(e: std::io::Error) -> HelperError {
 /// Runs `tether-helper session <args>` in the console session and requires exit code 0
 /// (any other code is the Win32 error the session process met).
 fn in_session(args: &[&str], limit: Duration) -> Result<(u32, Vec<u8>), HelperError> {
-    let session = win32::active_console_session().map_err(kernel)?;
     let exe = std::env::current_exe().map_err(|e| HelperError::io("tether-helper.exe", e))?;
-    let what = format!("tether-helper session {}", args.join(" "));
-    let exit = win32::run_in_session(session, &exe, args, limit).map_err(kernel)?;
+    in_session_with(&exe, args, limit)
+}
+
+/// [`in_session`] with another program than this one (the tests' own executable is not
+/// tether-helper.exe).
+fn in_session_with(
+    exe: &Path,
+    args: &[&str],
+    limit: Duration,
+) -> Result<(u32, Vec<u8>), HelperError> {
+    let session = win32::active_console_session().map_err(kernel)?;
+    let name = exe.file_name().map_or_else(
+        || exe.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let what = format!("{name} {}", args.join(" "));
+    let exit = win32::run_in_session(session, exe, args, limit).map_err(kernel)?;
     match exit.code {
         Some(0) => Ok((session, exit.stdout)),
         Some(code) => Err(HelperError::Kernel(format!(
@@ -318,12 +332,40 @@ mod tests {
         assert!(x.check(Opcode::ExecLockScreen, None).is_ok());
     }
 
-    /// Under Wine (and on a server with nobody signed in) there is no user token for the
-    /// console session: the lock must fail with the OS's reason, never report success.
+    fn cmd() -> PathBuf {
+        let root = std::env::var_os("SystemRoot").unwrap_or_else(|| r"C:\windows".into());
+        PathBuf::from(root).join("system32").join("cmd.exe")
+    }
+
+    /// The path every user-session action takes (lock, screenshot): a program started in
+    /// the console session as its user, its exit code read back. Under Wine a user token
+    /// exists and the child runs; on a server with nobody signed in the token call fails.
+    /// Either way the answer is prompt and says what happened, never a silent success.
     #[test]
-    fn lock_without_a_signed_in_user_fails_honestly() {
-        if let Err(e) = lock() {
-            assert!(!e.to_string().is_empty());
+    fn a_session_program_that_fails_is_reported_with_its_exit_code() {
+        let started = std::time::Instant::now();
+        let r = in_session_with(&cmd(), &["/c", "exit", "3"], Duration::from_secs(20));
+        let e = r.expect_err("exit code 3 is a failure");
+        let text = e.to_string();
+        assert!(
+            !matches!(e, HelperError::ExecutionTimeout { .. }),
+            "timed out: {text}"
+        );
+        assert!(
+            text.contains("exit code 3") || text.contains("WTSQueryUserToken"),
+            "{text}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(20));
+    }
+
+    #[test]
+    fn a_session_program_that_succeeds_returns_its_session_and_output() {
+        match in_session_with(&cmd(), &["/c", "echo", "hi"], Duration::from_secs(20)) {
+            Ok((_, out)) => assert!(String::from_utf8_lossy(&out).contains("hi")),
+            Err(e) => {
+                // Nobody signed in (a server): the token call is what failed.
+                assert!(e.to_string().contains("WTSQueryUserToken"), "{e}");
+            }
         }
     }
 }

@@ -10,16 +10,13 @@ use std::path::{Path, PathBuf};
 
 use tether_service::acl::{Grant, Rights, restrict_dir};
 use tether_service::sid::service_sid;
-use tether_service::{Account, ServiceError, ServiceSpec, program_data_dir, scm};
+use tether_service::{AGENT_SERVICE, Account, ServiceError, ServiceSpec, program_data_dir, scm};
 
 use super::SERVICE_NAME;
 use crate::cli::{RunArgs, ServiceInstallArgs};
 use crate::error::HelperError;
 use crate::server::{DEFAULT_AGENT_ACCOUNT, DEFAULT_PIPE};
 use crate::state::artifacts_dir;
-
-/// The agent service whose account is served.
-const AGENT_SERVICE: &str = "tether-agent";
 
 fn service_err(e: ServiceError) -> HelperError {
     match e {
@@ -54,6 +51,7 @@ pub(crate) fn run_options(
     a.push(state_dir.display().to_string());
     a.push("--agent-key-file".into());
     a.push(agent_key_file.display().to_string());
+    a.push("--wait-for-agent-key".into());
     a.push("--agent-exe".into());
     a.push(agent_exe.display().to_string());
     a.push("--executor".into());
@@ -101,6 +99,8 @@ pub(super) fn install(a: ServiceInstallArgs) -> Result<(), HelperError> {
         }],
     )
     .map_err(service_err)?;
+    let logs = tether_service::log::logs_dir(&state_dir);
+    tether_service::log::prepare_dir(&logs).map_err(service_err)?;
     let pipe = a.pipe.unwrap_or_else(|| DEFAULT_PIPE.to_owned());
     let run = run_options(
         &pipe,
@@ -118,13 +118,19 @@ pub(super) fn install(a: ServiceInstallArgs) -> Result<(), HelperError> {
         &run,
         Account::LocalSystem,
     );
-    scm::install(&spec).map_err(service_err)?;
+    for w in scm::install(&spec).map_err(service_err)? {
+        eprintln!("warning: {w}");
+    }
     println!("Installed the {SERVICE_NAME} service (LocalSystem).");
     println!("It runs: {} {}", exe.display(), spec.args.join(" "));
+    println!(
+        "Its log: {}",
+        logs.join(format!("{SERVICE_NAME}.log")).display()
+    );
     if !agent_key_file.exists() {
         println!(
-            "Note: {} does not exist yet; install and start tether-agent first (it writes it), \
-             then start this service.",
+            "Note: {} does not exist yet: the service waits for it (tether-agent writes it \
+             when it first starts).",
             agent_key_file.display()
         );
     }
