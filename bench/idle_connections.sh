@@ -7,7 +7,10 @@
 # Environment: HOLD_S (seconds to hold the sessions idle, default 45: longer than the
 # 30 s heartbeat interval), CONCURRENCY (sessions being set up at once, default 64),
 # ENROLL_CONCURRENCY (pairings at once, default 32), MAX_KIB (fail when the server's
-# memory per session is not under this, default 32).
+# memory per session is not under this, default 32), TELEMETRY_MS (each session also
+# sends a signed telemetry sample every TELEMETRY_MS ms while held, and the report has
+# the rate the server accepted, from its /metrics; unset: idle sessions),
+# MIN_TELEMETRY_PER_S (fail when the server accepted fewer samples a second).
 #
 # What it does, all on 127.0.0.1 with the default embedded backends (SQLite store,
 # embedded bus) in a temp data dir:
@@ -26,6 +29,8 @@ HOLD_S=${HOLD_S:-45}
 CONCURRENCY=${CONCURRENCY:-64}
 ENROLL_CONCURRENCY=${ENROLL_CONCURRENCY:-32}
 MAX_KIB=${MAX_KIB:-32}
+TELEMETRY_MS=${TELEMETRY_MS:-}
+MIN_TELEMETRY_PER_S=${MIN_TELEMETRY_PER_S:-}
 
 # One descriptor per session in each process, plus their own.
 want=$((N + 1024))
@@ -57,7 +62,10 @@ login_per_minute = 1000
 access_ttl_s = 3600
 [pairing]
 discovery_per_minute = 1000000
+[metrics]
+token = "$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 EOF
+metrics_token="$(sed -n 's/^token = "\(.*\)"$/\1/p' "$work/bench.toml")"
 
 start_server() {
     rm -f "$work/ready.json"
@@ -102,9 +110,13 @@ cmd=("$bin/tether-loadgen" --ready-file "$work/ready.json" connect
     --identities "$work/identities.json" --count "$N" --concurrency "$CONCURRENCY"
     --hold-s "$HOLD_S" --server-pid "$server_pid" --json "$work/report.json"
     --max-kib-per-connection "$MAX_KIB")
+if [ -n "$TELEMETRY_MS" ]; then
+    cmd+=(--telemetry-interval-ms "$TELEMETRY_MS")
+    [ -z "$MIN_TELEMETRY_PER_S" ] || cmd+=(--min-telemetry-per-s "$MIN_TELEMETRY_PER_S")
+fi
 echo "+ ${cmd[*]}"
 status=0
-"${cmd[@]}" || status=$?
+TETHER_LOADGEN_METRICS_TOKEN="$metrics_token" "${cmd[@]}" || status=$?
 stop_server
 if grep -qiE ' (WARN|ERROR) ' "$work/server.log"; then
     echo "== server warnings and errors (first 20)"

@@ -4,7 +4,13 @@
 //! certificate, a signed `auth`, a signed `connected` back, then one signed heartbeat per
 //! `heartbeat_interval_s` (which the gateway answers by refreshing presence on the bus).
 //! At most `concurrency` sessions are being set up at once; once all are up (or failed),
-//! they stay idle for `hold` while the server's `VmRSS` is sampled every second.
+//! they are held for `hold` while the server's `VmRSS` is sampled every second.
+//!
+//! With `telemetry_every`, each held session also sends a signed `telemetry` sample at
+//! that interval (the sessions' first samples spread over one interval), and the report
+//! has the rate sent, the rate the server counted as accepted (its
+//! `tether_telemetry_accepted_total`, scraped from `/metrics` before and after the hold),
+//! what it refused by code, and its CPU use over the hold (`/proc/<pid>/stat`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -15,7 +21,9 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use tether_client::WsStream;
 use tether_proto::envelope::EnvelopeSigner;
-use tether_proto::messages::session::{Auth, Heartbeat, HeartbeatStatus};
+use tether_proto::messages::session::{
+    Auth, DiskUsage, Heartbeat, HeartbeatStatus, NetUsage, Telemetry,
+};
 use tether_proto::validate::b64url_encode;
 use tether_proto::{Clock, MAX_FRAME_BYTES, Payload, StaticKeys};
 use tokio::sync::Semaphore;
@@ -28,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use crate::LoadError;
 use crate::identities::{DeviceIdentity, IdentityFile};
 use crate::rss::{self, Memory};
+use crate::server_stats::{self, TelemetryCounters};
 use crate::target::{Target, gateway_key_set, verify_gateway_frame};
 use crate::wire::{Outbox, next_frame, random, send};
 
@@ -37,6 +46,21 @@ const AUTH_TIMEOUT: Duration = Duration::from_secs(30);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often memory is sampled while the sessions are held.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+/// How long the server may take, after the hold, to count the telemetry it was sent.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a progress line is printed while the sessions are held.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+/// The server's telemetry counters, when a metrics token was given.
+async fn counters(
+    target: &Target,
+    token: Option<&str>,
+) -> Result<Option<TelemetryCounters>, LoadError> {
+    match token {
+        Some(t) => server_stats::scrape(target, t).await.map(Some),
+        None => Ok(None),
+    }
+}
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -51,6 +75,10 @@ pub struct ConnectOptions {
     pub setup_timeout: Duration,
     /// The server process whose memory is sampled.
     pub server_pid: Option<u32>,
+    /// Each session sends a telemetry sample this often while held (none when `None`).
+    pub telemetry_every: Option<Duration>,
+    /// The server's `metrics.token`, to read its telemetry counters from `/metrics`.
+    pub metrics_token: Option<String>,
 }
 
 /// What a run measured. Memory is in KiB (`/proc`'s "kB").
@@ -89,6 +117,27 @@ pub struct ConnectReport {
     pub bytes_per_connection: Option<u64>,
     /// Failure reasons and how often each happened.
     pub errors: BTreeMap<String, usize>,
+    /// Telemetry samples sent while the sessions were held.
+    pub telemetry_sent: u64,
+    /// `telemetry_sent / hold_s`.
+    pub telemetry_sent_per_s: f64,
+    /// How many more samples the server counted as accepted over the hold (its
+    /// `tether_telemetry_accepted_total`), when a metrics token was given.
+    pub telemetry_accepted: Option<u64>,
+    /// `telemetry_accepted / hold_s`.
+    pub telemetry_accepted_per_s: Option<f64>,
+    /// Samples sent in all (the hold, and those sealed as it closed).
+    pub telemetry_sent_total: u64,
+    /// Samples the server counted as accepted in all, once it had worked through its
+    /// backlog (or [`DRAIN_TIMEOUT`] passed): equal to `telemetry_sent_total` when none
+    /// was lost.
+    pub telemetry_accepted_total: Option<u64>,
+    /// How long the server took, after the hold, to count the rest.
+    pub telemetry_drain_s: f64,
+    /// Telemetry the server refused over the hold, by error code.
+    pub telemetry_rejected: BTreeMap<String, u64>,
+    /// The server's CPU use over the hold, percent of one core.
+    pub server_cpu_pct: Option<f64>,
 }
 
 impl ConnectReport {
@@ -105,10 +154,16 @@ struct Shared {
     clock: Arc<dyn Clock>,
     setup: Semaphore,
     stop: CancellationToken,
+    /// Cancelled when every session is up: telemetry starts then.
+    hold: CancellationToken,
     established: AtomicUsize,
     failed: AtomicUsize,
     dropped: AtomicUsize,
     heartbeats: AtomicU64,
+    telemetry: AtomicU64,
+    telemetry_every: Option<Duration>,
+    /// Set when the hold is over: no more telemetry.
+    quiet: std::sync::atomic::AtomicBool,
     interval_s: AtomicU64,
     errors: Mutex<BTreeMap<String, usize>>,
 }
@@ -156,10 +211,14 @@ pub async fn run(
         clock,
         setup: Semaphore::new(opts.concurrency.max(1)),
         stop: CancellationToken::new(),
+        hold: CancellationToken::new(),
         established: AtomicUsize::new(0),
         failed: AtomicUsize::new(0),
         dropped: AtomicUsize::new(0),
         heartbeats: AtomicU64::new(0),
+        telemetry: AtomicU64::new(0),
+        telemetry_every: opts.telemetry_every.filter(|d| !d.is_zero()),
+        quiet: std::sync::atomic::AtomicBool::new(false),
         interval_s: AtomicU64::new(0),
         errors: Mutex::new(BTreeMap::new()),
     });
@@ -197,20 +256,84 @@ pub async fn run(
         opts.hold.as_secs()
     );
 
+    let counters_before = counters(target, opts.metrics_token.as_deref()).await?;
+    let cpu_before = opts.server_pid.map(server_stats::cpu_seconds).transpose()?;
+    let telemetry_before = shared.telemetry.load(Ordering::Relaxed);
+    shared.hold.cancel();
     let held = Instant::now();
     let mut last = None;
+    let mut progress = Instant::now();
     while held.elapsed() < opts.hold {
         tokio::time::sleep(SAMPLE_EVERY.min(opts.hold.saturating_sub(held.elapsed()))).await;
         if let Some(m) = sample(opts.server_pid)? {
             report.rss_held_peak_kib = report.rss_held_peak_kib.max(Some(m.rss_kib));
             last = Some(m);
         }
+        if progress.elapsed() >= PROGRESS_EVERY {
+            progress = Instant::now();
+            eprintln!(
+                "  held {:>4.0}s of {}s: {} up, {} dropped, {} heartbeats, {} telemetry sent",
+                held.elapsed().as_secs_f64(),
+                opts.hold.as_secs(),
+                shared.established.load(Ordering::Relaxed),
+                shared.dropped.load(Ordering::Relaxed),
+                shared.heartbeats.load(Ordering::Relaxed),
+                shared.telemetry.load(Ordering::Relaxed),
+            );
+        }
     }
+    let hold_s = held.elapsed().as_secs_f64();
+    // The window closes: what the server counted by now is its sustained rate; then the
+    // sessions stop sending and whatever it still has queued must arrive, none lost.
+    let at_end = counters(target, opts.metrics_token.as_deref()).await?;
+    shared.quiet.store(true, Ordering::Relaxed);
+    report.telemetry_sent = shared
+        .telemetry
+        .load(Ordering::Relaxed)
+        .saturating_sub(telemetry_before);
+    if let (Some(before), Some(pid)) = (cpu_before, opts.server_pid) {
+        let after = server_stats::cpu_seconds(pid)?;
+        report.server_cpu_pct = Some((after - before) / hold_s.max(f64::EPSILON) * 100.0);
+    }
+    if let (Some(before), Some(at_end)) = (&counters_before, &at_end) {
+        let d = at_end.since(before);
+        report.telemetry_accepted = Some(d.accepted);
+        report.telemetry_accepted_per_s = Some(d.accepted as f64 / hold_s.max(f64::EPSILON));
+    }
+    if let Some(before) = &counters_before
+        && shared.telemetry_every.is_some()
+    {
+        // A sample being sealed as the window closed may still be counted as sent.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let sent = shared
+            .telemetry
+            .load(Ordering::Relaxed)
+            .saturating_sub(telemetry_before);
+        let waited = Instant::now();
+        loop {
+            let now = counters(target, opts.metrics_token.as_deref())
+                .await?
+                .unwrap_or_default()
+                .since(before);
+            let settled = now
+                .accepted
+                .saturating_add(now.rejected.values().sum::<u64>());
+            if settled >= sent || waited.elapsed() >= DRAIN_TIMEOUT {
+                report.telemetry_sent_total = sent;
+                report.telemetry_accepted_total = Some(now.accepted);
+                report.telemetry_drain_s = waited.elapsed().as_secs_f64();
+                report.telemetry_rejected = now.rejected;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    report.telemetry_sent_per_s = report.telemetry_sent as f64 / hold_s.max(f64::EPSILON);
     if opts.hold.is_zero() {
         last = sample(opts.server_pid)?;
         report.rss_held_peak_kib = last.map(|m| m.rss_kib);
     }
-    report.hold_s = held.elapsed().as_secs_f64();
+    report.hold_s = hold_s;
     report.rss_held_end_kib = last.map(|m| m.rss_kib);
     report.hwm_kib = last.map(|m| m.hwm_kib);
     report.established = shared.established.load(Ordering::Relaxed);
@@ -271,8 +394,46 @@ async fn session(device: DeviceIdentity, shared: Arc<Shared>) {
         interval,
     );
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // Telemetry: a ticker that never fires without `telemetry_every`, else from the hold
+    // on, the first sample at a random point of the first interval.
+    let every = shared
+        .telemetry_every
+        .unwrap_or(Duration::from_secs(86_400));
+    let later = |d: Duration| {
+        let now = tokio::time::Instant::now();
+        now.checked_add(d).unwrap_or(now)
+    };
+    let mut telemetry = tokio::time::interval_at(later(every), every);
+    telemetry.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut sending = false;
     loop {
+        if !sending
+            && shared.telemetry_every.is_some()
+            && shared.hold.is_cancelled()
+            && !shared.quiet.load(Ordering::Relaxed)
+        {
+            sending = true;
+            let offset = every.mul_f64(f64::from(random::<1>()[0]) / 256.0);
+            telemetry.reset_at(later(offset));
+        }
         tokio::select! {
+            () = shared.hold.cancelled(), if !sending && !shared.hold.is_cancelled() && shared.telemetry_every.is_some() => {}
+            _ = telemetry.tick(), if sending => {
+                if shared.quiet.load(Ordering::Relaxed) {
+                    sending = false;
+                    continue;
+                }
+                let sample = sample_telemetry(shared.clock.now());
+                let sent = match outbox.seal(shared.clock.now(), &sample) {
+                    Ok(frame) => send(&mut ws, frame).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = sent {
+                    shared.record(&shared.dropped, format!("telemetry: {e}"));
+                    return;
+                }
+                shared.telemetry.fetch_add(1, Ordering::Relaxed);
+            }
             () = shared.stop.cancelled() => {
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
                     let _ = ws.close(None).await;
@@ -322,6 +483,27 @@ async fn session(device: DeviceIdentity, shared: Arc<Shared>) {
                 }
             },
         }
+    }
+}
+
+/// A plausible sample (a PC at a third of its CPU, half its memory, one disk).
+fn sample_telemetry(now: tether_proto::UnixMillis) -> Telemetry {
+    Telemetry {
+        collected_at: now,
+        cpu_pct: 33.0,
+        mem_used_bytes: 8 << 30,
+        mem_total_bytes: 16 << 30,
+        disks: vec![DiskUsage {
+            mount: "C:\\".into(),
+            used_bytes: 200 << 30,
+            total_bytes: 500 << 30,
+        }],
+        net: NetUsage {
+            rx_bps: 12_000.0,
+            tx_bps: 3_000.0,
+            rx_total_bytes: 1 << 30,
+            tx_total_bytes: 1 << 28,
+        },
     }
 }
 

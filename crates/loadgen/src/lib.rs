@@ -17,6 +17,7 @@ pub mod enroll;
 pub mod error;
 pub mod identities;
 pub mod rss;
+pub mod server_stats;
 pub mod target;
 pub mod wire;
 

@@ -83,6 +83,19 @@ enum Command {
         /// or more.
         #[arg(long, value_name = "KIB")]
         max_kib_per_connection: Option<f64>,
+        /// While held, each session sends a signed telemetry sample every this many
+        /// milliseconds (so N sessions send N × 1000 / MS samples a second). None by
+        /// default: the sessions idle with heartbeats only.
+        #[arg(long, value_name = "MS")]
+        telemetry_interval_ms: Option<u64>,
+        /// The server's `metrics.token`: the report then has the telemetry the server
+        /// counted as accepted and refused (from its /metrics).
+        #[arg(long, env = "TETHER_LOADGEN_METRICS_TOKEN", value_name = "TOKEN")]
+        metrics_token: Option<String>,
+        /// Exit with an error when the server accepted fewer telemetry samples per second
+        /// than this (needs --metrics-token).
+        #[arg(long, value_name = "PER_S")]
+        min_telemetry_per_s: Option<f64>,
     },
 }
 
@@ -148,6 +161,9 @@ async fn run(args: Args) -> Result<(), LoadError> {
             server_pid,
             json,
             max_kib_per_connection,
+            telemetry_interval_ms,
+            metrics_token,
+            min_telemetry_per_s,
         } => {
             let file = IdentityFile::read(&identities)?;
             let opts = ConnectOptions {
@@ -156,6 +172,8 @@ async fn run(args: Args) -> Result<(), LoadError> {
                 hold: Duration::from_secs(hold_s),
                 setup_timeout: Duration::from_secs(setup_timeout_s),
                 server_pid,
+                telemetry_every: telemetry_interval_ms.map(Duration::from_millis),
+                metrics_token,
             };
             let report = connect::run(&target, &file, &opts, clock).await?;
             print_report(&report);
@@ -165,7 +183,7 @@ async fn run(args: Args) -> Result<(), LoadError> {
                 std::fs::write(&path, body)
                     .map_err(LoadError::io(format!("writing {}", path.display())))?;
             }
-            check(&report, max_kib_per_connection)
+            check(&report, max_kib_per_connection, min_telemetry_per_s)
         }
     }
 }
@@ -204,12 +222,40 @@ fn print_report(r: &ConnectReport) {
         }
         _ => println!("per connection:          - (pass --server-pid)"),
     }
+    if r.telemetry_sent > 0 {
+        println!(
+            "telemetry sent:          {} ({:.0}/s while held)",
+            r.telemetry_sent, r.telemetry_sent_per_s
+        );
+        match (r.telemetry_accepted, r.telemetry_accepted_per_s) {
+            (Some(n), Some(rate)) => {
+                println!("telemetry accepted:      {n} ({rate:.0}/s, by the server's count)");
+            }
+            _ => println!("telemetry accepted:      - (pass --metrics-token)"),
+        }
+        if let Some(all) = r.telemetry_accepted_total {
+            println!(
+                "telemetry in all:        {all} of {} accepted ({:.1} s after the hold)",
+                r.telemetry_sent_total, r.telemetry_drain_s
+            );
+        }
+        for (code, n) in &r.telemetry_rejected {
+            println!("  {n} refused: {code}");
+        }
+    }
+    if let Some(cpu) = r.server_cpu_pct {
+        println!("server CPU while held:   {cpu:.0} % of one core");
+    }
     for (why, n) in &r.errors {
         println!("  {n} × {why}");
     }
 }
 
-fn check(r: &ConnectReport, max_kib: Option<f64>) -> Result<(), LoadError> {
+fn check(
+    r: &ConnectReport,
+    max_kib: Option<f64>,
+    min_telemetry_per_s: Option<f64>,
+) -> Result<(), LoadError> {
     if r.failed > 0 || r.dropped > 0 || r.established < r.requested {
         return Err(LoadError::Unmet(format!(
             "{} of {} sessions established, {} failed, {} dropped",
@@ -222,6 +268,35 @@ fn check(r: &ConnectReport, max_kib: Option<f64>) -> Result<(), LoadError> {
         return Err(LoadError::Unmet(format!(
             "{k:.1} KiB per connection is not under {max} KiB"
         )));
+    }
+    if let Some(all) = r.telemetry_accepted_total
+        && all < r.telemetry_sent_total
+    {
+        return Err(LoadError::Unmet(format!(
+            "the server counted {all} of {} telemetry samples",
+            r.telemetry_sent_total
+        )));
+    }
+    if !r.telemetry_rejected.is_empty() {
+        return Err(LoadError::Unmet(format!(
+            "the server refused telemetry: {:?}",
+            r.telemetry_rejected
+        )));
+    }
+    if let Some(min) = min_telemetry_per_s {
+        match r.telemetry_accepted_per_s {
+            Some(rate) if rate >= min => {}
+            Some(rate) => {
+                return Err(LoadError::Unmet(format!(
+                    "the server accepted {rate:.0} telemetry samples/s, not at least {min}"
+                )));
+            }
+            None => {
+                return Err(LoadError::Unmet(
+                    "--min-telemetry-per-s needs --metrics-token".into(),
+                ));
+            }
+        }
     }
     Ok(())
 }

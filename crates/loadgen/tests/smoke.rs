@@ -1,6 +1,7 @@
 //! Smoke test of the load generator: a real `tether-server` (debug build, port 0, temp
-//! dir), 20 devices enrolled through the API, 20 idle sessions held for a second. The
-//! 10,000-session benchmark is `bench/idle_connections.sh`, not part of `cargo test`.
+//! dir), 20 devices enrolled through the API, 20 sessions held for two seconds while each
+//! sends 5 telemetry samples a second, which the server must count as accepted. The
+//! benchmarks (`bench/`) are not part of `cargo test`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -53,13 +54,19 @@ fn wait_for_file(path: &Path, server: &mut Server) {
     }
 }
 
+/// The benchmark server's `metrics.token`.
+const TOKEN: &str = "smoke-test-metrics-token-0123456789abcdef";
+
 #[test]
-fn enrolls_and_holds_twenty_idle_sessions() {
+fn enrolls_and_holds_twenty_sessions_sending_telemetry() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bench.toml");
     std::fs::write(
         &config,
-        "[auth]\nlogin_per_minute = 1000\n[pairing]\ndiscovery_per_minute = 1000\n",
+        format!(
+            "[auth]\nlogin_per_minute = 1000\n[pairing]\ndiscovery_per_minute = 1000\n\
+             [metrics]\ntoken = \"{TOKEN}\"\n"
+        ),
     )
     .unwrap();
     let ready = dir.path().join("ready.json");
@@ -106,7 +113,11 @@ fn enrolls_and_holds_twenty_idle_sessions() {
         "--server-pid",
         &pid,
         "--hold-s",
-        "1",
+        "2",
+        "--telemetry-interval-ms",
+        "200",
+        "--metrics-token",
+        TOKEN,
         "--json",
         report.to_str().unwrap(),
     ]);
@@ -118,4 +129,15 @@ fn enrolls_and_holds_twenty_idle_sessions() {
     assert_eq!(r["heartbeat_interval_s"], 30);
     assert!(r["rss_before_kib"].as_u64().unwrap() > 0);
     assert!(r["bytes_per_connection"].is_u64());
+    // 20 sessions × 5/s × 2 s, give or take a tick at the edges.
+    let sent = r["telemetry_sent"].as_u64().unwrap();
+    assert!((120..=260).contains(&sent), "{r}");
+    // Every sample the server was sent, it counted (a debug server on a loaded machine
+    // may need the drain after the hold for the last ones).
+    let all = r["telemetry_sent_total"].as_u64().unwrap();
+    assert!(all >= sent, "{r}");
+    assert_eq!(r["telemetry_accepted_total"].as_u64(), Some(all), "{r}");
+    assert!(r["telemetry_accepted"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["telemetry_rejected"], serde_json::json!({}));
+    assert!(r["server_cpu_pct"].as_f64().unwrap() >= 0.0);
 }
