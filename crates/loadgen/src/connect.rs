@@ -424,15 +424,9 @@ async fn session(device: DeviceIdentity, shared: Arc<Shared>) {
                     continue;
                 }
                 let sample = sample_telemetry(shared.clock.now());
-                let sent = match outbox.seal(shared.clock.now(), &sample) {
-                    Ok(frame) => send(&mut ws, frame).await,
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = sent {
-                    shared.record(&shared.dropped, format!("telemetry: {e}"));
+                if !seal_and_send(&mut ws, &mut outbox, &shared, &sample, "telemetry", &shared.telemetry).await {
                     return;
                 }
-                shared.telemetry.fetch_add(1, Ordering::Relaxed);
             }
             () = shared.stop.cancelled() => {
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
@@ -448,15 +442,9 @@ async fn session(device: DeviceIdentity, shared: Arc<Shared>) {
                     uptime_s: connected_at.elapsed().as_secs(),
                     queue_depth: 0,
                 };
-                let sent = match outbox.seal(shared.clock.now(), &hb) {
-                    Ok(frame) => send(&mut ws, frame).await,
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = sent {
-                    shared.record(&shared.dropped, format!("heartbeat: {e}"));
+                if !seal_and_send(&mut ws, &mut outbox, &shared, &hb, "heartbeat", &shared.heartbeats).await {
                     return;
                 }
-                shared.heartbeats.fetch_add(1, Ordering::Relaxed);
             }
             incoming = ws.next() => match incoming {
                 Some(Ok(WsMessage::Text(t))) => {
@@ -482,6 +470,32 @@ async fn session(device: DeviceIdentity, shared: Arc<Shared>) {
                     return;
                 }
             },
+        }
+    }
+}
+
+/// Seals `body` on the session's sequence and sends it, counting it in `sent`; a failure
+/// is recorded as a drop (`false`: the session is over).
+async fn seal_and_send<M: tether_proto::Message>(
+    ws: &mut WsStream,
+    outbox: &mut Outbox,
+    shared: &Shared,
+    body: &M,
+    what: &str,
+    sent: &AtomicU64,
+) -> bool {
+    let result = match outbox.seal(shared.clock.now(), body) {
+        Ok(frame) => send(ws, frame).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => {
+            sent.fetch_add(1, Ordering::Relaxed);
+            true
+        }
+        Err(e) => {
+            shared.record(&shared.dropped, format!("{what}: {e}"));
+            false
         }
     }
 }
