@@ -79,6 +79,9 @@ pub struct ConnectOptions {
     pub telemetry_every: Option<Duration>,
     /// The server's `metrics.token`, to read its telemetry counters from `/metrics`.
     pub metrics_token: Option<String>,
+    /// Local addresses the sessions connect from, in turn (e.g. 127.0.0.1 … 127.0.0.4):
+    /// each pair of addresses has its own ~28,000 ephemeral ports. Empty: the OS picks.
+    pub sources: Vec<std::net::IpAddr>,
 }
 
 /// What a run measured. Memory is in KiB (`/proc`'s "kB").
@@ -230,8 +233,12 @@ pub async fn run(
 
     let started = Instant::now();
     let mut sessions = JoinSet::new();
-    for device in file.devices.iter().take(opts.count) {
-        sessions.spawn(session(device.clone(), Arc::clone(&shared)));
+    for (i, device) in file.devices.iter().take(opts.count).enumerate() {
+        let source = opts
+            .sources
+            .get(i.checked_rem(opts.sources.len()).unwrap_or(0))
+            .copied();
+        sessions.spawn(session(device.clone(), source, Arc::clone(&shared)));
     }
     let deadline = started.checked_add(opts.setup_timeout);
     while shared.settled() < opts.count {
@@ -364,13 +371,13 @@ pub async fn run(
 }
 
 /// One agent session: set up under the semaphore, then idle until told to stop.
-async fn session(device: DeviceIdentity, shared: Arc<Shared>) {
+async fn session(device: DeviceIdentity, source: Option<std::net::IpAddr>, shared: Arc<Shared>) {
     let opened = {
         let Ok(_permit) = shared.setup.acquire().await else {
             return;
         };
         tokio::select! {
-            r = open(&device, &shared) => r,
+            r = open(&device, source, &shared) => r,
             () = shared.stop.cancelled() => Err(LoadError::Unmet("stopped before connected".into())),
         }
     };
@@ -500,6 +507,39 @@ async fn seal_and_send<M: tether_proto::Message>(
     }
 }
 
+/// A TCP connection to the server of `url` (`https://host:port`) from `source`.
+async fn connect_from(
+    source: std::net::IpAddr,
+    url: &str,
+) -> Result<tokio::net::TcpStream, LoadError> {
+    let authority = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let addrs = tokio::net::lookup_host(authority)
+        .await
+        .map_err(|e| LoadError::Socket(format!("resolving {authority}: {e}")))?;
+    let dest = addrs
+        .into_iter()
+        .find(|a| a.is_ipv4() == source.is_ipv4())
+        .ok_or_else(|| LoadError::Socket(format!("{authority} has no address like {source}")))?;
+    let socket = if source.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(|e| LoadError::Socket(e.to_string()))?;
+    socket
+        .bind(std::net::SocketAddr::new(source, 0))
+        .map_err(|e| LoadError::Socket(format!("binding {source}: {e}")))?;
+    socket
+        .connect(dest)
+        .await
+        .map_err(|e| LoadError::Socket(format!("connecting {source} -> {dest}: {e}")))
+}
+
 /// A plausible sample (a PC at a third of its CPU, half its memory, one disk).
 fn sample_telemetry(now: tether_proto::UnixMillis) -> Telemetry {
     Telemetry {
@@ -525,6 +565,7 @@ fn sample_telemetry(now: tether_proto::UnixMillis) -> Telemetry {
 /// session's outbox and the heartbeat interval.
 async fn open(
     device: &DeviceIdentity,
+    source: Option<std::net::IpAddr>,
     shared: &Shared,
 ) -> Result<(WsStream, Outbox, Duration), LoadError> {
     let key = device.signing_key()?;
@@ -537,13 +578,19 @@ async fn open(
         .write_buffer_size(0)
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES));
-    let (mut ws, _) = tokio_tungstenite::connect_async_tls_with_config(
-        tether_client::agent_ws_url(&shared.target.url),
-        Some(ws_config),
-        false,
-        Some(tokio_tungstenite::Connector::Rustls(Arc::new(tls))),
-    )
-    .await
+    let connector = Some(tokio_tungstenite::Connector::Rustls(Arc::new(tls)));
+    let url = tether_client::agent_ws_url(&shared.target.url);
+    let (mut ws, _) = match source {
+        None => {
+            tokio_tungstenite::connect_async_tls_with_config(url, Some(ws_config), false, connector)
+                .await
+        }
+        Some(ip) => {
+            let tcp = connect_from(ip, &shared.target.url).await?;
+            tokio_tungstenite::client_async_tls_with_config(url, tcp, Some(ws_config), connector)
+                .await
+        }
+    }
     .map_err(|e| LoadError::Socket(e.to_string()))?;
 
     let mut outbox = Outbox::new(EnvelopeSigner::new(key));

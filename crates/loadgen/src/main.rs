@@ -96,6 +96,11 @@ enum Command {
         /// than this (needs --metrics-token).
         #[arg(long, value_name = "PER_S")]
         min_telemetry_per_s: Option<f64>,
+        /// Connect from these local addresses in turn (comma-separated, e.g.
+        /// 127.0.0.1,127.0.0.2): past the ~28,000 ephemeral ports one source address has
+        /// toward one server port. Loopback only.
+        #[arg(long, value_delimiter = ',', value_name = "IP,...")]
+        source_addrs: Vec<std::net::IpAddr>,
     },
 }
 
@@ -164,7 +169,14 @@ async fn run(args: Args) -> Result<(), LoadError> {
             telemetry_interval_ms,
             metrics_token,
             min_telemetry_per_s,
+            source_addrs,
         } => {
+            if let Some(ip) = source_addrs.iter().find(|ip| !ip.is_loopback()) {
+                return Err(LoadError::Unmet(format!(
+                    "--source-addrs: {ip} is not a loopback address (the load generator \
+                     runs against a server on this machine only)"
+                )));
+            }
             let file = IdentityFile::read(&identities)?;
             let opts = ConnectOptions {
                 count: count.unwrap_or(file.devices.len()),
@@ -174,6 +186,7 @@ async fn run(args: Args) -> Result<(), LoadError> {
                 server_pid,
                 telemetry_every: telemetry_interval_ms.map(Duration::from_millis),
                 metrics_token,
+                sources: source_addrs,
             };
             let report = connect::run(&target, &file, &opts, clock).await?;
             print_report(&report);

@@ -116,6 +116,8 @@ fn enrolls_and_holds_twenty_sessions_sending_telemetry() {
         "2",
         "--telemetry-interval-ms",
         "200",
+        "--source-addrs",
+        "127.0.0.1,127.0.0.2",
         "--metrics-token",
         TOKEN,
         "--json",
