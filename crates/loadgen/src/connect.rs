@@ -13,6 +13,7 @@
 //! what it refused by code, and its CPU use over the hold (`/proc/<pid>/stat`).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -46,17 +47,31 @@ const AUTH_TIMEOUT: Duration = Duration::from_secs(30);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often memory is sampled while the sessions are held.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+/// The heartbeat interval against a baseline server (the gateway's default).
+const BARE_HEARTBEAT: Duration = Duration::from_secs(30);
 /// How long the server may take, after the hold, to count the telemetry it was sent.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often a progress line is printed while the sessions are held.
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
-/// The server's telemetry counters, when a metrics token was given.
+/// The server's telemetry counters: from a baseline's stats file (verified messages
+/// count as accepted), or from `/metrics` when a metrics token was given.
 async fn counters(
     target: &Target,
-    token: Option<&str>,
+    opts: &ConnectOptions,
 ) -> Result<Option<TelemetryCounters>, LoadError> {
-    match token {
+    if let Some(stats) = &opts.bare {
+        let s = crate::baseline::BaselineStats::read(stats)?;
+        let mut c = TelemetryCounters {
+            accepted: s.verified,
+            rejected: BTreeMap::new(),
+        };
+        if s.refused > 0 {
+            c.rejected.insert("REFUSED".into(), s.refused);
+        }
+        return Ok(Some(c));
+    }
+    match opts.metrics_token.as_deref() {
         Some(t) => server_stats::scrape(target, t).await.map(Some),
         None => Ok(None),
     }
@@ -79,6 +94,9 @@ pub struct ConnectOptions {
     pub telemetry_every: Option<Duration>,
     /// The server's `metrics.token`, to read its telemetry counters from `/metrics`.
     pub metrics_token: Option<String>,
+    /// Against a baseline server (B1, B2): no `auth`/`connected` exchange, heartbeats
+    /// every 30 s; the telemetry counters come from the baseline's stats file.
+    pub bare: Option<PathBuf>,
     /// Local addresses the sessions connect from, in turn (e.g. 127.0.0.1 … 127.0.0.4):
     /// each pair of addresses has its own ~28,000 ephemeral ports. Empty: the OS picks.
     pub sources: Vec<std::net::IpAddr>,
@@ -157,6 +175,8 @@ struct Shared {
     clock: Arc<dyn Clock>,
     setup: Semaphore,
     stop: CancellationToken,
+    /// Against a baseline server: no `auth`.
+    bare: bool,
     /// Cancelled when every session is up: telemetry starts then.
     hold: CancellationToken,
     established: AtomicUsize,
@@ -215,6 +235,7 @@ pub async fn run(
         setup: Semaphore::new(opts.concurrency.max(1)),
         stop: CancellationToken::new(),
         hold: CancellationToken::new(),
+        bare: opts.bare.is_some(),
         established: AtomicUsize::new(0),
         failed: AtomicUsize::new(0),
         dropped: AtomicUsize::new(0),
@@ -263,7 +284,7 @@ pub async fn run(
         opts.hold.as_secs()
     );
 
-    let counters_before = counters(target, opts.metrics_token.as_deref()).await?;
+    let counters_before = counters(target, opts).await?;
     let cpu_before = opts.server_pid.map(server_stats::cpu_seconds).transpose()?;
     let telemetry_before = shared.telemetry.load(Ordering::Relaxed);
     shared.hold.cancel();
@@ -292,7 +313,7 @@ pub async fn run(
     let hold_s = held.elapsed().as_secs_f64();
     // The window closes: what the server counted by now is its sustained rate; then the
     // sessions stop sending and whatever it still has queued must arrive, none lost.
-    let at_end = counters(target, opts.metrics_token.as_deref()).await?;
+    let at_end = counters(target, opts).await?;
     shared.quiet.store(true, Ordering::Relaxed);
     report.telemetry_sent = shared
         .telemetry
@@ -318,7 +339,7 @@ pub async fn run(
             .saturating_sub(telemetry_before);
         let waited = Instant::now();
         loop {
-            let now = counters(target, opts.metrics_token.as_deref())
+            let now = counters(target, opts)
                 .await?
                 .unwrap_or_default()
                 .since(before);
@@ -594,6 +615,9 @@ async fn open(
     .map_err(|e| LoadError::Socket(e.to_string()))?;
 
     let mut outbox = Outbox::new(EnvelopeSigner::new(key));
+    if shared.bare {
+        return Ok((ws, outbox, BARE_HEARTBEAT));
+    }
     let auth = Auth {
         device_id: device.device_id.clone(),
         nonce: b64url_encode(&random::<32>()),

@@ -9,9 +9,13 @@
 //!   the interval the gateway asked for, while sampling the server's resident memory
 //!   (`VmRSS` in `/proc/<pid>/status`, Linux only).
 //!
+//! [`baseline`] serves the bare servers its figures are compared with (B1, B2), which
+//! `connect --bare` holds sessions against.
+//!
 //! Everything talks to the one server it is pointed at (the benchmark script uses
 //! 127.0.0.1), with bounded concurrency, and stops by itself.
 
+pub mod baseline;
 pub mod connect;
 pub mod enroll;
 pub mod error;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tether_loadgen::LoadError;
+use tether_loadgen::baseline::{self, BaselineOptions, Kind};
 use tether_loadgen::connect::{self, ConnectOptions, ConnectReport};
 use tether_loadgen::enroll::{self, EnrollOptions};
 use tether_loadgen::identities::IdentityFile;
@@ -23,8 +24,13 @@ use tether_proto::{Clock, SystemClock};
 /// (pairing.discovery_per_minute) and must not require admin approval.
 ///
 /// Step 2, `connect`, opens one mTLS WebSocket per device, authenticates, keeps the
-/// sessions idle with heartbeats, and samples the server's VmRSS (pass --server-pid).
-/// Run it as its own process so that only the server's memory is measured.
+/// sessions with heartbeats (and telemetry at a chosen rate), and samples the server's
+/// VmRSS and CPU (pass --server-pid). Run it as its own process so that only the
+/// server's use is measured.
+///
+/// `baseline` serves a bare TLS 1.3 WebSocket server (B1: holds connections; B2: also
+/// verifies each message's signature) for `connect --bare-stats` to measure beside
+/// Tether (docs/benchmarks.md).
 #[derive(Debug, Parser)]
 #[command(version, about, long_about, verbatim_doc_comment)]
 struct Args {
@@ -55,7 +61,24 @@ enum Command {
         #[arg(long, default_value = "loadgen-benchmark-password")]
         password: String,
     },
-    /// Hold N idle agent sessions and report the server's memory.
+    /// Serve a baseline (B1 or B2) for the devices in an identities file, until stopped
+    /// (SIGTERM, Ctrl-C). --ready-file is the Tether server's: its root CA is the one
+    /// client certificates must chain to.
+    Baseline {
+        /// idle: B1, hold connections; verify: B2, also verify each message.
+        #[arg(long, value_enum)]
+        kind: Kind,
+        /// The identities file `enroll` wrote (B2 verifies with their keys).
+        #[arg(long, value_name = "FILE")]
+        identities: PathBuf,
+        /// Where to write this server's own ready file (URL, CA) for `connect`.
+        #[arg(long, value_name = "FILE")]
+        out_ready_file: PathBuf,
+        /// Where to keep the counters (connections, messages, verified, refused).
+        #[arg(long, value_name = "FILE")]
+        stats_file: PathBuf,
+    },
+    /// Hold N agent sessions and report what they cost the server.
     Connect {
         /// The identities file `enroll` wrote.
         #[arg(long, value_name = "FILE")]
@@ -101,6 +124,10 @@ enum Command {
         /// toward one server port. Loopback only.
         #[arg(long, value_delimiter = ',', value_name = "IP,...")]
         source_addrs: Vec<std::net::IpAddr>,
+        /// The server is a baseline (`baseline`, its --out-ready-file as --ready-file):
+        /// no auth, heartbeats every 30 s, and its counters from this stats file.
+        #[arg(long, value_name = "FILE")]
+        bare_stats: Option<PathBuf>,
     },
 }
 
@@ -123,6 +150,30 @@ async fn run(args: Args) -> Result<(), LoadError> {
     let target = Target::from_ready_file(&ready)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     match args.command {
+        Command::Baseline {
+            kind,
+            identities,
+            out_ready_file,
+            stats_file,
+        } => {
+            let opts = BaselineOptions {
+                kind,
+                identities,
+                client_ca_pem: target.ca_pem,
+                ready_file: out_ready_file,
+                stats_file,
+            };
+            let stop = tokio_util::sync::CancellationToken::new();
+            let serving = baseline::serve(&opts, stop.clone());
+            tokio::pin!(serving);
+            tokio::select! {
+                r = &mut serving => r,
+                () = stopped() => {
+                    stop.cancel();
+                    serving.await
+                }
+            }
+        }
         Command::Enroll {
             count,
             out,
@@ -170,6 +221,7 @@ async fn run(args: Args) -> Result<(), LoadError> {
             metrics_token,
             min_telemetry_per_s,
             source_addrs,
+            bare_stats,
         } => {
             if let Some(ip) = source_addrs.iter().find(|ip| !ip.is_loopback()) {
                 return Err(LoadError::Unmet(format!(
@@ -187,6 +239,7 @@ async fn run(args: Args) -> Result<(), LoadError> {
                 telemetry_every: telemetry_interval_ms.map(Duration::from_millis),
                 metrics_token,
                 sources: source_addrs,
+                bare: bare_stats,
             };
             let report = connect::run(&target, &file, &opts, clock).await?;
             print_report(&report);
@@ -199,6 +252,22 @@ async fn run(args: Args) -> Result<(), LoadError> {
             check(&report, max_kib_per_connection, min_telemetry_per_s)
         }
     }
+}
+
+/// SIGTERM or Ctrl-C.
+async fn stopped() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 fn kib(v: Option<u64>) -> String {

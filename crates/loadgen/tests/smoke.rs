@@ -142,4 +142,50 @@ fn enrolls_and_holds_twenty_sessions_sending_telemetry() {
     assert!(r["telemetry_accepted"].as_u64().unwrap() > 0, "{r}");
     assert_eq!(r["telemetry_rejected"], serde_json::json!({}));
     assert!(r["server_cpu_pct"].as_f64().unwrap() >= 0.0);
+
+    // B2, the bare server that only verifies each message, with the same devices and load.
+    let b_ready = dir.path().join("b2-ready.json");
+    let stats = dir.path().join("b2-stats.json");
+    let b2 = Command::new(env!("CARGO_BIN_EXE_tether-loadgen"))
+        .args(["--ready-file", ready, "baseline", "--kind", "verify"])
+        .args(["--identities", ids])
+        .arg("--out-ready-file")
+        .arg(&b_ready)
+        .arg("--stats-file")
+        .arg(&stats)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let b2_pid = b2.id().to_string();
+    let mut b2 = Server(b2);
+    wait_for_file(&b_ready, &mut b2);
+    let b_report = dir.path().join("b2-report.json");
+    loadgen(&[
+        "--ready-file",
+        b_ready.to_str().unwrap(),
+        "connect",
+        "--identities",
+        ids,
+        "--bare-stats",
+        stats.to_str().unwrap(),
+        "--server-pid",
+        &b2_pid,
+        "--hold-s",
+        "2",
+        "--telemetry-interval-ms",
+        "200",
+        "--json",
+        b_report.to_str().unwrap(),
+    ]);
+    let b: Value = serde_json::from_slice(&std::fs::read(&b_report).unwrap()).unwrap();
+    assert_eq!(b["established"], 20, "{b}");
+    assert_eq!(b["dropped"], 0, "{b}");
+    let all = b["telemetry_sent_total"].as_u64().unwrap();
+    assert!(all >= 120, "{b}");
+    assert_eq!(b["telemetry_accepted_total"].as_u64(), Some(all), "{b}");
+    assert_eq!(b["telemetry_rejected"], serde_json::json!({}), "{b}");
+    let st: Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+    assert_eq!(st["connections"], 20, "{st}");
+    assert_eq!(st["refused"], 0, "{st}");
 }
