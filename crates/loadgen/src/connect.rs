@@ -35,6 +35,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::LoadError;
+use crate::commands::{self, Answer, Answerer, CommandOptions, CommandReport};
 use crate::identities::{DeviceIdentity, IdentityFile};
 use crate::rss::{self, Memory};
 use crate::server_stats::{self, TelemetryCounters};
@@ -100,6 +101,12 @@ pub struct ConnectOptions {
     /// Local addresses the sessions connect from, in turn (e.g. 127.0.0.1 … 127.0.0.4):
     /// each pair of addresses has its own ~28,000 ephemeral ports. Empty: the OS picks.
     pub sources: Vec<std::net::IpAddr>,
+    /// Command senders run over the hold (none when `None`); needs the identities
+    /// file's owner.
+    pub commands: Option<CommandOptions>,
+    /// After the hold, every session drops its connection at once (no close frame) and
+    /// reconnects: the report says how long until all were back.
+    pub storm: bool,
 }
 
 /// What a run measured. Memory is in KiB (`/proc`'s "kB").
@@ -159,6 +166,25 @@ pub struct ConnectReport {
     pub telemetry_rejected: BTreeMap<String, u64>,
     /// The server's CPU use over the hold, percent of one core.
     pub server_cpu_pct: Option<f64>,
+    /// Deliveries the sessions answered (acked and ran, or rejected).
+    pub deliveries_answered: u64,
+    /// Command round trips seen by the senders.
+    pub commands: Option<CommandReport>,
+    /// The reconnect storm, when asked for.
+    pub storm: Option<StormReport>,
+}
+
+/// How a reconnect storm went.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StormReport {
+    /// Sessions that dropped their connection at once.
+    pub dropped: usize,
+    /// Of those, how many were authenticated again (`connected`).
+    pub reconnected: usize,
+    /// How many could not reconnect (reasons in `errors`).
+    pub failed: usize,
+    /// From the drop to the last `connected`, seconds.
+    pub seconds: f64,
 }
 
 impl ConnectReport {
@@ -189,6 +215,16 @@ struct Shared {
     quiet: std::sync::atomic::AtomicBool,
     interval_s: AtomicU64,
     errors: Mutex<BTreeMap<String, usize>>,
+    /// Answers command deliveries.
+    answerer: Answerer,
+    answered: AtomicU64,
+    /// Cancelled to drop every connection at once and reconnect.
+    storm: CancellationToken,
+    storm_started: Mutex<Option<Instant>>,
+    reconnected: AtomicUsize,
+    storm_failed: AtomicUsize,
+    /// Milliseconds from the storm to the latest reconnection.
+    storm_last_ms: AtomicU64,
 }
 
 impl Shared {
@@ -245,7 +281,25 @@ pub async fn run(
         quiet: std::sync::atomic::AtomicBool::new(false),
         interval_s: AtomicU64::new(0),
         errors: Mutex::new(BTreeMap::new()),
+        answerer: Answerer::new(file.owner.as_ref().map_or(&[][..], |o| &o.pinned)),
+        answered: AtomicU64::new(0),
+        storm: CancellationToken::new(),
+        storm_started: Mutex::new(None),
+        reconnected: AtomicUsize::new(0),
+        storm_failed: AtomicUsize::new(0),
+        storm_last_ms: AtomicU64::new(0),
     });
+    let owner = match (&opts.commands, &file.owner) {
+        (Some(_), None) => {
+            return Err(LoadError::Unmet(
+                "--command-senders needs an identities file whose owner `enroll` registered \
+                 (it holds the owner key commands are signed with)"
+                    .into(),
+            ));
+        }
+        (Some(c), Some(o)) => Some((c.clone(), o.clone())),
+        (None, _) => None,
+    };
     let mut report = ConnectReport {
         requested: opts.count,
         rss_before_kib: sample(opts.server_pid)?.map(|m| m.rss_kib),
@@ -288,6 +342,21 @@ pub async fn run(
     let cpu_before = opts.server_pid.map(server_stats::cpu_seconds).transpose()?;
     let telemetry_before = shared.telemetry.load(Ordering::Relaxed);
     shared.hold.cancel();
+    let senders_stop = CancellationToken::new();
+    let senders = owner.map(|(c, o)| {
+        let api = tether_client::Api::new(&target.url, &target.ca_pem);
+        let devices: Vec<String> = file
+            .devices
+            .iter()
+            .take(opts.count)
+            .map(|d| d.device_id.clone())
+            .collect();
+        let clock = Arc::clone(&shared.clock);
+        let stop = senders_stop.clone();
+        tokio::spawn(
+            async move { commands::send_commands(&api?, &o, &devices, &c, clock, stop).await },
+        )
+    });
     let held = Instant::now();
     let mut last = None;
     let mut progress = Instant::now();
@@ -300,17 +369,25 @@ pub async fn run(
         if progress.elapsed() >= PROGRESS_EVERY {
             progress = Instant::now();
             eprintln!(
-                "  held {:>4.0}s of {}s: {} up, {} dropped, {} heartbeats, {} telemetry sent",
+                "  held {:>4.0}s of {}s: {} up, {} dropped, {} heartbeats, {} telemetry sent, {} deliveries answered",
                 held.elapsed().as_secs_f64(),
                 opts.hold.as_secs(),
                 shared.established.load(Ordering::Relaxed),
                 shared.dropped.load(Ordering::Relaxed),
                 shared.heartbeats.load(Ordering::Relaxed),
                 shared.telemetry.load(Ordering::Relaxed),
+                shared.answered.load(Ordering::Relaxed),
             );
         }
     }
     let hold_s = held.elapsed().as_secs_f64();
+    senders_stop.cancel();
+    if let Some(task) = senders {
+        report.commands = Some(
+            task.await
+                .map_err(|e| LoadError::Unmet(format!("the command senders failed: {e}")))??,
+        );
+    }
     // The window closes: what the server counted by now is its sustained rate; then the
     // sessions stop sending and whatever it still has queued must arrive, none lost.
     let at_end = counters(target, opts).await?;
@@ -377,6 +454,11 @@ pub async fn run(
         _ => None,
     };
 
+    if opts.storm {
+        report.storm = Some(storm(&shared, opts).await);
+    }
+    report.deliveries_answered = shared.answered.load(Ordering::Relaxed);
+
     shared.stop.cancel();
     while sessions.join_next().await.is_some() {}
     // Let the server finish its disconnect bookkeeping before the last sample.
@@ -391,18 +473,76 @@ pub async fn run(
     Ok(report)
 }
 
-/// One agent session: set up under the semaphore, then idle until told to stop.
-async fn session(device: DeviceIdentity, source: Option<std::net::IpAddr>, shared: Arc<Shared>) {
-    let opened = {
-        let Ok(_permit) = shared.setup.acquire().await else {
-            return;
-        };
-        tokio::select! {
-            r = open(&device, source, &shared) => r,
-            () = shared.stop.cancelled() => Err(LoadError::Unmet("stopped before connected".into())),
+/// Drops every held session's connection at once and waits until all are back (or the
+/// setup timeout passes).
+async fn storm(shared: &Shared, opts: &ConnectOptions) -> StormReport {
+    let dropped = shared
+        .established
+        .load(Ordering::Relaxed)
+        .saturating_sub(shared.dropped.load(Ordering::Relaxed));
+    eprintln!("reconnect storm: dropping {dropped} connections at once");
+    *shared
+        .storm_started
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
+    shared.storm.cancel();
+    let started = Instant::now();
+    let mut progress = Instant::now();
+    loop {
+        let back = shared.reconnected.load(Ordering::Relaxed);
+        let failed = shared.storm_failed.load(Ordering::Relaxed);
+        if back.saturating_add(failed) >= dropped || started.elapsed() >= opts.setup_timeout {
+            break;
         }
+        if progress.elapsed() >= Duration::from_secs(2) {
+            progress = Instant::now();
+            eprintln!(
+                "  storm {:>4.1}s: {back} of {dropped} back, {failed} failed",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = StormReport {
+        dropped,
+        reconnected: shared.reconnected.load(Ordering::Relaxed),
+        failed: shared.storm_failed.load(Ordering::Relaxed),
+        seconds: shared.storm_last_ms.load(Ordering::Relaxed) as f64 / 1000.0,
     };
-    let (mut ws, mut outbox, interval) = match opened {
+    eprintln!(
+        "reconnect storm: {} of {} back in {:.1}s, {} failed",
+        r.reconnected, r.dropped, r.seconds, r.failed
+    );
+    r
+}
+
+/// Sets a session up under the setup semaphore.
+async fn setup(
+    device: &DeviceIdentity,
+    source: Option<std::net::IpAddr>,
+    shared: &Shared,
+) -> Result<(WsStream, Outbox, Duration), LoadError> {
+    let Ok(_permit) = shared.setup.acquire().await else {
+        return Err(LoadError::Unmet("stopped before connected".into()));
+    };
+    tokio::select! {
+        r = open(device, source, shared) => r,
+        () = shared.stop.cancelled() => Err(LoadError::Unmet("stopped before connected".into())),
+    }
+}
+
+/// How a held session ended.
+enum Ended {
+    /// Stopped, or dropped (already recorded).
+    Over,
+    /// The storm: reconnect.
+    Storm,
+}
+
+/// One agent session: set up under the semaphore, held until told to stop; in a storm,
+/// dropped and set up again.
+async fn session(device: DeviceIdentity, source: Option<std::net::IpAddr>, shared: Arc<Shared>) {
+    let (mut ws, mut outbox, interval) = match setup(&device, source, &shared).await {
         Ok(s) => s,
         Err(e) => {
             shared.record(&shared.failed, e.to_string());
@@ -413,7 +553,46 @@ async fn session(device: DeviceIdentity, source: Option<std::net::IpAddr>, share
         .interval_s
         .store(interval.as_secs(), Ordering::Relaxed);
     shared.established.fetch_add(1, Ordering::Relaxed);
+    let mut stormed = false;
+    loop {
+        match held(&mut ws, &mut outbox, interval, &device, &shared, !stormed).await {
+            Ended::Over => return,
+            Ended::Storm => {
+                stormed = true;
+                // Dropped, not closed: the server sees the TCP connection end.
+                drop(ws);
+                match setup(&device, source, &shared).await {
+                    Ok((w, o, _)) => {
+                        (ws, outbox) = (w, o);
+                        let since = shared
+                            .storm_started
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .map_or(0, |t| {
+                                u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
+                            });
+                        shared.storm_last_ms.fetch_max(since, Ordering::Relaxed);
+                        shared.reconnected.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        shared.record(&shared.storm_failed, format!("storm: {e}"));
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
 
+/// Holds an established session: heartbeats, telemetry, answers to deliveries.
+async fn held(
+    ws: &mut WsStream,
+    outbox: &mut Outbox,
+    interval: Duration,
+    device: &DeviceIdentity,
+    shared: &Shared,
+    storm_pending: bool,
+) -> Ended {
     let connected_at = Instant::now();
     let mut ticker = tokio::time::interval_at(
         tokio::time::Instant::now()
@@ -452,17 +631,18 @@ async fn session(device: DeviceIdentity, source: Option<std::net::IpAddr>, share
                     continue;
                 }
                 let sample = sample_telemetry(shared.clock.now());
-                if !seal_and_send(&mut ws, &mut outbox, &shared, &sample, "telemetry", &shared.telemetry).await {
-                    return;
+                if !seal_and_send(ws, outbox, shared, &sample, "telemetry", &shared.telemetry).await {
+                    return Ended::Over;
                 }
             }
+            () = shared.storm.cancelled(), if storm_pending => return Ended::Storm,
             () = shared.stop.cancelled() => {
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
                     let _ = ws.close(None).await;
                     while let Some(Ok(_)) = ws.next().await {}
                 })
                 .await;
-                return;
+                return Ended::Over;
             }
             _ = ticker.tick() => {
                 let hb = Heartbeat {
@@ -470,36 +650,72 @@ async fn session(device: DeviceIdentity, source: Option<std::net::IpAddr>, share
                     uptime_s: connected_at.elapsed().as_secs(),
                     queue_depth: 0,
                 };
-                if !seal_and_send(&mut ws, &mut outbox, &shared, &hb, "heartbeat", &shared.heartbeats).await {
-                    return;
+                if !seal_and_send(ws, outbox, shared, &hb, "heartbeat", &shared.heartbeats).await {
+                    return Ended::Over;
                 }
             }
             incoming = ws.next() => match incoming {
                 Some(Ok(WsMessage::Text(t))) => {
                     let why = match verify_gateway_frame(t.as_bytes(), &shared.keys, &*shared.clock) {
                         Err(e) => e.to_string(),
+                        Ok(Payload::CommandDelivery(d)) => {
+                            if answer(ws, outbox, device, shared, &d).await {
+                                continue;
+                            }
+                            return Ended::Over;
+                        }
                         Ok(p) => format!("unexpected {} frame", p.message_type().name()),
                     };
                     shared.record(&shared.dropped, why);
-                    return;
+                    return Ended::Over;
                 }
                 Some(Ok(WsMessage::Close(c))) => {
                     let reason = c.map(|c| c.reason.to_string()).unwrap_or_default();
                     shared.record(&shared.dropped, format!("closed by the server ({reason})"));
-                    return;
+                    return Ended::Over;
                 }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
                     shared.record(&shared.dropped, format!("websocket: {e}"));
-                    return;
+                    return Ended::Over;
                 }
                 None => {
                     shared.record(&shared.dropped, "connection ended".into());
-                    return;
+                    return Ended::Over;
                 }
             },
         }
     }
+}
+
+/// Answers a delivery (ack, status, result; or a rejecting ack); `false` when the
+/// session is over.
+async fn answer(
+    ws: &mut WsStream,
+    outbox: &mut Outbox,
+    device: &DeviceIdentity,
+    shared: &Shared,
+    d: &tether_proto::messages::command::CommandDelivery,
+) -> bool {
+    let ok = match shared
+        .answerer
+        .answer(&device.device_id, d, shared.clock.now())
+    {
+        Answer::Ran(ack, status, result) => {
+            let none = AtomicU64::new(0);
+            seal_and_send(ws, outbox, shared, &ack, "command_ack", &none).await
+                && seal_and_send(ws, outbox, shared, &status, "command_status", &none).await
+                && seal_and_send(ws, outbox, shared, &*result, "command_result", &none).await
+        }
+        Answer::Rejected(ack) => {
+            let none = AtomicU64::new(0);
+            seal_and_send(ws, outbox, shared, &ack, "command_ack", &none).await
+        }
+    };
+    if ok {
+        shared.answered.fetch_add(1, Ordering::Relaxed);
+    }
+    ok
 }
 
 /// Seals `body` on the session's sequence and sends it, counting it in `sent`; a failure

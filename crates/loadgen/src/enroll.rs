@@ -33,7 +33,7 @@ use tether_proto::{Clock, Payload, StaticKeys};
 use tokio::task::JoinSet;
 
 use crate::LoadError;
-use crate::identities::{DeviceIdentity, IdentityFile, VERSION};
+use crate::identities::{DeviceIdentity, IdentityFile, OwnerIdentity, VERSION};
 use crate::target::{GatewayKey, Target, gateway_key_set, verify_gateway_frame};
 use crate::wire::{Outbox, next_frame, random, send};
 
@@ -79,6 +79,8 @@ struct Shared {
     done: AtomicUsize,
     count: usize,
     devices: Mutex<Vec<DeviceIdentity>>,
+    /// The owner keys the first activation pinned.
+    pinned: Mutex<Option<Vec<tether_proto::messages::discovery::OwnerKey>>>,
     errors: Mutex<BTreeMap<String, usize>>,
 }
 
@@ -90,7 +92,8 @@ pub async fn enroll(
 ) -> Result<(IdentityFile, EnrollReport), LoadError> {
     let started = Instant::now();
     let api = Api::new(&target.url, &target.ca_pem)?;
-    let owner = api.clone().with_bearer(&owner_token(&api, opts).await?);
+    let (token, owner_key) = owner_token(&api, opts).await?;
+    let owner = api.clone().with_bearer(&token);
     let (_, gateway_keys): (u16, Vec<GatewayKey>) = api.get("/api/gateway/keys").await?;
     let shared = Arc::new(Shared {
         target: target.clone(),
@@ -102,6 +105,7 @@ pub async fn enroll(
         done: AtomicUsize::new(0),
         count: opts.count,
         devices: Mutex::new(Vec::with_capacity(opts.count)),
+        pinned: Mutex::new(None),
         errors: Mutex::new(BTreeMap::new()),
     });
     let mut workers = JoinSet::new();
@@ -118,11 +122,18 @@ pub async fn enroll(
         elapsed: started.elapsed(),
         errors,
     };
+    let pinned = lock(&shared.pinned).take().unwrap_or_default();
     let file = IdentityFile {
         version: VERSION,
         server_url: target.url.clone(),
         gateway_keys,
         devices,
+        owner: owner_key.map(|key| OwnerIdentity {
+            email: opts.email.clone(),
+            password: opts.password.clone(),
+            key: b64url_encode(key.as_bytes()),
+            pinned,
+        }),
     };
     Ok((file, report))
 }
@@ -132,8 +143,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Registers the owner (unless it exists) and logs in; returns the access token.
-async fn owner_token(api: &Api, opts: &EnrollOptions) -> Result<String, LoadError> {
+/// Registers the owner (unless it exists) and logs in; returns the access token, and the
+/// owner's signing key when this call registered it (an existing account's is unknown).
+async fn owner_token(
+    api: &Api,
+    opts: &EnrollOptions,
+) -> Result<(String, Option<SigningKey>), LoadError> {
     let mobile_key = SigningKey::generate(&mut OsRng);
     let registered: Result<(u16, Value), ClientError> = api
         .post(
@@ -145,10 +160,18 @@ async fn owner_token(api: &Api, opts: &EnrollOptions) -> Result<String, LoadErro
             }),
         )
         .await;
-    match registered {
-        Ok(_) | Err(ClientError::Api { status: 409, .. }) => {}
+    let key = match registered {
+        Ok(_) => Some(mobile_key),
+        Err(ClientError::Api { status: 409, .. }) => {
+            eprintln!(
+                "note: {} already exists, so its owner key is unknown here: the devices \
+                 cannot be sent signed commands (connect --command-senders)",
+                opts.email
+            );
+            None
+        }
         Err(e) => return Err(e.into()),
-    }
+    };
     #[derive(Deserialize)]
     struct Login {
         access_token: String,
@@ -159,7 +182,7 @@ async fn owner_token(api: &Api, opts: &EnrollOptions) -> Result<String, LoadErro
             &json!({"email": opts.email, "password": opts.password}),
         )
         .await?;
-    Ok(login.access_token)
+    Ok((login.access_token, key))
 }
 
 async fn worker(shared: Arc<Shared>) {
@@ -304,6 +327,12 @@ async fn pair_one(shared: &Shared, index: usize) -> Result<DeviceIdentity, LoadE
     else {
         return Err(LoadError::Protocol("expected device_activate".into()));
     };
+    {
+        let mut pinned = lock(&shared.pinned);
+        if pinned.is_none() {
+            *pinned = Some(a.owner_keys.clone());
+        }
+    }
     let intermediate = a
         .ca_chain_pem
         .into_iter()

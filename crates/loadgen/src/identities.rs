@@ -29,6 +29,44 @@ pub struct IdentityFile {
     pub gateway_keys: Vec<GatewayKey>,
     /// The paired devices.
     pub devices: Vec<DeviceIdentity>,
+    /// The owner of every device, when `enroll` registered it (and so holds its key):
+    /// what `connect --command-senders` logs in and signs commands with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<OwnerIdentity>,
+}
+
+/// The owner account the devices were paired to, and its command-signing key.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerIdentity {
+    /// The account's email.
+    pub email: String,
+    /// Its password.
+    pub password: String,
+    /// The owner key's Ed25519 secret (32 bytes, unpadded base64url): its public half was
+    /// registered as `mobile_pub`.
+    pub key: String,
+    /// The owner keys the devices pinned at activation (`device_activate.owner_keys`):
+    /// what the simulated agents verify `user_sig` with.
+    pub pinned: Vec<tether_proto::messages::discovery::OwnerKey>,
+}
+
+impl std::fmt::Debug for OwnerIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnerIdentity")
+            .field("email", &self.email)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OwnerIdentity {
+    /// The owner's signing key.
+    pub fn signing_key(&self) -> Result<SigningKey, LoadError> {
+        let raw: [u8; 32] = b64url_decode(&self.key)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| LoadError::Format("the owner key is not 32 bytes".into()))?;
+        Ok(SigningKey::from_bytes(&raw))
+    }
 }
 
 /// One paired device.

@@ -16,6 +16,7 @@
 //! 127.0.0.1), with bounded concurrency, and stops by itself.
 
 pub mod baseline;
+pub mod commands;
 pub mod connect;
 pub mod enroll;
 pub mod error;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use tether_loadgen::LoadError;
 use tether_loadgen::baseline::{self, BaselineOptions, Kind};
+use tether_loadgen::commands::CommandOptions;
 use tether_loadgen::connect::{self, ConnectOptions, ConnectReport};
 use tether_loadgen::enroll::{self, EnrollOptions};
 use tether_loadgen::identities::IdentityFile;
@@ -128,6 +129,25 @@ enum Command {
         /// no auth, heartbeats every 30 s, and its counters from this stats file.
         #[arg(long, value_name = "FILE")]
         bare_stats: Option<PathBuf>,
+        /// Run this many command senders over the hold, each with one signed
+        /// `lock_screen` in flight at a time (the sessions answer from a simulated
+        /// helper); the report has the round trips' percentiles. Needs the owner in the
+        /// identities file (an owner `enroll` registered).
+        #[arg(long, value_name = "M")]
+        command_senders: Option<usize>,
+        /// How long each sender waits between one command's end and its next.
+        #[arg(long, default_value_t = 0, value_name = "MS")]
+        command_pause_ms: u64,
+        /// Fail unless the commands' p99 round trip is at most this.
+        #[arg(long, value_name = "MS")]
+        max_command_p99_ms: Option<f64>,
+        /// After the hold, drop every connection at once and reconnect them all
+        /// (a reconnect storm); the report says how long that took.
+        #[arg(long)]
+        storm: bool,
+        /// Fail unless every session is back within this many seconds of the storm.
+        #[arg(long, value_name = "S")]
+        max_storm_s: Option<f64>,
     },
 }
 
@@ -222,6 +242,11 @@ async fn run(args: Args) -> Result<(), LoadError> {
             min_telemetry_per_s,
             source_addrs,
             bare_stats,
+            command_senders,
+            command_pause_ms,
+            max_command_p99_ms,
+            storm,
+            max_storm_s,
         } => {
             if let Some(ip) = source_addrs.iter().find(|ip| !ip.is_loopback()) {
                 return Err(LoadError::Unmet(format!(
@@ -240,6 +265,11 @@ async fn run(args: Args) -> Result<(), LoadError> {
                 metrics_token,
                 sources: source_addrs,
                 bare: bare_stats,
+                commands: command_senders.map(|senders| CommandOptions {
+                    senders,
+                    pause: Duration::from_millis(command_pause_ms),
+                }),
+                storm,
             };
             let report = connect::run(&target, &file, &opts, clock).await?;
             print_report(&report);
@@ -249,7 +279,8 @@ async fn run(args: Args) -> Result<(), LoadError> {
                 std::fs::write(&path, body)
                     .map_err(LoadError::io(format!("writing {}", path.display())))?;
             }
-            check(&report, max_kib_per_connection, min_telemetry_per_s)
+            check(&report, max_kib_per_connection, min_telemetry_per_s)?;
+            check_commands(&report, max_command_p99_ms, max_storm_s)
         }
     }
 }
@@ -328,9 +359,72 @@ fn print_report(r: &ConnectReport) {
     if let Some(cpu) = r.server_cpu_pct {
         println!("server CPU while held:   {cpu:.0} % of one core");
     }
+    if let Some(c) = &r.commands {
+        let ms = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.1} ms"));
+        println!(
+            "commands:                {} submitted by {} senders, {} completed ({:.0}/s), {} deliveries answered",
+            c.submitted, c.senders, c.completed, c.completed_per_s, r.deliveries_answered
+        );
+        println!(
+            "command round trip:      p50 {}  p90 {}  p99 {}  max {}  (mean {})",
+            ms(c.p50_ms),
+            ms(c.p90_ms),
+            ms(c.p99_ms),
+            ms(c.max_ms),
+            ms(c.mean_ms)
+        );
+        for (why, n) in &c.unsuccessful {
+            println!("  {n} commands: {why}");
+        }
+    }
+    if let Some(s) = &r.storm {
+        println!(
+            "reconnect storm:         {} of {} dropped sessions back in {:.1} s, {} failed",
+            s.reconnected, s.dropped, s.seconds, s.failed
+        );
+    }
     for (why, n) in &r.errors {
         println!("  {n} × {why}");
     }
+}
+
+fn check_commands(
+    r: &ConnectReport,
+    max_p99_ms: Option<f64>,
+    max_storm_s: Option<f64>,
+) -> Result<(), LoadError> {
+    if let Some(c) = &r.commands {
+        if c.completed == 0 || !c.unsuccessful.is_empty() {
+            return Err(LoadError::Unmet(format!(
+                "{} of {} commands completed: {:?}",
+                c.completed, c.submitted, c.unsuccessful
+            )));
+        }
+        if let (Some(max), Some(p99)) = (max_p99_ms, c.p99_ms)
+            && p99 > max
+        {
+            return Err(LoadError::Unmet(format!(
+                "the commands' p99 round trip is {p99:.1} ms, over {max} ms"
+            )));
+        }
+    }
+    if let Some(s) = &r.storm {
+        if s.failed > 0 || s.reconnected < s.dropped {
+            return Err(LoadError::Unmet(format!(
+                "after the storm {} of {} sessions came back, {} failed",
+                s.reconnected, s.dropped, s.failed
+            )));
+        }
+        if let Some(max) = max_storm_s
+            && s.seconds > max
+        {
+            return Err(LoadError::Unmet(format!(
+                "the sessions took {:.1} s to come back, over {max} s",
+                s.seconds
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn check(

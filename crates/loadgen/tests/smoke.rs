@@ -1,6 +1,7 @@
 //! Smoke test of the load generator: a real `tether-server` (debug build, port 0, temp
 //! dir), 20 devices enrolled through the API, 20 sessions held for two seconds while each
-//! sends 5 telemetry samples a second, which the server must count as accepted. The
+//! sends 5 telemetry samples a second, which the server must count as accepted, and two
+//! senders send signed commands that the sessions answer; then a reconnect storm. The
 //! benchmarks (`bench/`) are not part of `cargo test`.
 #![allow(
     clippy::unwrap_used,
@@ -120,10 +121,25 @@ fn enrolls_and_holds_twenty_sessions_sending_telemetry() {
         "127.0.0.1,127.0.0.2",
         "--metrics-token",
         TOKEN,
+        "--command-senders",
+        "2",
+        "--storm",
         "--json",
         report.to_str().unwrap(),
     ]);
     let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    // Signed commands, sent through the API, run by the sessions' simulated helper and
+    // seen completed on the live view.
+    let c = &r["commands"];
+    assert_eq!(c["senders"], 2, "{r}");
+    assert!(c["completed"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(c["unsuccessful"], serde_json::json!({}), "{r}");
+    assert!(c["p50_ms"].as_f64().unwrap() <= c["p99_ms"].as_f64().unwrap());
+    assert!(r["deliveries_answered"].as_u64().unwrap() >= c["completed"].as_u64().unwrap());
+    // Every session dropped at once came back.
+    assert_eq!(r["storm"]["dropped"], 20, "{r}");
+    assert_eq!(r["storm"]["reconnected"], 20, "{r}");
+    assert_eq!(r["storm"]["failed"], 0, "{r}");
     assert_eq!(r["requested"], 20);
     assert_eq!(r["established"], 20);
     assert_eq!(r["failed"], 0);
