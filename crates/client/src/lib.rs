@@ -470,10 +470,13 @@ pub async fn connect_agent_ws(
     let mut ws_cfg = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
     ws_cfg.max_message_size = Some(tether_proto::MAX_FRAME_BYTES);
     ws_cfg.max_frame_size = Some(tether_proto::MAX_FRAME_BYTES);
+    // `disable_nagle`: an agent writes small frames back to back (`command_ack`, then
+    // `command_status`, then `command_result`); with Nagle's algorithm each waits for
+    // the server's delayed ACK of the one before, up to 40 ms.
     let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(
         agent_ws_url(base_url),
         Some(ws_cfg),
-        false,
+        true,
         Some(tokio_tungstenite::Connector::Rustls(Arc::new(cfg))),
     )
     .await

@@ -214,6 +214,8 @@ async fn connection(
     counters: Arc<Counters>,
     stop: CancellationToken,
 ) {
+    // As tether-server does.
+    let _ = tcp.set_nodelay(true);
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0)

@@ -81,8 +81,11 @@ async fn counters(
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
-    /// How many sessions (at most the number of identities).
+    /// How many sessions (at most the number of identities past `offset`).
     pub count: usize,
+    /// Skip this many identities first (several load generator processes share one
+    /// identities file, each with its own slice).
+    pub offset: usize,
     /// How many sessions are being set up at once.
     pub concurrency: usize,
     /// How long all sessions stay idle once they are up.
@@ -257,10 +260,11 @@ pub async fn run(
     opts: &ConnectOptions,
     clock: Arc<dyn Clock>,
 ) -> Result<ConnectReport, LoadError> {
-    if opts.count > file.devices.len() {
+    if opts.offset.saturating_add(opts.count) > file.devices.len() {
         return Err(LoadError::Unmet(format!(
-            "{} sessions asked for, but the identities file holds {} devices",
+            "{} sessions from identity {} on asked for, but the identities file holds {} devices",
             opts.count,
+            opts.offset,
             file.devices.len()
         )));
     }
@@ -308,7 +312,13 @@ pub async fn run(
 
     let started = Instant::now();
     let mut sessions = JoinSet::new();
-    for (i, device) in file.devices.iter().take(opts.count).enumerate() {
+    for (i, device) in file
+        .devices
+        .iter()
+        .skip(opts.offset)
+        .take(opts.count)
+        .enumerate()
+    {
         let source = opts
             .sources
             .get(i.checked_rem(opts.sources.len()).unwrap_or(0))
@@ -348,6 +358,7 @@ pub async fn run(
         let devices: Vec<String> = file
             .devices
             .iter()
+            .skip(opts.offset)
             .take(opts.count)
             .map(|d| d.device_id.clone())
             .collect();
@@ -771,10 +782,14 @@ async fn connect_from(
     socket
         .bind(std::net::SocketAddr::new(source, 0))
         .map_err(|e| LoadError::Socket(format!("binding {source}: {e}")))?;
-    socket
+    let tcp = socket
         .connect(dest)
         .await
-        .map_err(|e| LoadError::Socket(format!("connecting {source} -> {dest}: {e}")))
+        .map_err(|e| LoadError::Socket(format!("connecting {source} -> {dest}: {e}")))?;
+    // As the agent does (tether_client::connect_agent_ws): no Nagle delay.
+    tcp.set_nodelay(true)
+        .map_err(|e| LoadError::Socket(format!("TCP_NODELAY: {e}")))?;
+    Ok(tcp)
 }
 
 /// A plausible sample (a PC at a third of its CPU, half its memory, one disk).
@@ -819,7 +834,7 @@ async fn open(
     let url = tether_client::agent_ws_url(&shared.target.url);
     let (mut ws, _) = match source {
         None => {
-            tokio_tungstenite::connect_async_tls_with_config(url, Some(ws_config), false, connector)
+            tokio_tungstenite::connect_async_tls_with_config(url, Some(ws_config), true, connector)
                 .await
         }
         Some(ip) => {

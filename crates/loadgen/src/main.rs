@@ -84,9 +84,12 @@ enum Command {
         /// The identities file `enroll` wrote.
         #[arg(long, value_name = "FILE")]
         identities: PathBuf,
-        /// How many sessions [default: every identity in the file].
+        /// How many sessions [default: every identity in the file past --offset].
         #[arg(long)]
         count: Option<usize>,
+        /// Start at this identity (to split one file between several processes).
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
         /// How many sessions are being set up at once.
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
@@ -231,6 +234,7 @@ async fn run(args: Args) -> Result<(), LoadError> {
         Command::Connect {
             identities,
             count,
+            offset,
             concurrency,
             hold_s,
             setup_timeout_s,
@@ -256,7 +260,8 @@ async fn run(args: Args) -> Result<(), LoadError> {
             }
             let file = IdentityFile::read(&identities)?;
             let opts = ConnectOptions {
-                count: count.unwrap_or(file.devices.len()),
+                count: count.unwrap_or(file.devices.len().saturating_sub(offset)),
+                offset,
                 concurrency,
                 hold: Duration::from_secs(hold_s),
                 setup_timeout: Duration::from_secs(setup_timeout_s),

@@ -52,6 +52,12 @@ pub async fn serve(
                 }
             },
         };
+        // Frames are small and each is written whole: Nagle's algorithm would hold a
+        // frame back until the peer acknowledges the previous one, which a delayed ACK
+        // postpones by up to 40 ms (a command delivery right after a heartbeat answer).
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(%addr, error = %e, "TCP_NODELAY not set");
+        }
         let acceptor = acceptor.clone();
         let app = app.clone();
         let shutdown = shutdown.clone();
