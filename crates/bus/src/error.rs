@@ -3,7 +3,7 @@
 use tether_proto::ErrorCode;
 
 /// Why a bus operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BusError {
     /// The backend could not be reached or refused the operation.
     #[error("bus backend error: {0}")]

@@ -59,6 +59,10 @@ pub const AGENT_REFUSED_FRAME: &str = "agent.frame_refused";
 /// A session ends after this many refused frames in a row (one bad frame is dropped and
 /// answered; a stream of them is a broken or hostile agent).
 pub const MAX_REJECTED_IN_A_ROW: u32 = 10;
+/// A telemetry sample re-reads the device's status and refreshes its presence only when
+/// the last such check (by a heartbeat or a sample) is this old; a heartbeat always does.
+/// Far below the presence TTL (at least two heartbeat intervals).
+const TELEMETRY_RECHECK: Duration = Duration::from_secs(5);
 
 /// `GET /agent/ws`.
 pub async fn upgrade(
@@ -470,6 +474,11 @@ impl Session {
         let idle = Duration::from_secs(u64::from(gw.heartbeat_interval_s).saturating_mul(3));
         let presence_ttl = Duration::from_secs(gw.presence_ttl_s);
         let mut rejected_in_a_row: u32 = 0;
+        // When the device's status was last read and its presence refreshed: a heartbeat
+        // always does both, a telemetry sample only once this is TELEMETRY_RECHECK old
+        // (a fleet sending thousands of samples a second must not cost a store read and a
+        // bus write each).
+        let mut checked_at: Option<tokio::time::Instant> = None;
         loop {
             let frame = tokio::select! {
                 f = self.next_frame(idle) => f,
@@ -506,7 +515,16 @@ impl Session {
                 }
             };
             match v.header.msg_type {
+                MessageType::Heartbeat | MessageType::Telemetry
+                    if v.header.msg_type == MessageType::Telemetry
+                        && checked_at.is_some_and(|t| t.elapsed() < TELEMETRY_RECHECK) =>
+                {
+                    if let Payload::Telemetry(body) = v.payload {
+                        self.accept_telemetry(device, &v.header, body).await;
+                    }
+                }
                 MessageType::Heartbeat | MessageType::Telemetry => {
+                    checked_at = Some(tokio::time::Instant::now());
                     // A revocation ends the session at the next heartbeat at the latest
                     // (new handshakes already fail on the CRL).
                     match state.store.device(&device.id).await {

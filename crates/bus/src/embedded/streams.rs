@@ -12,82 +12,101 @@ use crate::id::EntryId;
 use crate::{BusError, BusResult, Entry, args};
 
 impl EmbeddedBus {
-    /// Appends an entry with the next id and trims the stream back towards `max_len`
-    /// entries, dropping the oldest ones that are pending in no group.
-    pub(super) async fn append_entry(
+    /// Appends entries, in order, each with the next id of its stream, in one write
+    /// transaction; then trims each stream it touched back towards the `max_len` of its
+    /// last entry here, dropping the oldest entries that are pending in no group. Returns
+    /// the ids in the order of `items` (`(scoped stream, payload, max_len)`).
+    pub(super) async fn append_entries(
         &self,
-        stream: &str,
-        payload: &[u8],
-        max_len: u64,
-    ) -> BusResult<EntryId> {
+        items: &[(String, Vec<u8>, u64)],
+    ) -> BusResult<Vec<EntryId>> {
         let now = self.now_ms();
         let mut tx = self.begin_write().await?;
-        let row = sqlx::query("SELECT last_ms, last_seq, len FROM bus_streams WHERE stream = ?1")
-            .bind(stream)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        let (last, len) = match row {
-            Some(row) => (entry_id(&row, 0, 1)?, column_u64(&row, 2, "stream length")?),
-            None => (EntryId::ZERO, 0),
-        };
-        let id = last
-            .next(now)
-            .ok_or_else(|| BusError::Invalid("the stream's id space is exhausted".into()))?;
-        let mut len = len.saturating_add(1);
-        sqlx::query(
-            "INSERT INTO bus_streams (stream, last_ms, last_seq, len) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (stream) DO UPDATE
-             SET last_ms = excluded.last_ms, last_seq = excluded.last_seq, len = excluded.len",
-        )
-        .bind(stream)
-        .bind(to_db("id", id.ms)?)
-        .bind(to_db("id", id.seq)?)
-        .bind(to_db("stream length", len)?)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        sqlx::query("INSERT INTO bus_entries (stream, ms, seq, payload) VALUES (?1, ?2, ?3, ?4)")
+        // stream → (last id, length, max_len of its latest entry here), in first-use order.
+        let mut streams: Vec<(&str, EntryId, u64, u64)> = Vec::new();
+        let mut ids = Vec::with_capacity(items.len());
+        for (stream, payload, max_len) in items {
+            let at = match streams.iter().position(|s| s.0 == stream.as_str()) {
+                Some(at) => at,
+                None => {
+                    let row = sqlx::query(
+                        "SELECT last_ms, last_seq, len FROM bus_streams WHERE stream = ?1",
+                    )
+                    .bind(stream)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                    let (last, len) = match row {
+                        Some(row) => (entry_id(&row, 0, 1)?, column_u64(&row, 2, "stream length")?),
+                        None => (EntryId::ZERO, 0),
+                    };
+                    streams.push((stream.as_str(), last, len, *max_len));
+                    streams.len().saturating_sub(1)
+                }
+            };
+            let entry = streams
+                .get_mut(at)
+                .ok_or_else(|| BusError::Invalid("stream index".into()))?;
+            let id = entry
+                .1
+                .next(now)
+                .ok_or_else(|| BusError::Invalid("the stream's id space is exhausted".into()))?;
+            sqlx::query(
+                "INSERT INTO bus_entries (stream, ms, seq, payload) VALUES (?1, ?2, ?3, ?4)",
+            )
             .bind(stream)
             .bind(to_db("id", id.ms)?)
             .bind(to_db("id", id.seq)?)
-            .bind(payload)
+            .bind(payload.as_slice())
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        if len > max_len {
-            // Drop the oldest `len - max_len` entries — except those pending in a group:
-            // they are someone's unfinished work and stay (over `max_len`) until
-            // acknowledged, to go on a later append. Entries outside the newest `max_len`
-            // that a lagging group has not read yet are dropped, as Redis would.
-            let excess = len.saturating_sub(max_len);
-            let trimmed = sqlx::query(
-                "DELETE FROM bus_entries WHERE rowid IN (
-                     SELECT old.rid FROM (
-                         SELECT rowid AS rid, ms, seq FROM bus_entries
-                         WHERE stream = ?1 ORDER BY ms, seq LIMIT ?2) AS old
-                     WHERE NOT EXISTS (
-                         SELECT 1 FROM bus_pending p
-                         WHERE p.stream = ?1 AND p.ms = old.ms AND p.seq = old.seq))",
+            entry.1 = id;
+            entry.2 = entry.2.saturating_add(1);
+            entry.3 = *max_len;
+            ids.push(id);
+        }
+        for (stream, last, len, max_len) in streams {
+            let mut len = len;
+            if len > max_len {
+                // Drop the oldest `len - max_len` entries — except those pending in a
+                // group: they are someone's unfinished work and stay (over `max_len`)
+                // until acknowledged, to go on a later append. Entries outside the newest
+                // `max_len` that a lagging group has not read yet are dropped, as Redis
+                // would.
+                let excess = len.saturating_sub(max_len);
+                let trimmed = sqlx::query(
+                    "DELETE FROM bus_entries WHERE rowid IN (
+                         SELECT old.rid FROM (
+                             SELECT rowid AS rid, ms, seq FROM bus_entries
+                             WHERE stream = ?1 ORDER BY ms, seq LIMIT ?2) AS old
+                         WHERE NOT EXISTS (
+                             SELECT 1 FROM bus_pending p
+                             WHERE p.stream = ?1 AND p.ms = old.ms AND p.seq = old.seq))",
+                )
+                .bind(stream)
+                .bind(to_db("max_len", excess)?)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
+                len = len.saturating_sub(trimmed);
+            }
+            sqlx::query(
+                "INSERT INTO bus_streams (stream, last_ms, last_seq, len) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (stream) DO UPDATE
+                 SET last_ms = excluded.last_ms, last_seq = excluded.last_seq, len = excluded.len",
             )
             .bind(stream)
-            .bind(to_db("max_len", excess)?)
+            .bind(to_db("id", last.ms)?)
+            .bind(to_db("id", last.seq)?)
+            .bind(to_db("stream length", len)?)
             .execute(&mut *tx)
             .await
-            .map_err(db_err)?
-            .rows_affected();
-            if trimmed > 0 {
-                len = len.saturating_sub(trimmed);
-                sqlx::query("UPDATE bus_streams SET len = ?2 WHERE stream = ?1")
-                    .bind(stream)
-                    .bind(to_db("stream length", len)?)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-            }
+            .map_err(db_err)?;
         }
         tx.commit().await.map_err(db_err)?;
-        Ok(id)
+        Ok(ids)
     }
 
     /// Creates the stream (empty) and the group (at the start) unless they exist.
