@@ -222,6 +222,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// (redelivery): returns whether it was inserted. Unknown device →
     /// [`StoreError::NotFound`]; a non-finite number → [`StoreError::Corrupt`].
     async fn insert_telemetry_event(&self, e: &NewTelemetryEvent) -> StoreResult<bool>;
+    /// Stores a batch of telemetry events as [`Store::insert_telemetry_event`] would one
+    /// by one, and moves each device's last-seen time to its latest `received_at`
+    /// ([`Store::set_last_seen`]), all or nothing: returns, for each event in order,
+    /// whether it was inserted. An unknown device fails the whole batch
+    /// ([`StoreError::NotFound`]).
+    async fn insert_telemetry_events(&self, events: &[NewTelemetryEvent])
+    -> StoreResult<Vec<bool>>;
     /// A device's events collected at or after `since`, newest first, at most `limit`.
     async fn telemetry_events(
         &self,

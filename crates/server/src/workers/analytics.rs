@@ -27,6 +27,8 @@ use tether_store::{NewTelemetryEvent, StoreError};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+mod batch;
+
 use super::pause;
 use crate::alerts::rules::{RuleState, Thresholds};
 use crate::analytics::{Assessment, DeviceModel, HISTORY, Sample};
@@ -41,8 +43,8 @@ use crate::state::AppState;
 pub const DEAD_LETTER_STREAM: &str = "telemetry-dead";
 /// Deliveries after which an entry goes to the dead-letter stream.
 pub const MAX_DELIVERIES: u64 = 20;
-/// Entries per read.
-const BATCH: usize = 64;
+/// Entries per read (and per store transaction).
+const BATCH: usize = 256;
 /// How long a read waits for entries.
 const BLOCK: Duration = Duration::from_secs(1);
 /// Pending entries idle this long are taken over.
@@ -189,12 +191,28 @@ impl AnalyticsWorker {
         }
     }
 
-    /// Handles a batch and acknowledges what is done.
+    /// Handles a batch and acknowledges what is done: the valid records together
+    /// ([`batch`]: one store transaction), or one by one when that fails.
     async fn process(&mut self, entries: &[Entry]) {
         let mut done = Vec::with_capacity(entries.len());
+        let mut records = Vec::with_capacity(entries.len());
         for entry in entries {
-            if self.handle(entry).await {
-                done.push(entry.id.clone());
+            match parse(entry) {
+                None => done.push(entry.id.clone()),
+                Some(record) if entry.deliveries > MAX_DELIVERIES => {
+                    if self.dead_letter(entry, &record).await {
+                        done.push(entry.id.clone());
+                    }
+                }
+                Some(record) => records.push((entry, record)),
+            }
+        }
+        let together = records.len() > 1 && self.record_batch(&records, &mut done).await;
+        if !together {
+            for (entry, record) in &records {
+                if self.handle_record(entry, record).await {
+                    done.push(entry.id.clone());
+                }
             }
         }
         if done.is_empty() {
@@ -211,23 +229,9 @@ impl AnalyticsWorker {
         }
     }
 
-    /// Handles one entry; returns whether it may be acknowledged.
-    async fn handle(&mut self, entry: &Entry) -> bool {
-        let record: TelemetryRecord = match serde_json::from_slice(&entry.payload) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(entry = %entry.id, error = %e, "malformed telemetry entry dropped");
-                return true;
-            }
-        };
-        if let Err(e) = record.body.validate() {
-            tracing::warn!(entry = %entry.id, device = %record.device_id, error = %e, "invalid telemetry entry dropped");
-            return true;
-        }
-        if entry.deliveries > MAX_DELIVERIES {
-            return self.dead_letter(entry, &record).await;
-        }
-        match self.record(&record).await {
+    /// Handles one valid record; returns whether its entry may be acknowledged.
+    async fn handle_record(&mut self, entry: &Entry, record: &TelemetryRecord) -> bool {
+        match self.record(record).await {
             Ok(()) => true,
             Err(Failure::Permanent(why)) => {
                 tracing::warn!(entry = %entry.id, device = %record.device_id, %why, "telemetry entry dropped");
@@ -369,6 +373,23 @@ impl AnalyticsWorker {
         let cutoff = self.state.now().saturating_sub(FORGET_AFTER);
         self.devices.retain(|_, t| t.last_used >= cutoff);
     }
+}
+
+/// The entry's record, or `None` (logged) when it is malformed or invalid: such an entry
+/// is acknowledged and dropped.
+fn parse(entry: &Entry) -> Option<TelemetryRecord> {
+    let record: TelemetryRecord = match serde_json::from_slice(&entry.payload) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(entry = %entry.id, error = %e, "malformed telemetry entry dropped");
+            return None;
+        }
+    };
+    if let Err(e) = record.body.validate() {
+        tracing::warn!(entry = %entry.id, device = %record.device_id, error = %e, "invalid telemetry entry dropped");
+        return None;
+    }
+    Some(record)
 }
 
 /// Publishes the live telemetry event: the body plus `risk_score` (and `message_id`, so a

@@ -656,6 +656,13 @@ where
         self.insert_telemetry_event_sql(e).await
     }
 
+    async fn insert_telemetry_events(
+        &self,
+        events: &[NewTelemetryEvent],
+    ) -> StoreResult<Vec<bool>> {
+        self.insert_telemetry_events_sql(events).await
+    }
+
     async fn telemetry_events(
         &self,
         device_id: &str,

@@ -149,38 +149,57 @@ where
         &self,
         e: &NewTelemetryEvent,
     ) -> StoreResult<bool> {
-        let body = serde_json::to_string(&e.body)
-            .map_err(|err| StoreError::Corrupt(format!("telemetry body: {err}")))?;
-        let disk = e
-            .disk_used_pct
-            .map(|v| finite("disk_used_pct", v))
-            .transpose()?;
-        let inserted = sqlx::query(
-            "INSERT INTO telemetry_events (device_id, message_id, seq, collected_at, \
-             received_at, cpu_pct, mem_used_bytes, mem_total_bytes, disk_used_pct, rx_bps, \
-             tx_bps, risk_score, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(e.device_id.as_str())
-        .bind(e.message_id.as_str())
-        .bind(to_db_u64(e.seq))
-        .bind(to_db_time(e.collected_at))
-        .bind(to_db_time(e.received_at))
-        .bind(finite("cpu_pct", e.cpu_pct)?)
-        .bind(to_db_u64(e.mem_used_bytes))
-        .bind(to_db_u64(e.mem_total_bytes))
-        .bind(disk)
-        .bind(finite("rx_bps", e.rx_bps)?)
-        .bind(finite("tx_bps", e.tx_bps)?)
-        .bind(finite("risk_score", e.risk_score)?)
-        .bind(body.as_str())
-        .execute(self.pool())
-        .await;
-        match inserted {
-            Ok(_) => Ok(true),
-            // The only unique key besides the generated id is the message id.
-            Err(err) if is_unique_violation(&err) => Ok(false),
-            Err(err) => Err(db_err("telemetry event")(err)),
+        let mut conn = self
+            .pool()
+            .acquire()
+            .await
+            .map_err(db_err("telemetry event"))?;
+        insert_event_on::<D>(&mut conn, e).await
+    }
+
+    /// [`Store::insert_telemetry_events`](crate::Store::insert_telemetry_events): one
+    /// transaction for the whole batch, and each device's last-seen time moved to the
+    /// latest of its events once.
+    pub(super) async fn insert_telemetry_events_sql(
+        &self,
+        events: &[NewTelemetryEvent],
+    ) -> StoreResult<Vec<bool>> {
+        let mut tx = self
+            .pool()
+            .begin()
+            .await
+            .map_err(db_err("telemetry event"))?;
+        let mut inserted = Vec::with_capacity(events.len());
+        // A duplicate message id fails only its own statement (SQLite and MySQL both
+        // roll back the statement, not the transaction), so the batch goes on.
+        for e in events {
+            inserted.push(insert_event_on::<D>(&mut tx, e).await?);
         }
+        let mut latest: Vec<(&str, UnixMillis)> = Vec::new();
+        for e in events {
+            match latest
+                .iter_mut()
+                .find(|(id, _)| *id == e.device_id.as_str())
+            {
+                Some(seen) => seen.1 = seen.1.max(e.received_at),
+                None => latest.push((e.device_id.as_str(), e.received_at)),
+            }
+        }
+        for (device_id, at) in latest {
+            let at = to_db_time(at);
+            sqlx::query(
+                "UPDATE devices SET last_seen_at = ? \
+                 WHERE id = ? AND (last_seen_at IS NULL OR last_seen_at < ?)",
+            )
+            .bind(at)
+            .bind(device_id)
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err("device"))?;
+        }
+        tx.commit().await.map_err(db_err("telemetry event"))?;
+        Ok(inserted)
     }
 
     pub(super) async fn telemetry_events_sql(
@@ -321,5 +340,55 @@ where
             .await
             .map_err(db_err("device"))?;
         found.iter().map(seen_device).collect()
+    }
+}
+
+/// Inserts one telemetry event on `conn` (a pooled connection or a transaction):
+/// whether it was inserted (false: its message id is stored already).
+#[allow(private_bounds, reason = "a helper of the Store impl")]
+async fn insert_event_on<D: Dialect>(
+    conn: &mut <D::Db as Database>::Connection,
+    e: &NewTelemetryEvent,
+) -> StoreResult<bool>
+where
+    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
+    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
+    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> i64: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> f64: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> Option<i64>: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> Option<f64>: Encode<'q, D::Db> + Type<D::Db>,
+{
+    let body = serde_json::to_string(&e.body)
+        .map_err(|err| StoreError::Corrupt(format!("telemetry body: {err}")))?;
+    let disk = e
+        .disk_used_pct
+        .map(|v| finite("disk_used_pct", v))
+        .transpose()?;
+    let inserted = sqlx::query(
+        "INSERT INTO telemetry_events (device_id, message_id, seq, collected_at, \
+         received_at, cpu_pct, mem_used_bytes, mem_total_bytes, disk_used_pct, rx_bps, \
+         tx_bps, risk_score, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(e.device_id.as_str())
+    .bind(e.message_id.as_str())
+    .bind(to_db_u64(e.seq))
+    .bind(to_db_time(e.collected_at))
+    .bind(to_db_time(e.received_at))
+    .bind(finite("cpu_pct", e.cpu_pct)?)
+    .bind(to_db_u64(e.mem_used_bytes))
+    .bind(to_db_u64(e.mem_total_bytes))
+    .bind(disk)
+    .bind(finite("rx_bps", e.rx_bps)?)
+    .bind(finite("tx_bps", e.tx_bps)?)
+    .bind(finite("risk_score", e.risk_score)?)
+    .bind(body.as_str())
+    .execute(&mut *conn)
+    .await;
+    match inserted {
+        Ok(_) => Ok(true),
+        // The only unique key besides the generated id is the message id.
+        Err(err) if is_unique_violation(&err) => Ok(false),
+        Err(err) => Err(db_err("telemetry event")(err)),
     }
 }

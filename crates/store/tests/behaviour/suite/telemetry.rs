@@ -312,3 +312,42 @@ pub(crate) async fn last_seen_and_silent_devices(s: Shared) {
         3
     );
 }
+
+pub(crate) async fn telemetry_batch_insert_is_all_or_nothing(s: Shared) {
+    user(&*s, "usr_a").await;
+    active_device(&*s, "dev_1", "usr_a", NOW).await;
+    active_device(&*s, "dev_2", "usr_a", NOW).await;
+    s.insert_telemetry_event(&telemetry("dev_1", "msg-old", 1, at(1000)))
+        .await
+        .unwrap();
+    // Received at 2000, 4000 and 3000: last seen moves to the latest of each device.
+    let mut batch = vec![
+        telemetry("dev_1", "msg-a", 2, at(2000)),
+        telemetry("dev_2", "msg-b", 1, at(2000)),
+        // A redelivery inside the batch is skipped, the rest still stored.
+        telemetry("dev_1", "msg-old", 1, at(1000)),
+        telemetry("dev_1", "msg-c", 3, at(3000)),
+    ];
+    batch[0].received_at = at(4000);
+    batch[3].received_at = at(3000);
+    let inserted = s.insert_telemetry_events(&batch).await.unwrap();
+    assert_eq!(inserted, vec![true, true, false, true]);
+    assert_eq!(s.telemetry_events("dev_1", NOW, 10).await.unwrap().len(), 3);
+    assert_eq!(s.device_last_seen("dev_1").await.unwrap(), Some(at(4000)));
+    assert_eq!(
+        s.device_last_seen("dev_2").await.unwrap(),
+        Some(batch[1].received_at)
+    );
+
+    // An unknown device fails the whole batch: nothing of it is stored.
+    let bad = vec![
+        telemetry("dev_2", "msg-d", 2, at(5000)),
+        telemetry("dev_none", "msg-e", 1, at(5000)),
+    ];
+    let refused = s.insert_telemetry_events(&bad).await;
+    assert!(
+        matches!(refused, Err(StoreError::NotFound(_))),
+        "{refused:?}"
+    );
+    assert_eq!(s.telemetry_events("dev_2", NOW, 10).await.unwrap().len(), 1);
+}

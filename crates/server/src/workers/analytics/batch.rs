@@ -1,0 +1,168 @@
+//! The analytics worker's fast path: a whole read of records in one store transaction
+//! (`Store::insert_telemetry_events`), the live events published together (the bus
+//! commits concurrent appends as one), then the alert rules record by record.
+//!
+//! Same outcome as one by one ([`AnalyticsWorker::record`]): records are scored in
+//! order against their device's baseline; a redelivered record (its message id stored
+//! already) is not published and its device's baseline is rebuilt from the store next
+//! time, so it is not counted twice. Anything unusual — a device whose baseline cannot
+//! be rebuilt, a batch the store refuses — hands the whole read back to the one-by-one
+//! path, which sorts out which records fail and how.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+use tether_bus::Entry;
+use tether_store::NewTelemetryEvent;
+
+use super::{AnalyticsWorker, Failure, Tracked, publish_telemetry};
+use crate::analytics::Sample;
+use crate::events::TelemetryRecord;
+
+/// One record, scored.
+struct Scored<'a> {
+    entry: &'a Entry,
+    record: &'a TelemetryRecord,
+    sample: Sample,
+    assessment: crate::analytics::Assessment,
+    body: Value,
+}
+
+impl AnalyticsWorker {
+    /// Records `records` together; pushes the ids of the entries that may be
+    /// acknowledged onto `done`. `false`: nothing was done, go one by one.
+    pub(super) async fn record_batch(
+        &mut self,
+        records: &[(&Entry, TelemetryRecord)],
+        done: &mut Vec<String>,
+    ) -> bool {
+        let state = self.state.clone();
+        // Every device's baseline first, so that a failure leaves them all as they were.
+        let mut tracked: HashMap<String, Tracked> = HashMap::new();
+        for (_, record) in records {
+            if tracked.contains_key(&record.device_id) {
+                continue;
+            }
+            let t = match self.devices.remove(&record.device_id) {
+                Some(t) => t,
+                None => match self.rebuild(&record.device_id).await {
+                    Ok(t) => t,
+                    Err(_) => {
+                        self.devices.extend(tracked);
+                        return false;
+                    }
+                },
+            };
+            tracked.insert(record.device_id.clone(), t);
+        }
+        let mut scored = Vec::with_capacity(records.len());
+        let mut events = Vec::with_capacity(records.len());
+        for (entry, record) in records {
+            let Some(t) = tracked.get_mut(&record.device_id) else {
+                return false;
+            };
+            // As in `record`: never after it arrived.
+            let collected_at = record.body.collected_at.min(record.received_at);
+            let sample = Sample::from_telemetry(&record.body, collected_at);
+            let assessment = t.model.score(&sample);
+            t.model.update(&sample);
+            let Ok(body) = serde_json::to_value(&record.body) else {
+                // Cannot happen for a validated body; the slow path logs it.
+                return false;
+            };
+            events.push(NewTelemetryEvent {
+                device_id: record.device_id.clone(),
+                message_id: record.message_id.clone(),
+                seq: record.seq,
+                collected_at,
+                received_at: record.received_at,
+                cpu_pct: sample.cpu_pct,
+                mem_used_bytes: record.body.mem_used_bytes,
+                mem_total_bytes: record.body.mem_total_bytes,
+                disk_used_pct: sample.disk_used_pct,
+                rx_bps: sample.rx_bps,
+                tx_bps: sample.tx_bps,
+                risk_score: assessment.risk,
+                body: body.clone(),
+            });
+            scored.push(Scored {
+                entry,
+                record,
+                sample,
+                assessment,
+                body,
+            });
+        }
+        let inserted = match state.store.insert_telemetry_events(&events).await {
+            Ok(v) if v.len() == scored.len() => v,
+            Ok(_) | Err(_) => {
+                // The baselines were advanced for records that were not stored: dropped,
+                // rebuilt from the store when the slow path needs them.
+                return false;
+            }
+        };
+        let publishes = scored
+            .iter()
+            .zip(&inserted)
+            .filter(|(_, new)| **new)
+            .map(|(s, _)| publish_telemetry(&state, s.record, s.body.clone(), s.assessment.risk));
+        futures_util::future::join_all(publishes).await;
+
+        // The rules, in order. A device whose alert could not be raised is left pending
+        // from that record on, and its baseline rebuilt next time.
+        let mut failed: Vec<&str> = Vec::new();
+        for (s, new) in scored.iter().zip(&inserted) {
+            let device = s.record.device_id.as_str();
+            if !new {
+                tracing::info!(message = %s.record.message_id, "telemetry already stored (redelivery of a message id)");
+                failed.push(device);
+            }
+            if failed.contains(&device) && *new {
+                continue;
+            }
+            let Some(t) = tracked.get_mut(device) else {
+                continue;
+            };
+            let mut rules = t.rules.clone();
+            let mut ok = true;
+            for firing in rules.observe(&self.thresholds, &s.sample, &s.assessment) {
+                let raised = crate::alerts::raise(
+                    &state,
+                    device,
+                    firing.kind,
+                    firing.severity,
+                    &firing.message,
+                    firing.risk_score,
+                )
+                .await;
+                if let Err(e) = raised {
+                    match Failure::from(e) {
+                        Failure::Permanent(why) => {
+                            tracing::warn!(entry = %s.entry.id, %device, %why, "telemetry entry dropped");
+                        }
+                        Failure::Transient(why) => {
+                            tracing::warn!(entry = %s.entry.id, %device, %why, "telemetry entry left pending for a retry");
+                            ok = false;
+                        }
+                    }
+                    break;
+                }
+            }
+            if ok {
+                t.rules = rules;
+                done.push(s.entry.id.clone());
+            } else {
+                failed.push(device);
+            }
+        }
+        let now = state.now();
+        for (device, mut t) in tracked {
+            if failed.contains(&device.as_str()) {
+                continue;
+            }
+            t.last_used = now;
+            self.devices.insert(device, t);
+        }
+        true
+    }
+}
