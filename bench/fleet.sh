@@ -16,6 +16,7 @@
 #                 the rest and stays connected through the storm)
 #   SOURCES       source addresses, comma-separated (default 127.0.0.1..127.0.0.4)
 #   CONCURRENCY   sessions being set up at once, per process (default 128)
+#   KEEP_LOGS     a directory to copy the logs and reports to at the end
 #   SERVER_CPUS / LOADGEN_CPUS   taskset CPU lists (default: no pinning)
 #   BACKENDS      embedded (default: SQLite store, embedded bus) or mariadb-redis: the
 #                 MariaDB on 127.0.0.1:3306 (root, no password) in a new database, and
@@ -73,6 +74,10 @@ cleanup() {
             wait "$p" 2>/dev/null || true
         fi
     done
+    if [ -n "${KEEP_LOGS:-}" ]; then
+        mkdir -p "$KEEP_LOGS" && cp "$work"/*.log "$work"/*.out "$work"/*.err "$work"/*.json "$KEEP_LOGS"/ 2>/dev/null || true
+        rm -f "$KEEP_LOGS/identities.json"
+    fi
     rm -rf "$work"
     if [ "$BACKENDS" = mariadb-redis ]; then
         mariadb -uroot -h127.0.0.1 -e "DROP DATABASE IF EXISTS $db" || true

@@ -48,18 +48,33 @@ pub struct EmbeddedBus {
     clock: Arc<dyn Clock>,
     /// Signalled after every append by this bus, to wake blocked readers.
     appended: Notify,
-    /// Appends waiting to be written (group commit, see [`Bus::append`] below).
-    queued: std::sync::Mutex<Vec<QueuedAppend>>,
-    /// Held by the one task writing queued appends.
+    /// Writes waiting to be committed (group commit, see [`EmbeddedBus::grouped`]).
+    queued: std::sync::Mutex<Vec<QueuedWrite>>,
+    /// Held by the one task committing queued writes.
     write_turn: tokio::sync::Mutex<()>,
 }
 
-/// An append waiting for its turn: `(scoped stream, payload, max_len)` and where its
-/// id goes.
+/// A write waiting for its turn (names already scoped), and where its outcome goes.
 #[derive(Debug)]
-struct QueuedAppend {
-    item: (String, Vec<u8>, u64),
-    done: tokio::sync::oneshot::Sender<BusResult<crate::id::EntryId>>,
+struct QueuedWrite {
+    write: Write,
+    done: tokio::sync::oneshot::Sender<BusResult<Written>>,
+}
+
+/// The writes that are committed in groups.
+#[derive(Debug)]
+enum Write {
+    /// `append(stream, payload, max_len)`.
+    Append(String, Vec<u8>, u64),
+    /// `put_ttl(key, value, ttl_ms)`.
+    Put(String, Vec<u8>, u64),
+}
+
+/// What a grouped write returns.
+#[derive(Debug)]
+enum Written {
+    Appended(crate::id::EntryId),
+    Put,
 }
 
 impl EmbeddedBus {
@@ -103,8 +118,8 @@ impl EmbeddedBus {
         self.writer.close().await;
     }
 
-    /// The appends waiting for the write turn.
-    fn queue(&self) -> std::sync::MutexGuard<'_, Vec<QueuedAppend>> {
+    /// The writes waiting for the write turn.
+    fn queue(&self) -> std::sync::MutexGuard<'_, Vec<QueuedWrite>> {
         // Pushing or taking a Vec cannot leave it half-changed: a poisoned lock is fine.
         self.queued
             .lock()
@@ -131,10 +146,83 @@ impl EmbeddedBus {
     }
 }
 
-/// The error of an append whose writer was cancelled before it wrote it (its transaction
+impl EmbeddedBus {
+    /// Group commit: every append and `put_ttl` queues; whoever gets the write turn
+    /// commits all that are queued in one transaction and hands each its outcome. Under
+    /// load (thousands of telemetry samples and heartbeats a second) one transaction
+    /// carries many writes instead of one each; alone, a write is committed at once.
+    async fn grouped(&self, write: Write) -> BusResult<Written> {
+        let (done, mut outcome) = tokio::sync::oneshot::channel();
+        self.queue().push(QueuedWrite { write, done });
+        {
+            let _turn = self.write_turn.lock().await;
+            match outcome.try_recv() {
+                // An earlier turn committed it.
+                Ok(r) => return r,
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
+                Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
+                    return Err(abandoned());
+                }
+            }
+            let batch = std::mem::take(&mut *self.queue());
+            if !batch.is_empty() {
+                let (writes, senders): (Vec<_>, Vec<_>) =
+                    batch.into_iter().map(|q| (q.write, q.done)).unzip();
+                match self.commit_group(&writes).await {
+                    Ok(results) => {
+                        for (done, r) in senders.into_iter().zip(results) {
+                            let _ = done.send(Ok(r));
+                        }
+                    }
+                    Err(e) => {
+                        for done in senders {
+                            let _ = done.send(Err(e.clone()));
+                        }
+                    }
+                }
+                if writes.iter().any(|w| matches!(w, Write::Append(..))) {
+                    self.appended.notify_waiters();
+                }
+            }
+        }
+        outcome.await.map_err(|_| abandoned())?
+    }
+
+    /// Commits `writes` in one transaction: the puts, then the appends (they are
+    /// independent of each other); outcomes in the order of `writes`.
+    async fn commit_group(&self, writes: &[Write]) -> BusResult<Vec<Written>> {
+        let mut puts = Vec::new();
+        let mut appends = Vec::new();
+        for w in writes {
+            match w {
+                Write::Put(k, v, ttl) => puts.push((k.as_str(), v.as_slice(), *ttl)),
+                Write::Append(s, p, max) => appends.push((s.as_str(), p.as_slice(), *max)),
+            }
+        }
+        let mut tx = self.begin_write().await?;
+        if !puts.is_empty() {
+            self.put_keys_in(&mut tx, &puts).await?;
+        }
+        let ids = self.append_entries_in(&mut tx, &appends).await?;
+        tx.commit().await.map_err(db_err)?;
+        let mut ids = ids.into_iter();
+        writes
+            .iter()
+            .map(|w| match w {
+                Write::Put(..) => Ok(Written::Put),
+                Write::Append(..) => ids
+                    .next()
+                    .map(Written::Appended)
+                    .ok_or_else(|| BusError::Invalid("an append without its id".into())),
+            })
+            .collect()
+    }
+}
+
+/// The error of a write whose committer was cancelled before it wrote it (its transaction
 /// rolled back: nothing was appended).
 fn abandoned() -> BusError {
-    BusError::Backend("the append was abandoned before it was written".into())
+    BusError::Backend("the write was abandoned before it was committed".into())
 }
 
 #[async_trait]
@@ -154,48 +242,17 @@ impl Bus for EmbeddedBus {
     async fn append(&self, stream: &str, payload: &[u8], max_len: u64) -> BusResult<String> {
         args::name("stream", stream)?;
         args::max_len(max_len)?;
-        // Group commit: every append queues; whoever gets the write turn writes all that
-        // are queued in one transaction and hands each its id. Under load (thousands of
-        // telemetry samples a second) one transaction carries many appends instead of
-        // one each; alone, an append is written at once as before.
-        let (done, mut written) = tokio::sync::oneshot::channel();
-        self.queue().push(QueuedAppend {
-            item: (self.scoped(stream), payload.to_vec(), max_len),
-            done,
-        });
+        match self
+            .grouped(Write::Append(
+                self.scoped(stream),
+                payload.to_vec(),
+                max_len,
+            ))
+            .await?
         {
-            let _turn = self.write_turn.lock().await;
-            match written.try_recv() {
-                // An earlier turn wrote it.
-                Ok(r) => return r.map(|id| id.to_string()),
-                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
-                Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
-                    return Err(abandoned());
-                }
-            }
-            let batch = std::mem::take(&mut *self.queue());
-            if !batch.is_empty() {
-                let (items, senders): (Vec<_>, Vec<_>) =
-                    batch.into_iter().map(|q| (q.item, q.done)).unzip();
-                match self.append_entries(&items).await {
-                    Ok(ids) => {
-                        for (done, id) in senders.into_iter().zip(ids) {
-                            let _ = done.send(Ok(id));
-                        }
-                    }
-                    Err(e) => {
-                        for done in senders {
-                            let _ = done.send(Err(e.clone()));
-                        }
-                    }
-                }
-                self.appended.notify_waiters();
-            }
+            Written::Appended(id) => Ok(id.to_string()),
+            Written::Put => Err(BusError::Invalid("an append was answered as a put".into())),
         }
-        written
-            .await
-            .map_err(|_| abandoned())?
-            .map(|id| id.to_string())
     }
 
     async fn ensure_group(&self, stream: &str, group: &str) -> BusResult<()> {
@@ -256,7 +313,9 @@ impl Bus for EmbeddedBus {
     async fn put_ttl(&self, key: &str, value: &[u8], ttl: Duration) -> BusResult<()> {
         args::name("key", key)?;
         let ttl = args::positive_millis("ttl", ttl)?;
-        self.put_key(&self.scoped(key), value, ttl).await
+        self.grouped(Write::Put(self.scoped(key), value.to_vec(), ttl))
+            .await
+            .map(|_| ())
     }
 
     async fn get(&self, key: &str) -> BusResult<Option<Vec<u8>>> {

@@ -9,27 +9,32 @@ use super::{EmbeddedBus, db_err, from_db};
 use crate::{BusError, BusResult};
 
 impl EmbeddedBus {
-    /// Sets `key` to `value` until `now + ttl_ms`.
-    pub(super) async fn put_key(&self, key: &str, value: &[u8], ttl_ms: u64) -> BusResult<()> {
+    /// In the write transaction `tx`: drops expired keys, then sets each `(key, value,
+    /// ttl_ms)` until `now + ttl_ms`.
+    pub(super) async fn put_keys_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        puts: &[(&str, &[u8], u64)],
+    ) -> BusResult<()> {
         let now = self.now_db()?;
-        let expires_at = self.expiry(ttl_ms);
-        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM bus_kv WHERE expires_at <= ?1")
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .map_err(db_err)?;
-        sqlx::query(
-            "INSERT INTO bus_kv (key, value, expires_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
-        )
-        .bind(key)
-        .bind(value)
-        .bind(expires_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)
+        for &(key, value, ttl_ms) in puts {
+            sqlx::query(
+                "INSERT INTO bus_kv (key, value, expires_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+            )
+            .bind(key)
+            .bind(value)
+            .bind(self.expiry(ttl_ms))
+            .execute(&mut **tx)
+            .await
+            .map_err(db_err)?;
+        }
+        Ok(())
     }
 
     /// The live value of `key`.

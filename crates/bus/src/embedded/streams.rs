@@ -12,35 +12,35 @@ use crate::id::EntryId;
 use crate::{BusError, BusResult, Entry, args};
 
 impl EmbeddedBus {
-    /// Appends entries, in order, each with the next id of its stream, in one write
-    /// transaction; then trims each stream it touched back towards the `max_len` of its
+    /// Appends entries, in order, each with the next id of its stream, in the write
+    /// transaction `tx`; then trims each stream it touched back towards the `max_len` of its
     /// last entry here, dropping the oldest entries that are pending in no group. Returns
     /// the ids in the order of `items` (`(scoped stream, payload, max_len)`).
-    pub(super) async fn append_entries(
+    pub(super) async fn append_entries_in(
         &self,
-        items: &[(String, Vec<u8>, u64)],
+        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        items: &[(&str, &[u8], u64)],
     ) -> BusResult<Vec<EntryId>> {
         let now = self.now_ms();
-        let mut tx = self.begin_write().await?;
         // stream → (last id, length, max_len of its latest entry here), in first-use order.
         let mut streams: Vec<(&str, EntryId, u64, u64)> = Vec::new();
         let mut ids = Vec::with_capacity(items.len());
-        for (stream, payload, max_len) in items {
-            let at = match streams.iter().position(|s| s.0 == stream.as_str()) {
+        for &(stream, payload, max_len) in items {
+            let at = match streams.iter().position(|s| s.0 == stream) {
                 Some(at) => at,
                 None => {
                     let row = sqlx::query(
                         "SELECT last_ms, last_seq, len FROM bus_streams WHERE stream = ?1",
                     )
                     .bind(stream)
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(&mut **tx)
                     .await
                     .map_err(db_err)?;
                     let (last, len) = match row {
                         Some(row) => (entry_id(&row, 0, 1)?, column_u64(&row, 2, "stream length")?),
                         None => (EntryId::ZERO, 0),
                     };
-                    streams.push((stream.as_str(), last, len, *max_len));
+                    streams.push((stream, last, len, max_len));
                     streams.len().saturating_sub(1)
                 }
             };
@@ -57,13 +57,13 @@ impl EmbeddedBus {
             .bind(stream)
             .bind(to_db("id", id.ms)?)
             .bind(to_db("id", id.seq)?)
-            .bind(payload.as_slice())
-            .execute(&mut *tx)
+            .bind(payload)
+            .execute(&mut **tx)
             .await
             .map_err(db_err)?;
             entry.1 = id;
             entry.2 = entry.2.saturating_add(1);
-            entry.3 = *max_len;
+            entry.3 = max_len;
             ids.push(id);
         }
         for (stream, last, len, max_len) in streams {
@@ -86,7 +86,7 @@ impl EmbeddedBus {
                 )
                 .bind(stream)
                 .bind(to_db("max_len", excess)?)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .map_err(db_err)?
                 .rows_affected();
@@ -101,11 +101,10 @@ impl EmbeddedBus {
             .bind(to_db("id", last.ms)?)
             .bind(to_db("id", last.seq)?)
             .bind(to_db("stream length", len)?)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .map_err(db_err)?;
         }
-        tx.commit().await.map_err(db_err)?;
         Ok(ids)
     }
 

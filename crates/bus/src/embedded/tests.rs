@@ -209,8 +209,9 @@ async fn closed_bus_fails_with_backend_error() {
     assert!(matches!(err, BusError::Backend(_)), "{err:?}");
 }
 
-/// Concurrent appends are written together (group commit), and each still gets its own
-/// id in its stream, with the stream's length as if written one by one.
+/// Concurrent appends and puts are committed together (group commit), and each append
+/// still gets its own id in its stream, with the stream's length as if written one by
+/// one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_appends_are_committed_together_each_with_its_own_id() {
     let (dir, clock) = setup();
@@ -221,7 +222,14 @@ async fn concurrent_appends_are_committed_together_each_with_its_own_id() {
         let bus = Arc::clone(&bus);
         tasks.spawn(async move {
             let stream = if i % 2 == 0 { "a" } else { "b" };
-            let id = bus.append(stream, &i.to_be_bytes(), 150).await.unwrap();
+            let (id, ()) = tokio::join!(
+                async { bus.append(stream, &i.to_be_bytes(), 150).await.unwrap() },
+                async {
+                    bus.put_ttl(&format!("k{i}"), &i.to_be_bytes(), Duration::from_secs(60))
+                        .await
+                        .unwrap();
+                }
+            );
             (stream, i, id)
         });
     }
@@ -243,4 +251,9 @@ async fn concurrent_appends_are_committed_together_each_with_its_own_id() {
     }
     assert_eq!(bus.stream_len("a").await.unwrap(), 100);
     assert_eq!(bus.stream_len("b").await.unwrap(), 100);
+    // The puts committed beside them.
+    for i in [0u32, 77, 199] {
+        let v = bus.get(&format!("k{i}")).await.unwrap().unwrap();
+        assert_eq!(v, i.to_be_bytes());
+    }
 }
