@@ -392,13 +392,9 @@ pub async fn run(
         }
     }
     let hold_s = held.elapsed().as_secs_f64();
+    // The senders stop with the hold; their last commands are waited for below, after
+    // the telemetry window's figures are taken.
     senders_stop.cancel();
-    if let Some(task) = senders {
-        report.commands = Some(
-            task.await
-                .map_err(|e| LoadError::Unmet(format!("the command senders failed: {e}")))??,
-        );
-    }
     // The window closes: what the server counted by now is its sustained rate; then the
     // sessions stop sending and whatever it still has queued must arrive, none lost.
     let at_end = counters(target, opts).await?;
@@ -445,6 +441,12 @@ pub async fn run(
         }
     }
     report.telemetry_sent_per_s = report.telemetry_sent as f64 / hold_s.max(f64::EPSILON);
+    if let Some(task) = senders {
+        report.commands = Some(
+            task.await
+                .map_err(|e| LoadError::Unmet(format!("the command senders failed: {e}")))??,
+        );
+    }
     if opts.hold.is_zero() {
         last = sample(opts.server_pid)?;
         report.rss_held_peak_kib = last.map(|m| m.rss_kib);
