@@ -515,9 +515,8 @@ impl Session {
                 }
             };
             match v.header.msg_type {
-                MessageType::Heartbeat | MessageType::Telemetry
-                    if v.header.msg_type == MessageType::Telemetry
-                        && checked_at.is_some_and(|t| t.elapsed() < TELEMETRY_RECHECK) =>
+                MessageType::Telemetry
+                    if checked_at.is_some_and(|t| t.elapsed() < TELEMETRY_RECHECK) =>
                 {
                     if let Payload::Telemetry(body) = v.payload {
                         self.accept_telemetry(device, &v.header, body).await;

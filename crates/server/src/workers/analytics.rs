@@ -266,10 +266,7 @@ impl AnalyticsWorker {
     /// Scores, stores, publishes and alerts one record.
     async fn record(&mut self, record: &TelemetryRecord) -> Result<(), Failure> {
         let state = self.state.clone();
-        // A sample cannot have been taken after it arrived: an agent clock running ahead
-        // must not put samples into future rollup buckets.
-        let collected_at = record.body.collected_at.min(record.received_at);
-        let sample = Sample::from_telemetry(&record.body, collected_at);
+        let sample = sample_of(record);
         // Taken out of the map while in use: on failure it is dropped and rebuilt from the
         // store next time, so memory never holds a half-applied record.
         let mut tracked = match self.devices.remove(&record.device_id) {
@@ -279,21 +276,7 @@ impl AnalyticsWorker {
         let scored = tracked.model.score(&sample);
         let body = serde_json::to_value(&record.body)
             .map_err(|e| Failure::Permanent(format!("telemetry body: {e}")))?;
-        let event = NewTelemetryEvent {
-            device_id: record.device_id.clone(),
-            message_id: record.message_id.clone(),
-            seq: record.seq,
-            collected_at,
-            received_at: record.received_at,
-            cpu_pct: sample.cpu_pct,
-            mem_used_bytes: record.body.mem_used_bytes,
-            mem_total_bytes: record.body.mem_total_bytes,
-            disk_used_pct: sample.disk_used_pct,
-            rx_bps: sample.rx_bps,
-            tx_bps: sample.tx_bps,
-            risk_score: scored.risk,
-            body: body.clone(),
-        };
+        let event = new_event(record, &sample, scored.risk, body.clone());
         let inserted = state.store.insert_telemetry_event(&event).await?;
         state
             .store
@@ -372,6 +355,38 @@ impl AnalyticsWorker {
     fn forget_idle(&mut self) {
         let cutoff = self.state.now().saturating_sub(FORGET_AFTER);
         self.devices.retain(|_, t| t.last_used >= cutoff);
+    }
+}
+
+/// The record's numbers as the analytics score them. A sample cannot have been taken
+/// after it arrived: an agent clock running ahead must not put samples into future
+/// rollup buckets.
+fn sample_of(record: &TelemetryRecord) -> Sample {
+    let collected_at = record.body.collected_at.min(record.received_at);
+    Sample::from_telemetry(&record.body, collected_at)
+}
+
+/// The stored form of a scored record.
+fn new_event(
+    record: &TelemetryRecord,
+    sample: &Sample,
+    risk_score: f64,
+    body: Value,
+) -> NewTelemetryEvent {
+    NewTelemetryEvent {
+        device_id: record.device_id.clone(),
+        message_id: record.message_id.clone(),
+        seq: record.seq,
+        collected_at: sample.at,
+        received_at: record.received_at,
+        cpu_pct: sample.cpu_pct,
+        mem_used_bytes: record.body.mem_used_bytes,
+        mem_total_bytes: record.body.mem_total_bytes,
+        disk_used_pct: sample.disk_used_pct,
+        rx_bps: sample.rx_bps,
+        tx_bps: sample.tx_bps,
+        risk_score,
+        body,
     }
 }
 

@@ -13,9 +13,8 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 use tether_bus::Entry;
-use tether_store::NewTelemetryEvent;
 
-use super::{AnalyticsWorker, Failure, Tracked, publish_telemetry};
+use super::{AnalyticsWorker, Failure, Tracked, new_event, publish_telemetry, sample_of};
 use crate::analytics::Sample;
 use crate::events::TelemetryRecord;
 
@@ -61,30 +60,14 @@ impl AnalyticsWorker {
             let Some(t) = tracked.get_mut(&record.device_id) else {
                 return false;
             };
-            // As in `record`: never after it arrived.
-            let collected_at = record.body.collected_at.min(record.received_at);
-            let sample = Sample::from_telemetry(&record.body, collected_at);
+            let sample = sample_of(record);
             let assessment = t.model.score(&sample);
             t.model.update(&sample);
             let Ok(body) = serde_json::to_value(&record.body) else {
                 // Cannot happen for a validated body; the slow path logs it.
                 return false;
             };
-            events.push(NewTelemetryEvent {
-                device_id: record.device_id.clone(),
-                message_id: record.message_id.clone(),
-                seq: record.seq,
-                collected_at,
-                received_at: record.received_at,
-                cpu_pct: sample.cpu_pct,
-                mem_used_bytes: record.body.mem_used_bytes,
-                mem_total_bytes: record.body.mem_total_bytes,
-                disk_used_pct: sample.disk_used_pct,
-                rx_bps: sample.rx_bps,
-                tx_bps: sample.tx_bps,
-                risk_score: assessment.risk,
-                body: body.clone(),
-            });
+            events.push(new_event(record, &sample, assessment.risk, body.clone()));
             scored.push(Scored {
                 entry,
                 record,
