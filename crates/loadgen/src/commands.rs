@@ -136,17 +136,8 @@ struct Senders {
 
 /// Logs the owner in.
 async fn login(target_api: &Api, owner: &OwnerIdentity) -> Result<Api, LoadError> {
-    #[derive(Deserialize)]
-    struct Login {
-        access_token: String,
-    }
-    let (_, login): (u16, Login) = target_api
-        .post(
-            "/api/login",
-            &json!({"email": owner.email, "password": owner.password}),
-        )
-        .await?;
-    Ok(target_api.clone().with_bearer(&login.access_token))
+    let token = crate::enroll::access_token(target_api, &owner.email, &owner.password).await?;
+    Ok(target_api.clone().with_bearer(&token))
 }
 
 /// Runs `opts.senders` senders over `devices` until `stop`, then reports.

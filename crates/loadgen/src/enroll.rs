@@ -172,17 +172,23 @@ async fn owner_token(
         }
         Err(e) => return Err(e.into()),
     };
+    Ok((access_token(api, &opts.email, &opts.password).await?, key))
+}
+
+/// Logs in with a password (`POST /api/login`); returns the access token.
+pub(crate) async fn access_token(
+    api: &Api,
+    email: &str,
+    password: &str,
+) -> Result<String, LoadError> {
     #[derive(Deserialize)]
     struct Login {
         access_token: String,
     }
     let (_, login): (u16, Login) = api
-        .post(
-            "/api/login",
-            &json!({"email": opts.email, "password": opts.password}),
-        )
+        .post("/api/login", &json!({"email": email, "password": password}))
         .await?;
-    Ok((login.access_token, key))
+    Ok(login.access_token)
 }
 
 async fn worker(shared: Arc<Shared>) {
