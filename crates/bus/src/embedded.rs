@@ -27,6 +27,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use tether_proto::Clock;
 use tokio::sync::Notify;
 
+use crate::id::EntryId;
 use crate::{Bus, BusError, BusResult, Entry, args};
 
 /// How long a connection waits for another process's write lock before failing.
@@ -73,7 +74,7 @@ enum Write {
 /// What a grouped write returns.
 #[derive(Debug)]
 enum Written {
-    Appended(crate::id::EntryId),
+    Appended(EntryId),
     Put,
 }
 
@@ -88,14 +89,18 @@ impl EmbeddedBus {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT);
+        // No ping before each checkout (see the store's pool): one round trip to the
+        // connection's worker thread less per operation.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await
             .map_err(db_err)?;
         schema::migrate(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(db_err)?;
@@ -275,6 +280,25 @@ impl Bus for EmbeddedBus {
         args::count("count", count)?;
         self.read_blocking(&self.scoped(stream), group, consumer, count, block)
             .await
+    }
+
+    async fn read_after(
+        &self,
+        stream: &str,
+        after: &str,
+        count: usize,
+        block: Duration,
+    ) -> BusResult<Vec<Entry>> {
+        args::name("stream", stream)?;
+        args::count("count", count)?;
+        let after: EntryId = after.parse()?;
+        self.read_after_blocking(&self.scoped(stream), after, count, block)
+            .await
+    }
+
+    async fn last_id(&self, stream: &str) -> BusResult<String> {
+        args::name("stream", stream)?;
+        Ok(self.newest_id(&self.scoped(stream)).await?.to_string())
     }
 
     async fn ack(&self, stream: &str, group: &str, ids: &[String]) -> BusResult<u64> {

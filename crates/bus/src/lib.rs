@@ -85,6 +85,26 @@ pub trait Bus: Send + Sync + std::fmt::Debug {
         block: Duration,
     ) -> BusResult<Vec<Entry>>;
 
+    /// A fan-out read: up to `count` (at least 1) entries appended after the entry
+    /// `after` (an id this bus returned, or [`last_id`](Bus::last_id)'s, `"0-0"` for the
+    /// stream's start), oldest first, each with `deliveries` 1; waits up to `block` for at
+    /// least one to arrive. Keeps no state on the bus (no group, nothing pending, no
+    /// acknowledgement): every reader tracks its own position, so any number of readers
+    /// see every entry. For events that only matter while someone is listening (Redis
+    /// `XREAD`). A blocked read does not hold up other operations, and dropping its
+    /// future cancels it cleanly.
+    async fn read_after(
+        &self,
+        stream: &str,
+        after: &str,
+        count: usize,
+        block: Duration,
+    ) -> BusResult<Vec<Entry>>;
+
+    /// The id of the stream's newest entry (`"0-0"` when it has none): where a
+    /// [`read_after`](Bus::read_after) reader that wants only new entries starts.
+    async fn last_id(&self, stream: &str) -> BusResult<String>;
+
     /// Acknowledges entries: they are no longer pending for the group. Returns how many
     /// were pending (ids not pending, or an unknown group, count 0).
     async fn ack(&self, stream: &str, group: &str, ids: &[String]) -> BusResult<u64>;

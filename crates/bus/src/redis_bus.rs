@@ -215,30 +215,53 @@ impl Bus for RedisBus {
                 })
                 .await?
         };
-        let Some(reply) = reply else {
-            return Ok(Vec::new());
+        entries_of(reply)
+    }
+
+    async fn read_after(
+        &self,
+        stream: &str,
+        after: &str,
+        count: usize,
+        block: Duration,
+    ) -> BusResult<Vec<Entry>> {
+        args::name("stream", stream)?;
+        args::count("count", count)?;
+        // Checked here so a bad id is the same `Invalid` as on the embedded bus.
+        let after: EntryId = after.parse()?;
+        let key = self.stream_key(stream);
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT").arg(count);
+        let reply: Option<StreamReadReply> = if block.is_zero() {
+            cmd.arg("STREAMS").arg(&key).arg(after.to_string());
+            cmd.query_async(&mut self.conn()).await.map_err(redis_err)?
+        } else {
+            let block_ms = args::millis_floor(block).clamp(1, MAX_BLOCK_MS);
+            cmd.arg("BLOCK").arg(block_ms);
+            cmd.arg("STREAMS").arg(&key).arg(after.to_string());
+            self.blocking
+                .query(&cmd, Duration::from_millis(block_ms), redis_err)
+                .await?
         };
-        reply
-            .keys
+        entries_of(reply)
+    }
+
+    async fn last_id(&self, stream: &str) -> BusResult<String> {
+        args::name("stream", stream)?;
+        let newest: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+            .arg(self.stream_key(stream))
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        Ok(newest
+            .ids
             .into_iter()
-            .flat_map(|stream| stream.ids)
-            .map(|mut entry| {
-                let payload = match entry.map.remove(PAYLOAD_FIELD) {
-                    Some(Value::BulkString(bytes)) => bytes,
-                    _ => {
-                        return Err(BusError::Corrupt(format!(
-                            "stream entry {} has no payload field",
-                            entry.id
-                        )));
-                    }
-                };
-                Ok(Entry {
-                    id: entry.id,
-                    payload,
-                    deliveries: 1,
-                })
-            })
-            .collect()
+            .next()
+            .map_or_else(|| EntryId::ZERO.to_string(), |e| e.id))
     }
 
     async fn ack(&self, stream: &str, group: &str, ids: &[String]) -> BusResult<u64> {
@@ -394,6 +417,35 @@ fn glob_escape(literal: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// The entries of an `XREAD`/`XREADGROUP` reply (none for a nil reply), each with
+/// `deliveries` 1.
+fn entries_of(reply: Option<StreamReadReply>) -> BusResult<Vec<Entry>> {
+    let Some(reply) = reply else {
+        return Ok(Vec::new());
+    };
+    reply
+        .keys
+        .into_iter()
+        .flat_map(|stream| stream.ids)
+        .map(|mut entry| {
+            let payload = match entry.map.remove(PAYLOAD_FIELD) {
+                Some(Value::BulkString(bytes)) => bytes,
+                _ => {
+                    return Err(BusError::Corrupt(format!(
+                        "stream entry {} has no payload field",
+                        entry.id
+                    )));
+                }
+            };
+            Ok(Entry {
+                id: entry.id,
+                payload,
+                deliveries: 1,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

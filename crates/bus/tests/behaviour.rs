@@ -64,6 +64,7 @@ behaviour_tests!(
     missing_group_is_an_invalid_argument,
     arguments_are_checked,
     namespaces_are_isolated,
+    fan_out_readers_each_see_every_entry_from_their_position,
 );
 
 const NO_WAIT: Duration = Duration::ZERO;
@@ -558,4 +559,72 @@ async fn namespaces_are_isolated(h: Arc<Harness>) {
     assert_eq!(other.stream_len("s").await.unwrap(), 0);
     assert_eq!(h.bus.incr_window("n", ttl).await.unwrap(), 1);
     assert_eq!(other.incr_window("n", ttl).await.unwrap(), 1);
+}
+
+async fn fan_out_readers_each_see_every_entry_from_their_position(h: Arc<Harness>) {
+    assert_eq!(h.bus.last_id("fan").await.unwrap(), "0-0");
+    let before = append_n(&*h.bus, "fan", 3).await;
+    let start = h.bus.last_id("fan").await.unwrap();
+    assert_eq!(start, before[2]);
+    let after = append_n(&*h.bus, "fan", 4).await;
+
+    // Two readers from the start and one from `last_id`: no group, nothing pending, and
+    // each sees every entry from its own position, in order, in as many reads as it takes.
+    for from in ["0-0", "0-0", start.as_str()] {
+        let mut position = from.to_owned();
+        let mut seen = Vec::new();
+        loop {
+            let got = h
+                .bus
+                .read_after("fan", &position, 2, NO_WAIT)
+                .await
+                .unwrap();
+            if got.is_empty() {
+                break;
+            }
+            assert!(got.len() <= 2);
+            assert!(got.iter().all(|e| e.deliveries == 1));
+            position = got.last().unwrap().id.clone();
+            seen.extend(ids(&got));
+        }
+        let expected: Vec<String> = if from == "0-0" {
+            before.iter().chain(&after).cloned().collect()
+        } else {
+            after.clone()
+        };
+        assert_eq!(seen, expected, "reading after {from}");
+    }
+
+    // A blocked reader wakes on the next append and gets just that entry.
+    let bus = h.bus.clone();
+    let appender = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        bus.append("fan", b"late", 100).await.unwrap()
+    });
+    let started = Instant::now();
+    let got = h
+        .bus
+        .read_after("fan", &after[3], 10, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let id = appender.await.unwrap();
+    assert_eq!(ids(&got), [id]);
+    assert_eq!(got[0].payload, b"late");
+    assert!(started.elapsed() < Duration::from_secs(1));
+
+    // Nothing new: an empty answer after the block; a malformed id is refused.
+    let quiet = h
+        .bus
+        .read_after("fan", &got[0].id, 10, Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert!(quiet.is_empty());
+    assert!(matches!(
+        h.bus.read_after("fan", "latest", 10, NO_WAIT).await,
+        Err(BusError::Invalid(_))
+    ));
+    assert!(matches!(
+        h.bus.read_after("fan", "0-0", 0, NO_WAIT).await,
+        Err(BusError::Invalid(_))
+    ));
 }

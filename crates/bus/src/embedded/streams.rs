@@ -110,6 +110,17 @@ impl EmbeddedBus {
 
     /// Creates the stream (empty) and the group (at the start) unless they exist.
     pub(super) async fn create_group(&self, stream: &str, group: &str) -> BusResult<()> {
+        // Usually the group exists (a gateway ensures it at every read): a look on a reader
+        // connection then spares the write lock.
+        let exists = sqlx::query("SELECT 1 FROM bus_groups WHERE stream = ?1 AND grp = ?2")
+            .bind(stream)
+            .bind(group)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?;
+        if exists.is_some() {
+            return Ok(());
+        }
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO bus_streams (stream, last_ms, last_seq, len) VALUES (?1, 0, 0, 0)
@@ -132,8 +143,7 @@ impl EmbeddedBus {
     }
 
     /// `read_group`: reads at once and, if nothing was new and `block` is not zero, waits
-    /// for an append — woken at once by this bus's own appends, and polling every
-    /// [`POLL_INTERVAL`] for appends by other processes — until `block` has passed.
+    /// for an append (see [`Self::wait_for`]).
     pub(super) async fn read_blocking(
         &self,
         stream: &str,
@@ -142,6 +152,53 @@ impl EmbeddedBus {
         count: usize,
         block: Duration,
     ) -> BusResult<Vec<Entry>> {
+        self.wait_for(block, || self.read_once(stream, group, consumer, count))
+            .await
+    }
+
+    /// `read_after`: the entries after `after`, on a reader connection, waiting as
+    /// [`Self::wait_for`] does.
+    pub(super) async fn read_after_blocking(
+        &self,
+        stream: &str,
+        after: EntryId,
+        count: usize,
+        block: Duration,
+    ) -> BusResult<Vec<Entry>> {
+        self.wait_for(block, || async move {
+            let rows = sqlx::query(
+                "SELECT ms, seq, payload FROM bus_entries
+                 WHERE stream = ?1 AND (ms, seq) > (?2, ?3)
+                 ORDER BY ms, seq LIMIT ?4",
+            )
+            .bind(stream)
+            .bind(to_db("id", after.ms)?)
+            .bind(to_db("id", after.seq)?)
+            .bind(i64::try_from(count).unwrap_or(i64::MAX))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?;
+            rows.iter()
+                .map(|row| {
+                    Ok(Entry {
+                        id: entry_id(row, 0, 1)?.to_string(),
+                        payload: row.try_get(2).map_err(corrupt)?,
+                        deliveries: 1,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// Runs `read` at once and, if it found nothing and `block` is not zero, again after
+    /// each append until `block` has passed — woken at once by this bus's own appends,
+    /// and polling every [`POLL_INTERVAL`] for appends by other processes.
+    async fn wait_for<F, Fut>(&self, block: Duration, mut read: F) -> BusResult<Vec<Entry>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = BusResult<Vec<Entry>>>,
+    {
         // `None`: a block so long that the deadline is not representable; wait "forever".
         let deadline = Instant::now().checked_add(block);
         loop {
@@ -151,7 +208,7 @@ impl EmbeddedBus {
             tokio::pin!(appended);
             appended.as_mut().enable();
 
-            let entries = self.read_once(stream, group, consumer, count).await?;
+            let entries = read().await?;
             if !entries.is_empty() || block.is_zero() {
                 return Ok(entries);
             }
@@ -169,6 +226,19 @@ impl EmbeddedBus {
                 () = appended => {}
                 () = tokio::time::sleep(wait) => {}
             }
+        }
+    }
+
+    /// The id of the stream's newest entry ([`EntryId::ZERO`] for none).
+    pub(super) async fn newest_id(&self, stream: &str) -> BusResult<EntryId> {
+        let row = sqlx::query("SELECT last_ms, last_seq FROM bus_streams WHERE stream = ?1")
+            .bind(stream)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?;
+        match row {
+            Some(row) => entry_id(&row, 0, 1),
+            None => Ok(EntryId::ZERO),
         }
     }
 
@@ -218,25 +288,32 @@ impl EmbeddedBus {
         let mut newest = last;
         for row in rows {
             let id = entry_id(&row, 0, 1)?;
-            sqlx::query(
-                "INSERT INTO bus_pending (stream, grp, ms, seq, consumer, delivered_at, deliveries)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)",
-            )
-            .bind(stream)
-            .bind(group)
-            .bind(to_db("id", id.ms)?)
-            .bind(to_db("id", id.seq)?)
-            .bind(consumer)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
             newest = newest.max(id);
             entries.push(Entry {
                 id: id.to_string(),
                 payload: row.try_get(2).map_err(corrupt)?,
                 deliveries: 1,
             });
+        }
+        if newest != last {
+            // The same entries (the write lock is held), pending for `consumer`: one
+            // statement for the whole batch.
+            sqlx::query(
+                "INSERT INTO bus_pending (stream, grp, ms, seq, consumer, delivered_at, deliveries)
+                 SELECT stream, ?2, ms, seq, ?7, ?8, 1 FROM bus_entries
+                 WHERE stream = ?1 AND (ms, seq) > (?3, ?4) AND (ms, seq) <= (?5, ?6)",
+            )
+            .bind(stream)
+            .bind(group)
+            .bind(to_db("id", last.ms)?)
+            .bind(to_db("id", last.seq)?)
+            .bind(to_db("id", newest.ms)?)
+            .bind(to_db("id", newest.seq)?)
+            .bind(consumer)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
         }
         if newest != last {
             sqlx::query(
@@ -268,22 +345,32 @@ impl EmbeddedBus {
         if ids.is_empty() {
             return Ok(0);
         }
+        // One statement for the whole batch: the ids go in as a JSON array of
+        // `[ms, seq]` pairs.
+        let pairs = ids
+            .iter()
+            .map(|id| {
+                Ok(format!(
+                    "[{},{}]",
+                    to_db("id", id.ms)?,
+                    to_db("id", id.seq)?
+                ))
+            })
+            .collect::<BusResult<Vec<_>>>()?;
+        let list = format!("[{}]", pairs.join(","));
         let mut tx = self.begin_write().await?;
-        let mut acked = 0u64;
-        for id in ids {
-            let done = sqlx::query(
-                "DELETE FROM bus_pending WHERE stream = ?1 AND grp = ?2 AND ms = ?3 AND seq = ?4",
-            )
-            .bind(stream)
-            .bind(group)
-            .bind(to_db("id", id.ms)?)
-            .bind(to_db("id", id.seq)?)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .rows_affected();
-            acked = acked.saturating_add(done);
-        }
+        let acked = sqlx::query(
+            "DELETE FROM bus_pending WHERE stream = ?1 AND grp = ?2 AND (ms, seq) IN (
+                 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')
+                 FROM json_each(?3))",
+        )
+        .bind(stream)
+        .bind(group)
+        .bind(list)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
         tx.commit().await.map_err(db_err)?;
         Ok(acked)
     }
@@ -305,6 +392,25 @@ impl EmbeddedBus {
             None => -1,
         };
         let now = to_db("time", now)?;
+        // Usually nothing is stale (a gateway claims at every read): a look on a reader
+        // connection then spares the write lock. A missing group is an error either way.
+        let row = sqlx::query(
+            "SELECT EXISTS (
+                 SELECT 1 FROM bus_pending p
+                 WHERE p.stream = g.stream AND p.grp = g.grp AND p.delivered_at <= ?3)
+             FROM bus_groups g WHERE g.stream = ?1 AND g.grp = ?2",
+        )
+        .bind(stream)
+        .bind(group)
+        .bind(cutoff)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?;
+        match row {
+            None => return Err(args::no_group(stream, group)),
+            Some(row) if column_u64(&row, 0, "flag")? == 0 => return Ok(Vec::new()),
+            Some(_) => {}
+        }
         let mut tx = self.begin_write().await?;
         self.group_position(&mut tx, stream, group).await?;
         let rows = sqlx::query(
