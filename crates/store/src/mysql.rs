@@ -35,6 +35,8 @@ impl Dialect for MysqlDialect {
     const UPSERT_SECOND_FACTOR: &'static str = "INSERT INTO session_second_factors \
          (session_id, user_id, at) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE \
          at = IF(user_id = VALUES(user_id), GREATEST(at, VALUES(at)), at)";
+    const BEGIN_WRITE: &'static str = "BEGIN";
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
     const MIGRATIONS: &'static [(i64, &'static str, &'static str)] = &[
         (1, "init", include_str!("../migrations/mysql/0001_init.sql")),
         (

@@ -61,6 +61,14 @@ pub trait Dialect: sealed::Sealed + Send + Sync + fmt::Debug + 'static {
     /// Records a session's second factor, keeping the later time; binds `session_id`,
     /// `user_id`, `at`. A row of another user is left alone.
     const UPSERT_SECOND_FACTOR: &'static str;
+    /// Starts a transaction that writes: SQLite takes its write lock up front (`BEGIN
+    /// IMMEDIATE`; a read first would have to upgrade its lock, which fails at once with
+    /// "database is locked" when another connection wrote meanwhile, whatever the busy
+    /// timeout); MySQL's `BEGIN`, its rows locked by [`Self::FOR_UPDATE`] reads.
+    const BEGIN_WRITE: &'static str;
+    /// Appended to a `SELECT` in a writing transaction to lock the rows it reads (MySQL
+    /// `FOR UPDATE`; nothing on SQLite, whose whole database the transaction holds).
+    const FOR_UPDATE: &'static str;
     /// The migrations, oldest first: `(version, description, sql)`.
     const MIGRATIONS: &'static [(i64, &'static str, &'static str)];
 

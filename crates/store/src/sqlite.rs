@@ -36,6 +36,8 @@ impl Dialect for SqliteDialect {
     const UPSERT_SECOND_FACTOR: &'static str = "INSERT INTO session_second_factors \
          (session_id, user_id, at) VALUES (?, ?, ?) ON CONFLICT (session_id) DO UPDATE \
          SET at = MAX(at, excluded.at) WHERE user_id = excluded.user_id";
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    const FOR_UPDATE: &'static str = "";
     const MIGRATIONS: &'static [(i64, &'static str, &'static str)] = &[
         (
             1,
@@ -100,8 +102,12 @@ impl SqlStore<SqliteDialect> {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
+        // No ping before each checkout: for SQLite it is one more round trip to the
+        // connection's worker thread per statement, and a file connection does not go
+        // stale the way a network one does.
         let pool = SqlitePoolOptions::new()
             .max_connections(FILE_POOL_SIZE)
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(db_err("opening the SQLite store"))?;

@@ -367,19 +367,16 @@ where
         } else {
             "{}".to_owned()
         };
-        let mut tx = self.pool().begin().await.map_err(db_err("command"))?;
-        // Start with a write that changes nothing: SQLite takes its write lock up front
-        // (a read first would have to upgrade its lock, which fails at once with "database
-        // is locked" when another connection wrote meanwhile, whatever the busy timeout),
-        // and MySQL locks the row.
-        sqlx::query("UPDATE commands SET updated_at = updated_at WHERE id = ?")
-            .bind(id)
-            .execute(&mut *tx)
+        let mut tx = self
+            .pool()
+            .begin_with(D::BEGIN_WRITE)
             .await
             .map_err(db_err("command"))?;
-        // Read the state under the transaction: the UPDATE below re-checks it, so a
-        // concurrent change between the two makes the UPDATE match nothing.
-        let Some(before) = sqlx::query("SELECT state, updated_at FROM commands WHERE id = ?")
+        // Read the command under the transaction's lock (SQLite: the database's write
+        // lock; MySQL: the row's), so nothing moves it between this read and the UPDATE,
+        // which re-checks the state all the same.
+        let select = format!("{SELECT_COMMAND}{}", D::FOR_UPDATE);
+        let Some(row) = sqlx::query(AssertSqlSafe(select))
             .bind(id)
             .fetch_optional(&mut *tx)
             .await
@@ -388,16 +385,17 @@ where
             tx.rollback().await.map_err(db_err("command"))?;
             return Ok(None);
         };
-        // Transition times never go backwards: two writers that stamped their times a
-        // moment apart may commit in the other order (the agent's `executing` and its
-        // result, handled concurrently), so a later transition is at least as late as
-        // the last one.
-        let at = at.max(time(&before, "updated_at")?);
-        let before = state_col(&before, "state")?;
+        let mut after = command(&row)?;
+        let before = after.state;
         if !from.contains(&before) {
             tx.rollback().await.map_err(db_err("command"))?;
             return Ok(None);
         }
+        // Transition times never go backwards: two writers that stamped their times a
+        // moment apart may commit in the other order (the agent's `executing` and its
+        // result, handled concurrently), so a later transition is at least as late as
+        // the last one.
+        let at = at.max(after.updated_at);
         let sql = format!(
             "UPDATE commands SET state = ?, updated_at = ?, \
              attempts = CASE WHEN ? = 1 THEN ? ELSE attempts END, \
@@ -438,13 +436,22 @@ where
         .execute(&mut *tx)
         .await
         .map_err(db_err("command transition"))?;
-        let row = sqlx::query(SELECT_COMMAND)
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err("command"))?;
-        let after = command(&row)?;
         tx.commit().await.map_err(db_err("command"))?;
+        // The row as the UPDATE left it, without reading it back.
+        after.state = to;
+        after.updated_at = at;
+        if let Some(n) = update.attempts {
+            after.attempts = n;
+        }
+        if let Some(t) = update.next_attempt_at {
+            after.next_attempt_at = t;
+        }
+        if let Some(r) = &update.result {
+            after.result = Some(r.clone());
+        }
+        if let Some(c) = update.error_code {
+            after.error_code = Some(c);
+        }
         Ok(Some((before, after)))
     }
 
