@@ -104,59 +104,65 @@ pub async fn announce(state: &AppState, c: &Command, from: Option<CommandState>,
         "command state"
     );
     crate::prom::command_announced(c, from);
-    let owner = match state.store.device(&cmd.device_id).await {
-        Ok(d) => d.and_then(|d| d.owner_id),
-        Err(e) => {
-            tracing::warn!(error = %e, "command event: device lookup failed");
-            None
+    // The live event and the audit event are independent: written side by side.
+    let live = async {
+        let owner = match state.store.device(&cmd.device_id).await {
+            Ok(d) => d.and_then(|d| d.owner_id),
+            Err(e) => {
+                tracing::warn!(error = %e, "command event: device lookup failed");
+                None
+            }
+        };
+        let mut data = serde_json::Map::new();
+        let base = json!({
+            "command_id": cmd.id,
+            "method": cmd.method,
+            "state": c.state,
+            "from": from,
+            "attempts": c.attempts,
+            "trace_id": cmd.trace_id,
+            "origin_user_id": cmd.origin_user_id,
+        });
+        if let Value::Object(m) = base {
+            data.extend(m);
+        }
+        if let Some(code) = c.error_code {
+            data.insert("error".into(), json!(code));
+        }
+        if tether_store::is_terminal(c.state)
+            && let Some(r) = &c.result
+        {
+            data.insert("result".into(), r.clone());
+        }
+        if detail.as_object().is_some_and(|d| !d.is_empty()) {
+            data.insert("detail".into(), detail.clone());
+        }
+        let data = Value::Object(data);
+        let event = LiveEvent {
+            kind: LiveKind::CommandStatus,
+            device_id: cmd.device_id.clone(),
+            owner_id: owner,
+            at: c.updated_at,
+            data,
+        };
+        if let Err(e) = publish_live(state, &event).await {
+            tracing::warn!(trace_id = %cmd.trace_id, command = %cmd.id, error = %e.code(), "command live event not published");
         }
     };
-    let mut data = serde_json::Map::new();
-    let base = json!({
-        "command_id": cmd.id,
-        "method": cmd.method,
-        "state": c.state,
-        "from": from,
-        "attempts": c.attempts,
-        "trace_id": cmd.trace_id,
-        "origin_user_id": cmd.origin_user_id,
-    });
-    if let Value::Object(m) = base {
-        data.extend(m);
-    }
-    if let Some(code) = c.error_code {
-        data.insert("error".into(), json!(code));
-    }
-    if tether_store::is_terminal(c.state)
-        && let Some(r) = &c.result
-    {
-        data.insert("result".into(), r.clone());
-    }
-    if detail.as_object().is_some_and(|d| !d.is_empty()) {
-        data.insert("detail".into(), detail.clone());
-    }
-    let data = Value::Object(data);
-    let event = LiveEvent {
-        kind: LiveKind::CommandStatus,
-        device_id: cmd.device_id.clone(),
-        owner_id: owner,
-        at: c.updated_at,
-        data,
+    let audit = async {
+        let action = format!("command.{}", tether_store::state_str(c.state));
+        let _ = audit::record(
+            state,
+            &cmd.origin_user_id,
+            &action,
+            Some(&cmd.device_id),
+            state_outcome(c.state),
+            json!({"command_id": cmd.id, "method": cmd.method, "from": from, "attempts": c.attempts,
+                   "error": c.error_code, "trace_id": cmd.trace_id, "detail": detail}),
+        )
+        .await;
     };
-    if let Err(e) = publish_live(state, &event).await {
-        tracing::warn!(trace_id = %cmd.trace_id, command = %cmd.id, error = %e.code(), "command live event not published");
-    }
-    let action = format!("command.{}", tether_store::state_str(c.state));
-    let _ = audit::record(
-        state,
-        &cmd.origin_user_id,
-        &action,
-        Some(&cmd.device_id),
-        state_outcome(c.state),
-        json!({"command_id": cmd.id, "method": cmd.method, "from": from, "attempts": c.attempts,
-               "error": c.error_code, "trace_id": cmd.trace_id, "detail": detail}),
-    )
-    .await;
+    tokio::join!(live, audit);
 }
 
 /// Wakes the gateway session of a device (wherever it runs): new entries wait in its

@@ -5,9 +5,9 @@
 //!   [`TelemetryRecord`] (JSON). Consumer group [`ANALYTICS_GROUP`] (the AnalyticsWorker)
 //!   reads it; any number of server processes share the group.
 //! - [`LIVE_STREAM`]: one entry per event a user's live clients or an agent session may
-//!   need right now, as a [`LiveEvent`] (JSON). Every server process reads it with its own
-//!   consumer group (`live-<node_id>`) so each process sees every event and fans it out to
-//!   its own connections.
+//!   need right now, as a [`LiveEvent`] (JSON). Every server process reads it with a
+//!   fan-out read from its own position (no consumer group), so each process sees every
+//!   event and fans it out to its own connections.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -88,12 +88,8 @@ pub struct LiveEvent {
     pub data: Value,
 }
 
-/// Publishes a live event for every server process to fan out.
+/// Publishes a live event for every server process to fan out (this one at once; the
+/// others through the bus: [`crate::live::LiveHub::publish`]).
 pub async fn publish_live(state: &AppState, event: &LiveEvent) -> Result<(), ApiError> {
-    let bytes = serde_json::to_vec(event).map_err(ApiError::internal)?;
-    state
-        .bus
-        .append(LIVE_STREAM, &bytes, STREAM_MAX_LEN)
-        .await?;
-    Ok(())
+    crate::live::LiveHub::publish(state, event.clone()).await
 }

@@ -1,6 +1,8 @@
-//! The live hub: one per server process. It reads every [`LiveEvent`] on the bus's
-//! [`LIVE_STREAM`] with this process's own consumer group (`live-<node_id>`, so every
-//! process sees every event) and fans each one out to what is connected *here*:
+//! The live hub: one per server process. It reads every [`LiveEvent`] appended to the
+//! bus's [`LIVE_STREAM`] since the process started, with a fan-out read
+//! ([`Bus::read_after`](tether_bus::Bus::read_after): no consumer group, nothing pending,
+//! nothing to acknowledge, so every process sees every event and a live event costs one
+//! append and one read), and fans each one out to what is connected *here*:
 //!
 //! - every live-view subscriber (`GET /api/live`), through a broadcast channel; each
 //!   subscriber applies its own access check per event;
@@ -28,14 +30,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tether_proto::messages::notify::{AlertPush, PolicyUpdate};
 use tether_proto::owner_sig::OwnerKeysUpdate;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::AlertView;
-use crate::events::{LIVE_STREAM, LiveEvent, LiveKind};
+use crate::error::ApiError;
+use crate::events::{LIVE_STREAM, LiveEvent, LiveKind, STREAM_MAX_LEN};
 use crate::state::AppState;
 
 /// How many events a slow live-view subscriber may fall behind before it misses some.
@@ -46,6 +49,9 @@ const AGENT_MAILBOX: usize = 8;
 const READ_BATCH: usize = 256;
 /// How long one bus read waits for entries.
 const READ_BLOCK: Duration = Duration::from_secs(1);
+/// How many published live events may wait for the bus before publishers append
+/// themselves.
+const OUTBOX_CAPACITY: usize = 4096;
 /// Pause after a bus failure before trying again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -80,6 +86,12 @@ pub enum AgentPush {
 #[derive(Debug)]
 pub struct LiveHub {
     tx: broadcast::Sender<Arc<LiveEvent>>,
+    /// Live events this process published, on their way to the bus for the other
+    /// processes (see [`LiveHub::relay`]); taken by [`LiveHub::run`].
+    outbox: mpsc::Sender<Vec<u8>>,
+    outbox_rx: Mutex<Option<mpsc::Receiver<Vec<u8>>>>,
+    /// Whether [`LiveHub::run`] is relaying the outbox to the bus.
+    relaying: std::sync::atomic::AtomicBool,
     agents: Mailboxes,
     stopped: CancellationToken,
     /// The newest saved policy this process heard of (none: none since it started).
@@ -96,8 +108,12 @@ impl LiveHub {
     /// A hub with no subscribers.
     pub fn new() -> Self {
         let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let (outbox, outbox_rx) = mpsc::channel(OUTBOX_CAPACITY);
         Self {
             tx,
+            outbox,
+            outbox_rx: Mutex::new(Some(outbox_rx)),
+            relaying: std::sync::atomic::AtomicBool::new(false),
             agents: Arc::default(),
             stopped: CancellationToken::new(),
             policy: watch::Sender::new(None),
@@ -223,33 +239,133 @@ impl LiveHub {
     /// acknowledge. Events dated before the hub started are skipped, so a process (whose
     /// group is new at every start) does not replay old history to its clients.
     pub async fn run(state: AppState, shutdown: CancellationToken) {
-        Self::consume(&state, &shutdown).await;
+        let outbox = lock(&state.live.outbox_rx).take();
+        match outbox {
+            Some(outbox) => {
+                state
+                    .live
+                    .relaying
+                    .store(true, std::sync::atomic::Ordering::Release);
+                tokio::join!(
+                    Self::consume(&state, &shutdown),
+                    Self::relay(&state, outbox, &shutdown)
+                );
+            }
+            None => Self::consume(&state, &shutdown).await,
+        }
         state.live.stopped.cancel();
     }
 
-    async fn consume(state: &AppState, shutdown: &CancellationToken) {
-        let group = format!("live-{}", state.node_id);
-        let consumer = state.node_id.clone();
-        let started = state.now();
+    /// Publishes a live event: fans it out here at once, then appends it to the bus's
+    /// [`LIVE_STREAM`] for every other process. While the hub runs, the append goes
+    /// through its outbox (in order, batched; this process's own events are skipped when
+    /// read back), so a publisher does not wait for the bus; otherwise (a hub not
+    /// started, or an outbox full) the publisher appends itself.
+    pub async fn publish(state: &AppState, event: LiveEvent) -> Result<(), ApiError> {
+        let bytes = serde_json::to_vec(&OnBus {
+            origin: Some(state.node_id.as_str()),
+            event: &event,
+        })
+        .map_err(ApiError::internal)?;
+        Self::deliver(state, event).await;
+        let bytes = if state
+            .live
+            .relaying
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            match state.live.outbox.try_send(bytes) {
+                Ok(()) => return Ok(()),
+                Err(
+                    mpsc::error::TrySendError::Full(bytes)
+                    | mpsc::error::TrySendError::Closed(bytes),
+                ) => bytes,
+            }
+        } else {
+            bytes
+        };
+        state
+            .bus
+            .append(LIVE_STREAM, &bytes, STREAM_MAX_LEN)
+            .await?;
+        Ok(())
+    }
+
+    /// Hands one event to this process's clients and agent sessions (a policy change
+    /// first reads the policy in force and hands it to every agent session).
+    async fn deliver(state: &AppState, event: LiveEvent) {
+        if event.kind == LiveKind::PolicyChanged {
+            crate::gateway::relay_policy(state).await;
+        }
+        state.live.fan_out(event);
+    }
+
+    /// Appends the outbox's events to the bus, oldest first, until `shutdown`; then
+    /// appends what is still queued. Each batch is appended with its appends started in
+    /// order, so the bus commits them together and in order.
+    async fn relay(
+        state: &AppState,
+        mut outbox: mpsc::Receiver<Vec<u8>>,
+        shutdown: &CancellationToken,
+    ) {
         loop {
-            let ready = tokio::select! {
-                () = shutdown.cancelled() => return,
-                r = state.bus.ensure_group(LIVE_STREAM, &group) => r,
+            let first = tokio::select! {
+                () = shutdown.cancelled() => break,
+                e = outbox.recv() => e,
             };
-            match ready {
-                Ok(()) => break,
+            let Some(first) = first else { break };
+            let mut batch = vec![first];
+            while batch.len() < READ_BATCH {
+                match outbox.try_recv() {
+                    Ok(e) => batch.push(e),
+                    Err(_) => break,
+                }
+            }
+            Self::append_all(state, &batch).await;
+        }
+        // Shutdown: what was published before it still reaches the bus.
+        outbox.close();
+        let mut rest = Vec::new();
+        while let Ok(e) = outbox.try_recv() {
+            rest.push(e);
+        }
+        for batch in rest.chunks(READ_BATCH) {
+            Self::append_all(state, batch).await;
+        }
+    }
+
+    async fn append_all(state: &AppState, batch: &[Vec<u8>]) {
+        let appends = batch
+            .iter()
+            .map(|bytes| state.bus.append(LIVE_STREAM, bytes, STREAM_MAX_LEN));
+        for r in futures_util::future::join_all(appends).await {
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "live hub: a live event was not appended to the bus");
+            }
+        }
+    }
+
+    async fn consume(state: &AppState, shutdown: &CancellationToken) {
+        // Start after the newest event: a process does not replay old history to its
+        // clients.
+        let mut position = loop {
+            let newest = tokio::select! {
+                () = shutdown.cancelled() => return,
+                r = state.bus.last_id(LIVE_STREAM) => r,
+            };
+            match newest {
+                Ok(id) => break id,
                 Err(e) => {
-                    tracing::warn!(error = %e, "live hub: cannot create its consumer group");
+                    tracing::warn!(error = %e, "live hub: cannot read the live stream's position");
                     if pause(shutdown).await {
                         return;
                     }
                 }
             }
-        }
+        };
         loop {
             let read = tokio::select! {
                 () = shutdown.cancelled() => return,
-                r = state.bus.read_group(LIVE_STREAM, &group, &consumer, READ_BATCH, READ_BLOCK) => r,
+                r = state.bus.read_after(LIVE_STREAM, &position, READ_BATCH, READ_BLOCK) => r,
             };
             let entries = match read {
                 Ok(entries) => entries,
@@ -261,30 +377,36 @@ impl LiveHub {
                     continue;
                 }
             };
-            if entries.is_empty() {
-                continue;
-            }
-            let mut ids = Vec::with_capacity(entries.len());
             for entry in entries {
-                match serde_json::from_slice::<LiveEvent>(&entry.payload) {
-                    Ok(event) if event.at >= started => {
-                        if event.kind == LiveKind::PolicyChanged {
-                            crate::gateway::relay_policy(state).await;
-                        }
-                        state.live.fan_out(event);
-                    }
-                    Ok(_) => {}
+                match serde_json::from_slice::<FromBus>(&entry.payload) {
+                    // Published here: delivered here already.
+                    Ok(e) if e.origin.as_deref() == Some(state.node_id.as_str()) => {}
+                    Ok(e) => Self::deliver(state, e.event).await,
                     Err(e) => {
                         tracing::warn!(id = %entry.id, error = %e, "live hub: skipping an unreadable live event");
                     }
                 }
-                ids.push(entry.id);
-            }
-            if let Err(e) = state.bus.ack(LIVE_STREAM, &group, &ids).await {
-                tracing::warn!(error = %e, "live hub: acknowledging live events failed");
+                position = entry.id;
             }
         }
     }
+}
+
+/// A live event as the bus carries it: with the id of the process that published it.
+#[derive(Serialize)]
+struct OnBus<'a> {
+    origin: Option<&'a str>,
+    #[serde(flatten)]
+    event: &'a LiveEvent,
+}
+
+/// A live event read from the bus (`origin` absent: published by an earlier build).
+#[derive(Deserialize)]
+struct FromBus {
+    #[serde(default)]
+    origin: Option<String>,
+    #[serde(flatten)]
+    event: LiveEvent,
 }
 
 /// Waits [`RETRY_AFTER`]; true when shutdown came first.
@@ -295,10 +417,9 @@ async fn pause(shutdown: &CancellationToken) -> bool {
     }
 }
 
-fn lock(
-    m: &Mutex<HashMap<String, Mailbox>>,
-) -> std::sync::MutexGuard<'_, HashMap<String, Mailbox>> {
-    // The map holds no invariant a panicking holder could break halfway.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Neither the map nor the outbox slot holds an invariant a panicking holder could
+    // break halfway.
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
