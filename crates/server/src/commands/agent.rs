@@ -297,10 +297,17 @@ pub async fn read_stream(state: &AppState, device_id: &str) -> Vec<Outgoing> {
         }
         done.push(entry.id);
     }
-    if !done.is_empty()
-        && let Err(e) = state.bus.ack(&stream, GATEWAY_GROUP, &done).await
-    {
-        tracing::warn!(device = %device_id, error = %e, "acknowledging command entries failed");
+    // Acknowledged beside the delivery, not before it: the store already says what
+    // became of each command, so an entry whose acknowledgement is lost is only claimed
+    // again after CLAIM_IDLE and skipped (its command is no longer queued).
+    if !done.is_empty() {
+        let state = state.clone();
+        let device_id = device_id.to_owned();
+        tokio::spawn(async move {
+            if let Err(e) = state.bus.ack(&stream, GATEWAY_GROUP, &done).await {
+                tracing::warn!(device = %device_id, error = %e, "acknowledging command entries failed");
+            }
+        });
     }
     by_priority(&mut out);
     out
