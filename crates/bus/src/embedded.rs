@@ -18,7 +18,7 @@ mod schema;
 mod streams;
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -47,8 +47,9 @@ pub struct EmbeddedBus {
     reader: SqlitePool,
     namespace: String,
     clock: Arc<dyn Clock>,
-    /// Signalled after every append by this bus, to wake blocked readers.
-    appended: Notify,
+    /// Per stream (scoped name) with a blocked reader: signalled after every append to
+    /// that stream by this bus, to wake its readers (and only them).
+    appended: std::sync::Mutex<std::collections::HashMap<String, Arc<Notify>>>,
     /// Writes waiting to be committed (group commit, see [`EmbeddedBus::grouped`]).
     queued: std::sync::Mutex<Vec<QueuedWrite>>,
     /// Held by the one task committing queued writes.
@@ -109,7 +110,7 @@ impl EmbeddedBus {
             reader,
             namespace: namespace.to_owned(),
             clock,
-            appended: Notify::new(),
+            appended: std::sync::Mutex::default(),
             queued: std::sync::Mutex::new(Vec::new()),
             write_turn: tokio::sync::Mutex::new(()),
         })
@@ -128,7 +129,7 @@ impl EmbeddedBus {
         // Pushing or taking a Vec cannot leave it half-changed: a poisoned lock is fine.
         self.queued
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// `"{namespace}:{name}"`, the stored form of a stream or key name.
@@ -185,12 +186,36 @@ impl EmbeddedBus {
                         }
                     }
                 }
-                if writes.iter().any(|w| matches!(w, Write::Append(..))) {
-                    self.appended.notify_waiters();
-                }
+                self.notify_appended(writes.iter().filter_map(|w| match w {
+                    Write::Append(stream, ..) => Some(stream.as_str()),
+                    Write::Put(..) => None,
+                }));
             }
         }
         outcome.await.map_err(|_| abandoned())?
+    }
+
+    /// The signal of appends to `stream` (scoped), created for a reader about to block.
+    fn appended_to(&self, stream: &str) -> Arc<Notify> {
+        let mut map = self.appended.lock().unwrap_or_else(PoisonError::into_inner);
+        // Signals nobody waits on any more go (a reader holds its Arc while it waits).
+        if map.len() > 64 {
+            map.retain(|_, n| Arc::strong_count(n) > 1);
+        }
+        Arc::clone(map.entry(stream.to_owned()).or_default())
+    }
+
+    /// Wakes the blocked readers of each of `streams` (scoped).
+    fn notify_appended<'a>(&self, streams: impl Iterator<Item = &'a str>) {
+        let map = self.appended.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.is_empty() {
+            return;
+        }
+        for stream in streams {
+            if let Some(n) = map.get(stream) {
+                n.notify_waiters();
+            }
+        }
     }
 
     /// Commits `writes` in one transaction: the puts, then the appends (they are

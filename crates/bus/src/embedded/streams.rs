@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{EmbeddedBus, POLL_INTERVAL, db_err, from_db, to_db};
@@ -152,8 +153,10 @@ impl EmbeddedBus {
         count: usize,
         block: Duration,
     ) -> BusResult<Vec<Entry>> {
-        self.wait_for(block, || self.read_once(stream, group, consumer, count))
-            .await
+        self.wait_for(stream, block, || {
+            self.read_once(stream, group, consumer, count)
+        })
+        .await
     }
 
     /// `read_after`: the entries after `after`, on a reader connection, waiting as
@@ -165,7 +168,7 @@ impl EmbeddedBus {
         count: usize,
         block: Duration,
     ) -> BusResult<Vec<Entry>> {
-        self.wait_for(block, || async move {
+        self.wait_for(stream, block, || async move {
             let rows = sqlx::query(
                 "SELECT ms, seq, payload FROM bus_entries
                  WHERE stream = ?1 AND (ms, seq) > (?2, ?3)
@@ -192,19 +195,26 @@ impl EmbeddedBus {
     }
 
     /// Runs `read` at once and, if it found nothing and `block` is not zero, again after
-    /// each append until `block` has passed — woken at once by this bus's own appends,
-    /// and polling every [`POLL_INTERVAL`] for appends by other processes.
-    async fn wait_for<F, Fut>(&self, block: Duration, mut read: F) -> BusResult<Vec<Entry>>
+    /// each append to `stream` until `block` has passed — woken at once by this bus's own
+    /// appends to it, and polling every [`POLL_INTERVAL`] for appends by other processes.
+    async fn wait_for<F, Fut>(
+        &self,
+        stream: &str,
+        block: Duration,
+        mut read: F,
+    ) -> BusResult<Vec<Entry>>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = BusResult<Vec<Entry>>>,
     {
         // `None`: a block so long that the deadline is not representable; wait "forever".
         let deadline = Instant::now().checked_add(block);
+        let signal = (!block.is_zero()).then(|| self.appended_to(stream));
         loop {
             // Registered before reading, so an append that lands between the read and the
             // wait still wakes us.
-            let appended = self.appended.notified();
+            let idle = Notify::new();
+            let appended = signal.as_deref().unwrap_or(&idle).notified();
             tokio::pin!(appended);
             appended.as_mut().enable();
 
