@@ -127,9 +127,7 @@ impl EmbeddedBus {
     /// The writes waiting for the write turn.
     fn queue(&self) -> std::sync::MutexGuard<'_, Vec<QueuedWrite>> {
         // Pushing or taking a Vec cannot leave it half-changed: a poisoned lock is fine.
-        self.queued
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.queued.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// `"{namespace}:{name}"`, the stored form of a stream or key name.

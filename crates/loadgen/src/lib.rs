@@ -10,7 +10,8 @@
 //!   (`VmRSS` in `/proc/<pid>/status`, Linux only).
 //!
 //! [`baseline`] serves the bare servers its figures are compared with (B1, B2), which
-//! `connect --bare` holds sessions against.
+//! `connect --bare` holds sessions against; [`nats`] times request-reply through a
+//! nats-server, the command transport it is compared with.
 //!
 //! Everything talks to the one server it is pointed at (the benchmark script uses
 //! 127.0.0.1), with bounded concurrency, and stops by itself.
@@ -21,6 +22,7 @@ pub mod connect;
 pub mod enroll;
 pub mod error;
 pub mod identities;
+pub mod nats;
 pub mod rss;
 pub mod server_stats;
 pub mod target;

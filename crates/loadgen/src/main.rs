@@ -152,6 +152,23 @@ enum Command {
         #[arg(long, value_name = "S")]
         max_storm_s: Option<f64>,
     },
+    /// The NATS baseline: request-reply through a nats-server, with an Ed25519 sign and
+    /// verify at each end, timed like the command senders (no Tether server involved;
+    /// --ready-file is not needed).
+    Nats {
+        /// The nats-server (`host:port`).
+        #[arg(long, default_value = "127.0.0.1:4222")]
+        addr: String,
+        /// Requests in all.
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+        /// Requesters, each with one request in flight.
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        /// Also write the report as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+    },
 }
 
 #[tokio::main]
@@ -167,12 +184,48 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), LoadError> {
+    if let Command::Nats {
+        addr,
+        requests,
+        concurrency,
+        json,
+    } = &args.command
+    {
+        let opts = tether_loadgen::nats::NatsOptions {
+            addr: addr.clone(),
+            requests: *requests,
+            concurrency: *concurrency,
+        };
+        let r = tether_loadgen::nats::run(&opts).await?;
+        let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2} ms"));
+        println!(
+            "nats request-reply:  {} requests by {} requesters in {:.1} s\n\
+             round trip:          p50 {}  p90 {}  p99 {}  max {}  (mean {})",
+            r.completed,
+            r.concurrency,
+            r.elapsed_s,
+            ms(r.p50_ms),
+            ms(r.p90_ms),
+            ms(r.p99_ms),
+            ms(r.max_ms),
+            ms(r.mean_ms)
+        );
+        if let Some(path) = json {
+            let body =
+                serde_json::to_vec_pretty(&r).map_err(|e| LoadError::Format(e.to_string()))?;
+            std::fs::write(path, body)
+                .map_err(LoadError::io(format!("writing {}", path.display())))?;
+        }
+        return Ok(());
+    }
     let ready = args
         .ready_file
         .ok_or_else(|| LoadError::Unmet("--ready-file is required".into()))?;
     let target = Target::from_ready_file(&ready)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     match args.command {
+        // Answered above, before the ready file is read.
+        Command::Nats { .. } => Ok(()),
         Command::Baseline {
             kind,
             identities,

@@ -106,13 +106,7 @@ pub async fn announce(state: &AppState, c: &Command, from: Option<CommandState>,
     crate::prom::command_announced(c, from);
     // The live event and the audit event are independent: written side by side.
     let live = async {
-        let owner = match state.store.device(&cmd.device_id).await {
-            Ok(d) => d.and_then(|d| d.owner_id),
-            Err(e) => {
-                tracing::warn!(error = %e, "command event: device lookup failed");
-                None
-            }
-        };
+        let owner = crate::live::LiveHub::owner_of(state, &cmd.device_id).await;
         let mut data = serde_json::Map::new();
         let base = json!({
             "command_id": cmd.id,

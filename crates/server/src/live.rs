@@ -52,6 +52,10 @@ const READ_BLOCK: Duration = Duration::from_secs(1);
 /// How many published live events may wait for the bus before publishers append
 /// themselves.
 const OUTBOX_CAPACITY: usize = 4096;
+/// How long a device's owner, once read, is used for its live events.
+const OWNER_FRESH: Duration = Duration::from_secs(2);
+/// How many devices' owners are remembered at most.
+const OWNERS_KEPT: usize = 10_000;
 /// Pause after a bus failure before trying again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -92,6 +96,8 @@ pub struct LiveHub {
     outbox_rx: Mutex<Option<mpsc::Receiver<Vec<u8>>>>,
     /// Whether [`LiveHub::run`] is relaying the outbox to the bus.
     relaying: std::sync::atomic::AtomicBool,
+    /// Devices' owners as read lately (see [`LiveHub::owner_of`]).
+    owners: Mutex<HashMap<String, (String, std::time::Instant)>>,
     agents: Mailboxes,
     stopped: CancellationToken,
     /// The newest saved policy this process heard of (none: none since it started).
@@ -114,6 +120,7 @@ impl LiveHub {
             outbox,
             outbox_rx: Mutex::new(Some(outbox_rx)),
             relaying: std::sync::atomic::AtomicBool::new(false),
+            owners: Mutex::default(),
             agents: Arc::default(),
             stopped: CancellationToken::new(),
             policy: watch::Sender::new(None),
@@ -288,6 +295,37 @@ impl LiveHub {
             .append(LIVE_STREAM, &bytes, STREAM_MAX_LEN)
             .await?;
         Ok(())
+    }
+
+    /// The owner of `device_id`, whom its live events are for. A device's owner is set
+    /// when it is paired and does not change while it has commands, so an owner read in
+    /// the last [`OWNER_FRESH`] is used again (a command's six state changes read it
+    /// once); a device without an owner, or a failed read, is not remembered.
+    pub async fn owner_of(state: &AppState, device_id: &str) -> Option<String> {
+        if let Some((owner, at)) = lock(&state.live.owners).get(device_id)
+            && at.elapsed() < OWNER_FRESH
+        {
+            return Some(owner.clone());
+        }
+        let owner = match state.store.device(device_id).await {
+            Ok(d) => d.and_then(|d| d.owner_id)?,
+            Err(e) => {
+                tracing::warn!(device = %device_id, error = %e, "live event: device lookup failed");
+                return None;
+            }
+        };
+        let mut owners = lock(&state.live.owners);
+        if owners.len() >= OWNERS_KEPT {
+            owners.retain(|_, (_, at)| at.elapsed() < OWNER_FRESH);
+            if owners.len() >= OWNERS_KEPT {
+                owners.clear();
+            }
+        }
+        owners.insert(
+            device_id.to_owned(),
+            (owner.clone(), std::time::Instant::now()),
+        );
+        Some(owner)
     }
 
     /// Hands one event to this process's clients and agent sessions (a policy change

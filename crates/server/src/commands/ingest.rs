@@ -187,13 +187,29 @@ async fn accept(
     req: &CommandRequest,
     simulate: Option<Simulation>,
 ) -> Result<(CommandView, bool), ApiError> {
-    let device = controllable_device(state, caller, &req.device_id).await?;
     let hash = request_hash(req)?;
     let id = req.message_id.to_string();
+    // The reads this needs do not depend on each other: side by side (their errors are
+    // still reported in the order below).
+    let (device, existing, registered, current) = tokio::join!(
+        controllable_device(state, caller, &req.device_id),
+        state.store.command(&id),
+        async {
+            match &req.user_sig {
+                Some(_) => {
+                    crate::owner_keys::registered_on(state, &caller.user, Some(&req.device_id))
+                        .await
+                }
+                None => Ok(Vec::new()),
+            }
+        },
+        crate::policy::current(state),
+    );
+    let device = device?;
 
     // The same message_id again: the same command if the same request by the same user
     // (whatever happened to the device since: a retry learns what became of it).
-    if let Some(existing) = state.store.command(&id).await? {
+    if let Some(existing) = existing? {
         return same_request(existing, caller, &hash).map(|c| (CommandView::from(&c), false));
     }
     match device.status {
@@ -219,10 +235,8 @@ async fn accept(
     // validity) before central policy, so a malformed one never follows an audited
     // policy decision.
     let now = state.now();
-    let registered = match &req.user_sig {
-        Some(_) => crate::owner_keys::registered_on(state, &caller.user, Some(&device.id)).await?,
-        None => Vec::new(),
-    };
+    // Read for `req.device_id`, which is `device.id`.
+    let registered = registered?;
     let expires_at = super::owner_sig::precheck(
         &registered,
         now,
@@ -240,7 +254,7 @@ async fn accept(
     };
     // Central policy, before anything is stored: a refusal stores nothing (the audit
     // trail has the decision), approvals store the command without publishing it.
-    let current = crate::policy::current(state).await?;
+    let current = current?;
     let decision = crate::policy::decide(
         state,
         &current,
@@ -250,16 +264,19 @@ async fn accept(
         req.method,
     )
     .await?;
-    crate::policy::record(
-        state,
-        &caller.user,
-        &device.id,
-        &id,
-        req.method,
-        current.version,
-        &decision,
-    )
-    .await?;
+    let (recorded, undelivered) = tokio::join!(
+        crate::policy::record(
+            state,
+            &caller.user,
+            &device.id,
+            &id,
+            req.method,
+            current.version,
+            &decision,
+        ),
+        state.store.count_undelivered(&device.id),
+    );
+    recorded?;
     if let Some(refused) = crate::policy::refusal(&decision) {
         return Err(refused);
     }
@@ -273,7 +290,7 @@ async fn accept(
         )),
         _ => None,
     };
-    let undelivered = state.store.count_undelivered(&device.id).await?;
+    let undelivered = undelivered?;
     if undelivered >= state.config.commands.device_queue_max {
         return Err(ApiError::with_message(
             ErrorCode::Backpressure,
