@@ -6,8 +6,15 @@
 //!
 //! The CRL is reloadable: revoking a device rebuilds the client verifier so the next
 //! handshake with that certificate fails.
+//!
+//! A chain verified once is not verified again while the same CRLs are in force: each
+//! CRL generation remembers the SHA-256 of the chains it accepted (and their validity
+//! window, checked at every handshake). The chain's signatures (P-384 here) were most of
+//! a reconnect's cost on the server; the handshake's own signature, which proves the
+//! client holds the certificate's key, is still checked every time.
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
@@ -29,7 +36,60 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 pub struct ReloadableClientVerifier {
     roots: Arc<RootCertStore>,
     hints: Vec<DistinguishedName>,
-    inner: RwLock<Arc<dyn ClientCertVerifier>>,
+    inner: RwLock<Arc<Generation>>,
+}
+
+/// How many verified chains one CRL generation remembers (then it starts afresh).
+const VERIFIED_KEPT: usize = 65_536;
+
+/// The verifier of one set of CRLs, and the chains it accepted: chain digest → the
+/// Unix seconds from and until which every certificate of the chain is valid.
+#[derive(Debug)]
+struct Generation {
+    webpki: Arc<dyn ClientCertVerifier>,
+    verified: Mutex<HashMap<[u8; 32], (i64, i64)>>,
+}
+
+impl Generation {
+    fn new(webpki: Arc<dyn ClientCertVerifier>) -> Arc<Self> {
+        Arc::new(Self {
+            webpki,
+            verified: Mutex::default(),
+        })
+    }
+
+    fn verified(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (i64, i64)>> {
+        // A map of facts; a panicking holder cannot leave half of one.
+        self.verified.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The SHA-256 of a chain, each certificate length-prefixed.
+fn chain_digest(end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for der in std::iter::once(end_entity).chain(intermediates) {
+        h.update((der.len() as u64).to_be_bytes());
+        h.update(der.as_ref());
+    }
+    h.finalize().into()
+}
+
+/// When every certificate of the chain is valid: (latest not-before, earliest
+/// not-after), in Unix seconds; `None` if one does not parse.
+fn validity(
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+) -> Option<(i64, i64)> {
+    use x509_parser::prelude::FromDer;
+    let mut window = (i64::MIN, i64::MAX);
+    for der in std::iter::once(end_entity).chain(intermediates) {
+        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der.as_ref()).ok()?;
+        let v = cert.validity();
+        window.0 = window.0.max(v.not_before.timestamp());
+        window.1 = window.1.min(v.not_after.timestamp());
+    }
+    Some(window)
 }
 
 impl ReloadableClientVerifier {
@@ -48,7 +108,7 @@ impl ReloadableClientVerifier {
         Ok(Self {
             roots,
             hints,
-            inner: RwLock::new(inner),
+            inner: RwLock::new(Generation::new(inner)),
         })
     }
 
@@ -59,11 +119,12 @@ impl ReloadableClientVerifier {
             .inner
             .write()
             .map_err(|_| TlsError("verifier lock poisoned".into()))?;
-        *guard = next;
+        // A new generation: what the old one verified is verified again under these CRLs.
+        *guard = Generation::new(next);
         Ok(())
     }
 
-    fn current(&self) -> Result<Arc<dyn ClientCertVerifier>, rustls::Error> {
+    fn current(&self) -> Result<Arc<Generation>, rustls::Error> {
         self.inner
             .read()
             .map(|g| Arc::clone(&g))
@@ -105,8 +166,26 @@ impl ClientCertVerifier for ReloadableClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.current()?
-            .verify_client_cert(end_entity, intermediates, now)
+        let generation = self.current()?;
+        let digest = chain_digest(end_entity, intermediates);
+        let at = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        if let Some((from, until)) = generation.verified().get(&digest).copied()
+            && from <= at
+            && at <= until
+        {
+            return Ok(ClientCertVerified::assertion());
+        }
+        let verified = generation
+            .webpki
+            .verify_client_cert(end_entity, intermediates, now)?;
+        if let Some(window) = validity(end_entity, intermediates) {
+            let mut known = generation.verified();
+            if known.len() >= VERIFIED_KEPT {
+                known.clear();
+            }
+            known.insert(digest, window);
+        }
+        Ok(verified)
     }
 
     fn verify_tls12_signature(
@@ -115,7 +194,9 @@ impl ClientCertVerifier for ReloadableClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.current()?.verify_tls12_signature(message, cert, dss)
+        self.current()?
+            .webpki
+            .verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -124,12 +205,14 @@ impl ClientCertVerifier for ReloadableClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.current()?.verify_tls13_signature(message, cert, dss)
+        self.current()?
+            .webpki
+            .verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.current()
-            .map(|v| v.supported_verify_schemes())
+            .map(|v| v.webpki.supported_verify_schemes())
             .unwrap_or_default()
     }
 }
