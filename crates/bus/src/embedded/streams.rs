@@ -169,27 +169,7 @@ impl EmbeddedBus {
         block: Duration,
     ) -> BusResult<Vec<Entry>> {
         self.wait_for(stream, block, || async move {
-            let rows = sqlx::query(
-                "SELECT ms, seq, payload FROM bus_entries
-                 WHERE stream = ?1 AND (ms, seq) > (?2, ?3)
-                 ORDER BY ms, seq LIMIT ?4",
-            )
-            .bind(stream)
-            .bind(to_db("id", after.ms)?)
-            .bind(to_db("id", after.seq)?)
-            .bind(i64::try_from(count).unwrap_or(i64::MAX))
-            .fetch_all(&self.reader)
-            .await
-            .map_err(db_err)?;
-            rows.iter()
-                .map(|row| {
-                    Ok(Entry {
-                        id: entry_id(row, 0, 1)?.to_string(),
-                        payload: row.try_get(2).map_err(corrupt)?,
-                        deliveries: 1,
-                    })
-                })
-                .collect()
+            Ok(entries_after(&self.reader, stream, after, count).await?.0)
         })
         .await
     }
@@ -282,29 +262,7 @@ impl EmbeddedBus {
         let now = to_db("time", self.now_ms())?;
         let mut tx = self.begin_write().await?;
         let last = self.group_position(&mut tx, stream, group).await?;
-        let rows = sqlx::query(
-            "SELECT ms, seq, payload FROM bus_entries
-             WHERE stream = ?1 AND (ms, seq) > (?2, ?3)
-             ORDER BY ms, seq LIMIT ?4",
-        )
-        .bind(stream)
-        .bind(to_db("id", last.ms)?)
-        .bind(to_db("id", last.seq)?)
-        .bind(i64::try_from(count).unwrap_or(i64::MAX))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let mut entries = Vec::with_capacity(rows.len());
-        let mut newest = last;
-        for row in rows {
-            let id = entry_id(&row, 0, 1)?;
-            newest = newest.max(id);
-            entries.push(Entry {
-                id: id.to_string(),
-                payload: row.try_get(2).map_err(corrupt)?,
-                deliveries: 1,
-            });
-        }
+        let (entries, newest) = entries_after(&mut *tx, stream, last, count).await?;
         if newest != last {
             // The same entries (the write lock is held), pending for `consumer`: one
             // statement for the whole batch.
@@ -324,8 +282,6 @@ impl EmbeddedBus {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        }
-        if newest != last {
             sqlx::query(
                 "UPDATE bus_groups SET last_ms = ?3, last_seq = ?4 WHERE stream = ?1 AND grp = ?2",
             )
@@ -518,6 +474,43 @@ fn column_u64(row: &SqliteRow, index: usize, what: &'static str) -> BusResult<u6
 }
 
 /// An entry id from its `ms` and `seq` columns.
+/// Up to `count` entries of `stream` after `after`, oldest first (each with `deliveries`
+/// 1), and the newest id among them (`after` if none).
+async fn entries_after<'e, E>(
+    exec: E,
+    stream: &str,
+    after: EntryId,
+    count: usize,
+) -> BusResult<(Vec<Entry>, EntryId)>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    let rows = sqlx::query(
+        "SELECT ms, seq, payload FROM bus_entries
+         WHERE stream = ?1 AND (ms, seq) > (?2, ?3)
+         ORDER BY ms, seq LIMIT ?4",
+    )
+    .bind(stream)
+    .bind(to_db("id", after.ms)?)
+    .bind(to_db("id", after.seq)?)
+    .bind(i64::try_from(count).unwrap_or(i64::MAX))
+    .fetch_all(exec)
+    .await
+    .map_err(db_err)?;
+    let mut entries = Vec::with_capacity(rows.len());
+    let mut newest = after;
+    for row in rows {
+        let id = entry_id(&row, 0, 1)?;
+        newest = newest.max(id);
+        entries.push(Entry {
+            id: id.to_string(),
+            payload: row.try_get(2).map_err(corrupt)?,
+            deliveries: 1,
+        });
+    }
+    Ok((entries, newest))
+}
+
 fn entry_id(row: &SqliteRow, ms: usize, seq: usize) -> BusResult<EntryId> {
     Ok(EntryId {
         ms: column_u64(row, ms, "id")?,
