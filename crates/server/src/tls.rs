@@ -47,21 +47,39 @@ const VERIFIED_KEPT: usize = 65_536;
 #[derive(Debug)]
 struct Generation {
     webpki: Arc<dyn ClientCertVerifier>,
+    /// The SHA-256 of its CRLs: a reload with the same CRLs keeps this generation.
+    crls: [u8; 32],
     verified: Mutex<HashMap<[u8; 32], (i64, i64)>>,
 }
 
 impl Generation {
-    fn new(webpki: Arc<dyn ClientCertVerifier>) -> Arc<Self> {
-        Arc::new(Self {
-            webpki,
+    fn new(
+        roots: &Arc<RootCertStore>,
+        crls: Vec<CertificateRevocationListDer<'static>>,
+    ) -> Result<Arc<Self>, TlsError> {
+        let digest = crls_digest(&crls);
+        Ok(Arc::new(Self {
+            webpki: build(roots, crls)?,
+            crls: digest,
             verified: Mutex::default(),
-        })
+        }))
     }
 
     fn verified(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (i64, i64)>> {
         // A map of facts; a panicking holder cannot leave half of one.
         self.verified.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// The SHA-256 of a set of CRLs, each length-prefixed.
+fn crls_digest(crls: &[CertificateRevocationListDer<'_>]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for der in crls {
+        h.update((der.len() as u64).to_be_bytes());
+        h.update(der.as_ref());
+    }
+    h.finalize().into()
 }
 
 /// The SHA-256 of a chain, each certificate length-prefixed.
@@ -103,24 +121,28 @@ impl ReloadableClientVerifier {
             .add(root)
             .map_err(|e| TlsError(format!("root certificate: {e}")))?;
         let roots = Arc::new(roots);
-        let inner = build(&roots, crls)?;
-        let hints = inner.root_hint_subjects().to_vec();
+        let inner = Generation::new(&roots, crls)?;
+        let hints = inner.webpki.root_hint_subjects().to_vec();
         Ok(Self {
             roots,
             hints,
-            inner: RwLock::new(Generation::new(inner)),
+            inner: RwLock::new(inner),
         })
     }
 
-    /// Replaces the CRLs; later handshakes use them.
+    /// Replaces the CRLs; later handshakes use them. The same CRLs again (the periodic
+    /// reload, most of the time) change nothing.
     pub fn reload(&self, crls: Vec<CertificateRevocationListDer<'static>>) -> Result<(), TlsError> {
-        let next = build(&self.roots, crls)?;
+        if self.current().is_ok_and(|g| g.crls == crls_digest(&crls)) {
+            return Ok(());
+        }
+        // A new generation: what the old one verified is verified again under these CRLs.
+        let next = Generation::new(&self.roots, crls)?;
         let mut guard = self
             .inner
             .write()
             .map_err(|_| TlsError("verifier lock poisoned".into()))?;
-        // A new generation: what the old one verified is verified again under these CRLs.
-        *guard = Generation::new(next);
+        *guard = next;
         Ok(())
     }
 
