@@ -47,21 +47,29 @@ const VERIFIED_KEPT: usize = 65_536;
 #[derive(Debug)]
 struct Generation {
     webpki: Arc<dyn ClientCertVerifier>,
-    /// The SHA-256 of its CRLs: a reload with the same CRLs keeps this generation.
-    crls: [u8; 32],
+    /// What its CRLs revoke ([`revoked_digest`]): a reload that revokes the same keeps
+    /// the chains verified so far.
+    revoked: [u8; 32],
     verified: Mutex<HashMap<[u8; 32], (i64, i64)>>,
 }
 
 impl Generation {
+    /// A generation for `crls`; it starts with what `previous` verified when that
+    /// revoked the same certificates.
     fn new(
         roots: &Arc<RootCertStore>,
         crls: Vec<CertificateRevocationListDer<'static>>,
+        previous: Option<&Generation>,
     ) -> Result<Arc<Self>, TlsError> {
-        let digest = crls_digest(&crls);
+        let revoked = revoked_digest(&crls);
+        let verified = match previous {
+            Some(p) if p.revoked == revoked => p.verified().clone(),
+            _ => HashMap::new(),
+        };
         Ok(Arc::new(Self {
             webpki: build(roots, crls)?,
-            crls: digest,
-            verified: Mutex::default(),
+            revoked,
+            verified: Mutex::new(verified),
         }))
     }
 
@@ -71,13 +79,36 @@ impl Generation {
     }
 }
 
-/// The SHA-256 of a set of CRLs, each length-prefixed.
-fn crls_digest(crls: &[CertificateRevocationListDer<'_>]) -> [u8; 32] {
+/// The SHA-256 of what a set of CRLs revokes: each CRL's issuer and its revoked serial
+/// numbers, sorted. The periodic reload signs a new CRL each time (new dates and number)
+/// over the same revocations; those compare equal. A CRL that does not parse counts by
+/// its bytes (so it never compares equal to a different one).
+fn revoked_digest(crls: &[CertificateRevocationListDer<'_>]) -> [u8; 32] {
     use sha2::Digest;
+    use x509_parser::prelude::FromDer;
     let mut h = sha2::Sha256::new();
     for der in crls {
-        h.update((der.len() as u64).to_be_bytes());
-        h.update(der.as_ref());
+        match x509_parser::revocation_list::CertificateRevocationList::from_der(der.as_ref()) {
+            Ok((_, crl)) => {
+                let issuer = crl.issuer().as_raw();
+                h.update((issuer.len() as u64).to_be_bytes());
+                h.update(issuer);
+                let mut serials: Vec<&[u8]> = crl
+                    .iter_revoked_certificates()
+                    .map(|r| r.raw_serial())
+                    .collect();
+                serials.sort_unstable();
+                h.update((serials.len() as u64).to_be_bytes());
+                for serial in serials {
+                    h.update((serial.len() as u64).to_be_bytes());
+                    h.update(serial);
+                }
+            }
+            Err(_) => {
+                h.update(u64::MAX.to_be_bytes());
+                h.update(der.as_ref());
+            }
+        }
     }
     h.finalize().into()
 }
@@ -121,7 +152,7 @@ impl ReloadableClientVerifier {
             .add(root)
             .map_err(|e| TlsError(format!("root certificate: {e}")))?;
         let roots = Arc::new(roots);
-        let inner = Generation::new(&roots, crls)?;
+        let inner = Generation::new(&roots, crls, None)?;
         let hints = inner.webpki.root_hint_subjects().to_vec();
         Ok(Self {
             roots,
@@ -130,14 +161,12 @@ impl ReloadableClientVerifier {
         })
     }
 
-    /// Replaces the CRLs; later handshakes use them. The same CRLs again (the periodic
-    /// reload, most of the time) change nothing.
+    /// Replaces the CRLs; later handshakes use them. When they revoke exactly what the
+    /// current ones do (the periodic reload, most of the time), the chains verified so
+    /// far stay verified; otherwise every chain is verified again under the new CRLs.
     pub fn reload(&self, crls: Vec<CertificateRevocationListDer<'static>>) -> Result<(), TlsError> {
-        if self.current().is_ok_and(|g| g.crls == crls_digest(&crls)) {
-            return Ok(());
-        }
-        // A new generation: what the old one verified is verified again under these CRLs.
-        let next = Generation::new(&self.roots, crls)?;
+        let previous = self.current().ok();
+        let next = Generation::new(&self.roots, crls, previous.as_deref())?;
         let mut guard = self
             .inner
             .write()
