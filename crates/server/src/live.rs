@@ -242,9 +242,10 @@ impl LiveHub {
         }
     }
 
-    /// Consumes the live stream until `shutdown`: read as this process's group, fan out,
-    /// acknowledge. Events dated before the hub started are skipped, so a process (whose
-    /// group is new at every start) does not replay old history to its clients.
+    /// Until `shutdown`: reads the live stream from where it stood when the hub started
+    /// (a process does not replay old history to its clients) and fans out the events
+    /// other processes published, and relays this process's own to the bus (the
+    /// outbox, see [`LiveHub::publish`]).
     pub async fn run(state: AppState, shutdown: CancellationToken) {
         let outbox = lock(&state.live.outbox_rx).take();
         match outbox {
