@@ -372,13 +372,13 @@ async fn an_alert_is_pushed_to_the_devices_agent_and_its_owners_live_view() {
     assert_eq!(seen.owner_id.as_deref(), Some(alice_id.as_str()));
     // Fanned out here at once, the events reach the bus for other processes through the
     // hub's outbox, a moment later.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while srv.state().bus.stream_len(LIVE_STREAM).await.unwrap() < 2 {
         assert!(
             std::time::Instant::now() < deadline,
             "the live events never reached the bus"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
     let _ = ws.close(None).await;
