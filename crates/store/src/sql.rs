@@ -149,6 +149,14 @@ pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
 
 /// Maps a sqlx error. `what` names the record (never a value: values may be secrets or
 /// personal data, and this message can reach logs).
+/// A transaction chosen as a deadlock victim (SQLSTATE 40001, MySQL 1213): rolled back,
+/// safe to try again.
+pub(crate) fn is_deadlock(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "40001")
+}
+
 pub(crate) fn db_err(what: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
     move |e| match e {
         sqlx::Error::Database(ref db) => match db.kind() {

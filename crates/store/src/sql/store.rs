@@ -7,7 +7,9 @@ use sqlx::{Database, Encode, Executor, IntoArguments, Type};
 
 use super::rows::{self, RowExt};
 use super::statements::*;
-use super::{Dialect, SqlStore, db_err, from_db_u64, is_unique_violation, to_db_time, to_db_u64};
+use super::{
+    Dialect, SqlStore, db_err, from_db_u64, is_deadlock, is_unique_violation, to_db_time, to_db_u64,
+};
 use crate::{
     Alert, Artifact, AuditEvent, AuditFilter, AuditOrder, Ceremony, Command, CommandApproval,
     CommandCount, CommandState, CommandTransition, CommandUpdate, Device, DiscoveryRecord,
@@ -392,25 +394,39 @@ where
         now: UnixMillis,
     ) -> StoreResult<bool> {
         // Autocommit on purpose (see the module docs): an expired claim is removed, then
-        // the key's primary key decides between concurrent claimers.
-        sqlx::query("DELETE FROM once_keys WHERE scope = ? AND once_key = ? AND expires_at < ?")
+        // the key's primary key decides between concurrent claimers. InnoDB may pick
+        // either statement as a deadlock victim when several claim one expired key at
+        // once; the victim's statement did nothing, so the claim is simply tried again.
+        let mut attempts = 0u32;
+        loop {
+            attempts = attempts.saturating_add(1);
+            let deleted = sqlx::query(
+                "DELETE FROM once_keys WHERE scope = ? AND once_key = ? AND expires_at < ?",
+            )
             .bind(scope)
             .bind(key)
             .bind(to_db_time(now))
             .execute(self.pool())
-            .await
-            .map_err(db_err("once key"))?;
-        let inserted =
-            sqlx::query("INSERT INTO once_keys (scope, once_key, expires_at) VALUES (?, ?, ?)")
-                .bind(scope)
-                .bind(key)
-                .bind(to_db_time(expires_at))
-                .execute(self.pool())
-                .await;
-        match inserted {
-            Ok(_) => Ok(true),
-            Err(e) if is_unique_violation(&e) => Ok(false),
-            Err(e) => Err(db_err("once key")(e)),
+            .await;
+            let inserted = match deleted {
+                Ok(_) => {
+                    sqlx::query(
+                        "INSERT INTO once_keys (scope, once_key, expires_at) VALUES (?, ?, ?)",
+                    )
+                    .bind(scope)
+                    .bind(key)
+                    .bind(to_db_time(expires_at))
+                    .execute(self.pool())
+                    .await
+                }
+                Err(e) => Err(e),
+            };
+            match inserted {
+                Ok(_) => return Ok(true),
+                Err(e) if is_unique_violation(&e) => return Ok(false),
+                Err(e) if attempts < 5 && is_deadlock(&e) => {}
+                Err(e) => return Err(db_err("once key")(e)),
+            }
         }
     }
 
