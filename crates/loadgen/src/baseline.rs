@@ -260,9 +260,10 @@ async fn connection(
     counters.open.fetch_sub(1, Ordering::Relaxed);
 }
 
-/// The TLS 1.3 acceptor (client certificates required, chaining to `client_ca_pem`) and
-/// the PEM of the throw-away CA that issued the server's certificate.
-fn tls(client_ca_pem: &str) -> Result<(TlsAcceptor, String), LoadError> {
+/// A server certificate for `localhost` and 127.0.0.1, issued by a throw-away CA: the
+/// chain, its key, and the CA's PEM for the clients to trust.
+pub(crate) fn server_identity()
+-> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>, String), LoadError> {
     let bad = |what: &str, e: &dyn std::fmt::Display| LoadError::Format(format!("{what}: {e}"));
     let ca_key = KeyPair::generate().map_err(|e| bad("CA key", &e))?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(|e| bad("CA", &e))?;
@@ -283,7 +284,18 @@ fn tls(client_ca_pem: &str) -> Result<(TlsAcceptor, String), LoadError> {
     let cert = params
         .signed_by(&key, &issuer)
         .map_err(|e| bad("server certificate", &e))?;
+    Ok((
+        vec![cert.der().clone(), ca.der().clone()],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        ca.pem(),
+    ))
+}
 
+/// The TLS 1.3 acceptor (client certificates required, chaining to `client_ca_pem`) and
+/// the PEM of the throw-away CA that issued the server's certificate.
+fn tls(client_ca_pem: &str) -> Result<(TlsAcceptor, String), LoadError> {
+    let bad = |what: &str, e: &dyn std::fmt::Display| LoadError::Format(format!("{what}: {e}"));
+    let (chain, key, ca_pem) = server_identity()?;
     let mut roots = RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(client_ca_pem.as_bytes()) {
         let c = c.map_err(|e| bad("the client CA", &e))?;
@@ -298,10 +310,7 @@ fn tls(client_ca_pem: &str) -> Result<(TlsAcceptor, String), LoadError> {
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| bad("TLS", &e))?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            vec![cert.der().clone(), ca.der().clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        )
+        .with_single_cert(chain, key)
         .map_err(|e| bad("server certificate", &e))?;
-    Ok((TlsAcceptor::from(Arc::new(config)), ca.pem()))
+    Ok((TlsAcceptor::from(Arc::new(config)), ca_pem))
 }

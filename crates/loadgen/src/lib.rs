@@ -10,8 +10,10 @@
 //!   (`VmRSS` in `/proc/<pid>/status`, Linux only).
 //!
 //! [`baseline`] serves the bare servers its figures are compared with (B1, B2), which
-//! `connect --bare` holds sessions against; [`nats`] times request-reply through a
-//! nats-server, the command transport it is compared with.
+//! `connect --bare` holds sessions against; [`relay`] is B3, the command floor (HTTP in,
+//! a Redis stream, a WebSocket push and back), and [`nats`] times request-reply through
+//! a nats-server, the command transport it is compared with; [`floor`] is what those two
+//! share.
 //!
 //! Everything talks to the one server it is pointed at (the benchmark script uses
 //! 127.0.0.1), with bounded concurrency, and stops by itself.
@@ -21,8 +23,10 @@ pub mod commands;
 pub mod connect;
 pub mod enroll;
 pub mod error;
+pub mod floor;
 pub mod identities;
 pub mod nats;
+pub mod relay;
 pub mod rss;
 pub mod server_stats;
 pub mod target;

@@ -32,6 +32,10 @@ use tether_proto::{Clock, SystemClock};
 /// `baseline` serves a bare TLS 1.3 WebSocket server (B1: holds connections; B2: also
 /// verifies each message's signature) for `connect --bare-stats` to measure beside
 /// Tether (docs/benchmarks.md).
+///
+/// The command round trip has two floors: `relay-server` + `relay` (B3: HTTPS in, a Redis
+/// stream, a WebSocket push to the agent and back) and `nats` (request-reply through a
+/// nats-server); both sign and verify at each end.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about, verbatim_doc_comment)]
 struct Args {
@@ -169,6 +173,31 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
     },
+    /// Serve B3, the command floor, until stopped (SIGTERM, Ctrl-C): HTTPS `POST
+    /// /command` → Redis `XADD` → `XREADGROUP` → WebSocket push to the agent → its
+    /// answer back as the response. --ready-file is not needed.
+    RelayServer {
+        /// The Redis server.
+        #[arg(long, default_value = "redis://127.0.0.1:6379")]
+        redis: String,
+        /// Where to write this relay's ready file (URL, CA) for `relay`.
+        #[arg(long, value_name = "FILE")]
+        out_ready_file: PathBuf,
+    },
+    /// Time commands through B3 (`relay-server`, whose ready file --ready-file names):
+    /// one agent and the senders, with an Ed25519 sign and verify at each end, timed
+    /// like the command senders.
+    Relay {
+        /// Requests in all.
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+        /// Senders, each with one request in flight.
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        /// Also write the report as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+    },
 }
 
 #[tokio::main]
@@ -184,39 +213,41 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), LoadError> {
-    if let Command::Nats {
-        addr,
-        requests,
-        concurrency,
-        json,
-    } = &args.command
-    {
-        let opts = tether_loadgen::nats::NatsOptions {
-            addr: addr.clone(),
-            requests: *requests,
-            concurrency: *concurrency,
-        };
-        let r = tether_loadgen::nats::run(&opts).await?;
-        let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2} ms"));
-        println!(
-            "nats request-reply:  {} requests by {} requesters in {:.1} s\n\
-             round trip:          p50 {}  p90 {}  p99 {}  max {}  (mean {})",
-            r.completed,
-            r.concurrency,
-            r.elapsed_s,
-            ms(r.p50_ms),
-            ms(r.p90_ms),
-            ms(r.p99_ms),
-            ms(r.max_ms),
-            ms(r.mean_ms)
-        );
-        if let Some(path) = json {
-            let body =
-                serde_json::to_vec_pretty(&r).map_err(|e| LoadError::Format(e.to_string()))?;
-            std::fs::write(path, body)
-                .map_err(LoadError::io(format!("writing {}", path.display())))?;
+    match &args.command {
+        Command::Nats {
+            addr,
+            requests,
+            concurrency,
+            json,
+        } => {
+            let opts = tether_loadgen::nats::NatsOptions {
+                addr: addr.clone(),
+                requests: *requests,
+                concurrency: *concurrency,
+            };
+            let r = tether_loadgen::nats::run(&opts).await?;
+            return print_floor("nats request-reply", &r, json.as_deref());
         }
-        return Ok(());
+        Command::RelayServer {
+            redis,
+            out_ready_file,
+        } => {
+            let opts = tether_loadgen::relay::RelayServeOptions {
+                redis_url: redis.clone(),
+                ready_file: out_ready_file.clone(),
+            };
+            let stop = tokio_util::sync::CancellationToken::new();
+            let serving = tether_loadgen::relay::serve(&opts, stop.clone());
+            tokio::pin!(serving);
+            return tokio::select! {
+                r = &mut serving => r,
+                () = stopped() => {
+                    stop.cancel();
+                    serving.await
+                }
+            };
+        }
+        _ => {}
     }
     let ready = args
         .ready_file
@@ -225,7 +256,20 @@ async fn run(args: Args) -> Result<(), LoadError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     match args.command {
         // Answered above, before the ready file is read.
-        Command::Nats { .. } => Ok(()),
+        Command::Nats { .. } | Command::RelayServer { .. } => Ok(()),
+        Command::Relay {
+            requests,
+            concurrency,
+            json,
+        } => {
+            let opts = tether_loadgen::relay::RelayOptions {
+                target,
+                requests,
+                concurrency,
+            };
+            let r = tether_loadgen::relay::run(&opts).await?;
+            print_floor("relay (B3)", &r, json.as_deref())
+        }
         Command::Baseline {
             kind,
             identities,
@@ -341,6 +385,32 @@ async fn run(args: Args) -> Result<(), LoadError> {
             check_commands(&report, max_command_p99_ms, max_storm_s)
         }
     }
+}
+
+/// Prints a floor baseline's round trips (and writes them as JSON when asked).
+fn print_floor(
+    name: &str,
+    r: &tether_loadgen::floor::FloorReport,
+    json: Option<&std::path::Path>,
+) -> Result<(), LoadError> {
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2} ms"));
+    println!(
+        "{name}:  {} requests by {} requesters in {:.1} s\n\
+         round trip:  p50 {}  p90 {}  p99 {}  max {}  (mean {})",
+        r.completed,
+        r.concurrency,
+        r.elapsed_s,
+        ms(r.p50_ms),
+        ms(r.p90_ms),
+        ms(r.p99_ms),
+        ms(r.max_ms),
+        ms(r.mean_ms)
+    );
+    if let Some(path) = json {
+        let body = serde_json::to_vec_pretty(r).map_err(|e| LoadError::Format(e.to_string()))?;
+        std::fs::write(path, body).map_err(LoadError::io(format!("writing {}", path.display())))?;
+    }
+    Ok(())
 }
 
 /// SIGTERM or Ctrl-C.

@@ -11,22 +11,17 @@
 
 use std::time::Instant;
 
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use rand_core::OsRng;
-use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::LoadError;
-use crate::commands::percentile;
+use crate::floor::{self, FloorReport, MAX_PAYLOAD};
 
 /// The subject commands go to.
 const SUBJECT: &str = "tether.bench.command";
-/// The request body's size before its signature: about a signed `command_delivery`.
-const BODY_LEN: usize = 600;
-/// The largest message either side accepts.
-const MAX_PAYLOAD: usize = 64 * 1024;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -37,27 +32,6 @@ pub struct NatsOptions {
     pub requests: usize,
     /// Requesters, each with one request in flight.
     pub concurrency: usize,
-}
-
-/// The round trips, as the command senders report theirs.
-#[derive(Debug, Clone, Serialize)]
-pub struct NatsReport {
-    /// Requests answered.
-    pub completed: usize,
-    /// Requesters.
-    pub concurrency: usize,
-    /// Wall time of the run.
-    pub elapsed_s: f64,
-    /// Median round trip.
-    pub p50_ms: Option<f64>,
-    /// 90th percentile.
-    pub p90_ms: Option<f64>,
-    /// 99th percentile.
-    pub p99_ms: Option<f64>,
-    /// The slowest.
-    pub max_ms: Option<f64>,
-    /// The mean.
-    pub mean_ms: Option<f64>,
 }
 
 /// One connection to the nats-server: the reading half parses `MSG`s and answers the
@@ -193,27 +167,6 @@ impl Conn {
     }
 }
 
-/// `body ‖ signature(body)`.
-fn signed(key: &SigningKey, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len().saturating_add(64));
-    out.extend_from_slice(body);
-    out.extend_from_slice(&key.sign(body).to_bytes());
-    out
-}
-
-/// The body of a `body ‖ signature` message signed by `key`.
-fn verified<'a>(key: &VerifyingKey, message: &'a [u8]) -> Result<&'a [u8], LoadError> {
-    let split = message
-        .len()
-        .checked_sub(64)
-        .ok_or_else(|| proto("a message shorter than its signature"))?;
-    let (body, sig) = message.split_at(split);
-    let sig = Signature::from_slice(sig).map_err(|e| proto(format!("signature: {e}")))?;
-    key.verify(body, &sig)
-        .map_err(|e| proto(format!("a signature did not verify: {e}")))?;
-    Ok(body)
-}
-
 /// Answers requests until the connection fails: verify with the sender's key, answer
 /// with a reply signed by the responder's.
 async fn respond(
@@ -223,12 +176,10 @@ async fn respond(
 ) -> Result<(), LoadError> {
     loop {
         let msg = conn.next_msg().await?;
-        let body = verified(&requester, &msg.payload)?;
+        let answer = floor::answer(&requester, &responder, &msg.payload)?;
         let reply = msg
             .reply
             .ok_or_else(|| proto("a request without a reply subject"))?;
-        // The answer names what it answers (the request's first 32 bytes: its id).
-        let answer = signed(&responder, body.get(..32).unwrap_or(body));
         conn.publish(&reply, None, &answer).await?;
     }
 }
@@ -244,28 +195,21 @@ async fn request(
     let mut conn = Conn::connect(addr).await?;
     let inbox = format!("_INBOX.tether-loadgen.{}.{worker}", std::process::id());
     conn.subscribe(&inbox, 1).await?;
-    let mut body = vec![b'x'; BODY_LEN];
     let mut rtts = Vec::with_capacity(n);
     for i in 0..n {
-        let id = format!("{worker:08}-{i:023}");
-        body.get_mut(..32)
-            .ok_or_else(|| proto("body too short"))?
-            .copy_from_slice(id.as_bytes().get(..32).unwrap_or_default());
+        let id = floor::request_id(worker, i);
         let started = Instant::now();
-        conn.publish(SUBJECT, Some(&inbox), &signed(&requester, &body))
+        conn.publish(SUBJECT, Some(&inbox), &floor::request(&requester, &id))
             .await?;
         let answer = conn.next_msg().await?;
-        let echoed = verified(&responder, &answer.payload)?;
-        if echoed != id.as_bytes() {
-            return Err(proto("an answer to another request"));
-        }
+        floor::check_answer(&responder, &id, &answer.payload)?;
         rtts.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     Ok(rtts)
 }
 
 /// Runs the baseline: one responder, `concurrency` requesters, `requests` in all.
-pub async fn run(opts: &NatsOptions) -> Result<NatsReport, LoadError> {
+pub async fn run(opts: &NatsOptions) -> Result<FloorReport, LoadError> {
     if opts.concurrency == 0 || opts.requests < opts.concurrency {
         return Err(LoadError::Unmet(
             "nats: need at least one requester and one request per requester".into(),
@@ -301,35 +245,9 @@ pub async fn run(opts: &NatsOptions) -> Result<NatsReport, LoadError> {
     }
     let elapsed = started.elapsed();
     responding.abort();
-    samples.sort_by(f64::total_cmp);
-    let mean = (!samples.is_empty()).then(|| samples.iter().sum::<f64>() / samples.len() as f64);
-    Ok(NatsReport {
-        completed: samples.len(),
-        concurrency: opts.concurrency,
-        elapsed_s: elapsed.as_secs_f64(),
-        p50_ms: percentile(&samples, 50.0),
-        p90_ms: percentile(&samples, 90.0),
-        p99_ms: percentile(&samples, 99.0),
-        max_ms: samples.last().copied(),
-        mean_ms: mean,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-
-    #[test]
-    fn a_signed_message_verifies_and_a_changed_one_does_not() {
-        let key = SigningKey::generate(&mut OsRng);
-        let mut m = signed(&key, b"lock_screen");
-        assert_eq!(verified(&key.verifying_key(), &m).unwrap(), b"lock_screen");
-        if let Some(b) = m.first_mut() {
-            *b ^= 1;
-        }
-        assert!(verified(&key.verifying_key(), &m).is_err());
-        assert!(verified(&key.verifying_key(), b"short").is_err());
-    }
+    Ok(FloorReport::from_samples(
+        samples,
+        opts.concurrency,
+        elapsed,
+    ))
 }
