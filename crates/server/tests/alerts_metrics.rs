@@ -141,7 +141,7 @@ async fn a_devices_rollups_are_shown_by_bucket_to_those_who_may_see_it() {
     for (metric, mean) in [("cpu_pct", 40.0), ("disk_used_pct", 70.0)] {
         srv.state()
             .store
-            .upsert_rollup(&Rollup {
+            .upsert_rollups(&[Rollup {
                 device_id: device_id.clone(),
                 period: RollupPeriod::Hourly,
                 bucket_start: hour,
@@ -151,7 +151,7 @@ async fn a_devices_rollups_are_shown_by_bucket_to_those_who_may_see_it() {
                 max: mean + 10.0,
                 mean,
                 p95: mean + 8.0,
-            })
+            }])
             .await
             .unwrap();
     }

@@ -250,10 +250,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     // ---- rollups ----------------------------------------------------------------------
 
-    /// Inserts or replaces the rollup of (`device_id`, `period`, `bucket_start`,
-    /// `metric`). Unknown device → [`StoreError::NotFound`]; a non-finite number →
-    /// [`StoreError::Corrupt`].
-    async fn upsert_rollup(&self, r: &Rollup) -> StoreResult<()>;
+    /// Inserts or replaces each rollup of (`device_id`, `period`, `bucket_start`,
+    /// `metric`), all in one transaction: all are written or none. Unknown device →
+    /// [`StoreError::NotFound`]; a non-finite number → [`StoreError::Corrupt`].
+    async fn upsert_rollups(&self, rollups: &[Rollup]) -> StoreResult<()>;
     /// A device's rollups of one period with `bucket_start >= since`, oldest bucket first
     /// (metrics by name within a bucket), at most `limit` rows.
     async fn rollups(
@@ -409,4 +409,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Active devices not heard from since before `before`: last seen before it, or never
     /// seen and paired before it. Oldest first.
     async fn devices_last_seen_before(&self, before: UnixMillis) -> StoreResult<Vec<SeenDevice>>;
+    /// Devices heard from at or after `since` (last seen then or later), whatever their
+    /// status, by id.
+    async fn devices_seen_since(&self, since: UnixMillis) -> StoreResult<Vec<SeenDevice>>;
 }

@@ -22,16 +22,10 @@ impl Dialect for MysqlDialect {
     // `VALUES(col)` rather than MySQL 8's row alias: MariaDB has no row alias.
     const UPSERT_SETTING: &'static str = "INSERT INTO settings (name, value) VALUES (?, ?) \
          ON DUPLICATE KEY UPDATE value = VALUES(value)";
-    const UPSERT_HOURLY_ROLLUP: &'static str = "INSERT INTO device_metrics_hourly \
-         (device_id, bucket_start, metric, samples, min_value, max_value, mean_value, p95_value) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE samples = VALUES(samples), \
-         min_value = VALUES(min_value), max_value = VALUES(max_value), \
-         mean_value = VALUES(mean_value), p95_value = VALUES(p95_value)";
-    const UPSERT_DAILY_ROLLUP: &'static str = "INSERT INTO device_metrics_daily \
-         (device_id, bucket_start, metric, samples, min_value, max_value, mean_value, p95_value) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE samples = VALUES(samples), \
-         min_value = VALUES(min_value), max_value = VALUES(max_value), \
-         mean_value = VALUES(mean_value), p95_value = VALUES(p95_value)";
+    const ROLLUP_ON_CONFLICT: &'static str = "ON DUPLICATE KEY UPDATE \
+         samples = VALUES(samples), min_value = VALUES(min_value), \
+         max_value = VALUES(max_value), mean_value = VALUES(mean_value), \
+         p95_value = VALUES(p95_value)";
     const UPSERT_SECOND_FACTOR: &'static str = "INSERT INTO session_second_factors \
          (session_id, user_id, at) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE \
          at = IF(user_id = VALUES(user_id), GREATEST(at, VALUES(at)), at)";

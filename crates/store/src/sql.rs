@@ -53,11 +53,9 @@ pub trait Dialect: sealed::Sealed + Send + Sync + fmt::Debug + 'static {
     const NAME: &'static str;
     /// Inserts or replaces a setting; binds `name`, `value`.
     const UPSERT_SETTING: &'static str;
-    /// Inserts or replaces an hourly rollup; binds `device_id`, `bucket_start`, `metric`,
-    /// `samples`, `min_value`, `max_value`, `mean_value`, `p95_value`.
-    const UPSERT_HOURLY_ROLLUP: &'static str;
-    /// The same for a daily rollup.
-    const UPSERT_DAILY_ROLLUP: &'static str;
+    /// What follows the rows of a rollup insert (either table) so that a row whose
+    /// (`device_id`, `bucket_start`, `metric`) exists replaces its statistics.
+    const ROLLUP_ON_CONFLICT: &'static str;
     /// Records a session's second factor, keeping the later time; binds `session_id`,
     /// `user_id`, `at`. A row of another user is left alone.
     const UPSERT_SECOND_FACTOR: &'static str;

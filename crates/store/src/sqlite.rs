@@ -21,16 +21,8 @@ impl Dialect for SqliteDialect {
     const NAME: &'static str = "sqlite";
     const UPSERT_SETTING: &'static str = "INSERT INTO settings (name, value) VALUES (?, ?) \
          ON CONFLICT (name) DO UPDATE SET value = excluded.value";
-    const UPSERT_HOURLY_ROLLUP: &'static str = "INSERT INTO device_metrics_hourly \
-         (device_id, bucket_start, metric, samples, min_value, max_value, mean_value, p95_value) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, bucket_start, metric) DO UPDATE \
-         SET samples = excluded.samples, min_value = excluded.min_value, \
-         max_value = excluded.max_value, mean_value = excluded.mean_value, \
-         p95_value = excluded.p95_value";
-    const UPSERT_DAILY_ROLLUP: &'static str = "INSERT INTO device_metrics_daily \
-         (device_id, bucket_start, metric, samples, min_value, max_value, mean_value, p95_value) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, bucket_start, metric) DO UPDATE \
-         SET samples = excluded.samples, min_value = excluded.min_value, \
+    const ROLLUP_ON_CONFLICT: &'static str = "ON CONFLICT (device_id, bucket_start, metric) \
+         DO UPDATE SET samples = excluded.samples, min_value = excluded.min_value, \
          max_value = excluded.max_value, mean_value = excluded.mean_value, \
          p95_value = excluded.p95_value";
     const UPSERT_SECOND_FACTOR: &'static str = "INSERT INTO session_second_factors \

@@ -1,8 +1,17 @@
 //! The RollupWorker: every `telemetry.rollup_every_s` it recomputes, for every paired
-//! device, the rollups of the current and the previous UTC hour and day from the raw
-//! telemetry, and stores them (upsert: running it twice, or in several processes, writes
-//! the same rows). Late telemetry (an agent flushing its offline queue) lands in the right
-//! bucket as long as that bucket is still current or previous when it arrives.
+//! device heard from lately, the rollups of the current and the previous UTC hour and day
+//! from the raw telemetry, and stores them (upsert: running it twice, or in several
+//! processes, writes the same rows). Late telemetry (an agent flushing its offline queue)
+//! lands in the right bucket as long as that bucket is still current or previous when it
+//! arrives.
+//!
+//! "Heard from lately" is the device's last-seen time, which storing telemetry moves to the
+//! sample's receipt time: a device whose last-seen time is before the previous pass began
+//! (less [`SEEN_SLACK`], for other processes' clocks and for samples stored a while after
+//! they were received) has nothing new for any bucket, and its rollups are left as they
+//! are. The first pass after a start takes every device heard from since the previous
+//! UTC day began (less an hour): the buckets a pass recomputes hold nothing older. A
+//! device's rollups are written in one transaction.
 //!
 //! Then it applies retention: raw telemetry collected more than `telemetry.retention_days`
 //! ago is deleted. Rollups are kept.
@@ -21,6 +30,10 @@ use tokio_util::sync::CancellationToken;
 use super::pause;
 use crate::analytics::percent;
 use crate::state::AppState;
+
+/// How far before the previous pass's start a device's last-seen time may be for the next
+/// pass to recompute it.
+pub const SEEN_SLACK: Duration = Duration::from_secs(300);
 
 /// The metrics rolled up, by name.
 pub const METRICS: [&str; 6] = [
@@ -130,9 +143,16 @@ impl RollupWorker {
     /// Runs a pass now and then every `telemetry.rollup_every_s`, until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
         let every = Duration::from_secs(self.state.config.telemetry.rollup_every_s);
+        // Devices last seen at or after this are recomputed; none yet: the first pass's
+        // own bound.
+        let mut seen_since = None;
         loop {
-            if let Err(e) = self.pass().await {
-                tracing::warn!(error = %e, "rollup pass failed; retrying at the next one");
+            let started = self.state.now();
+            match self.pass(seen_since).await {
+                Ok(()) => seen_since = Some(started.saturating_sub(SEEN_SLACK)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "rollup pass failed; retrying at the next one");
+                }
             }
             if !pause(&shutdown, every).await {
                 return;
@@ -140,8 +160,12 @@ impl RollupWorker {
         }
     }
 
-    /// One pass: rollups of every paired device, then retention.
-    pub async fn pass(&self) -> Result<(), tether_store::StoreError> {
+    /// One pass: the rollups of every paired device last seen at or after `seen_since`
+    /// (none: since an hour before the previous UTC day began), then retention.
+    pub async fn pass(
+        &self,
+        seen_since: Option<UnixMillis>,
+    ) -> Result<(), tether_store::StoreError> {
         let now = self.state.now();
         let hour = RollupPeriod::Hourly.bucket_start(now);
         let day = RollupPeriod::Daily.bucket_start(now);
@@ -155,8 +179,12 @@ impl RollupWorker {
         // earlier than the previous day.
         let from = back(day, RollupPeriod::Daily);
         let to = UnixMillis(day.0.saturating_add(RollupPeriod::Daily.millis()));
+        let seen_since =
+            seen_since.unwrap_or_else(|| from.saturating_sub(Duration::from_secs(3600)));
         let mut written: u64 = 0;
-        for device in self.state.store.all_devices().await? {
+        let mut devices: u64 = 0;
+        for seen in self.state.store.devices_seen_since(seen_since).await? {
+            let device = seen.device;
             if device.status == DeviceStatus::PendingPairing {
                 continue;
             }
@@ -168,17 +196,18 @@ impl RollupWorker {
             if points.is_empty() {
                 continue;
             }
-            for (period, start) in buckets {
-                for r in bucket_rollups(&device.id, period, start, &points) {
-                    self.state.store.upsert_rollup(&r).await?;
-                    written = written.saturating_add(1);
-                }
-            }
+            let rollups: Vec<Rollup> = buckets
+                .iter()
+                .flat_map(|&(period, start)| bucket_rollups(&device.id, period, start, &points))
+                .collect();
+            self.state.store.upsert_rollups(&rollups).await?;
+            written = written.saturating_add(rollups.len() as u64);
+            devices = devices.saturating_add(1);
         }
         let days = u64::from(self.state.config.telemetry.retention_days);
         let cutoff = now.saturating_sub(Duration::from_secs(days.saturating_mul(86_400)));
         let pruned = self.state.store.prune_telemetry_before(cutoff).await?;
-        tracing::debug!(rollups = written, pruned, "rollup pass done");
+        tracing::debug!(devices, rollups = written, pruned, "rollup pass done");
         if pruned > 0 {
             tracing::info!(
                 pruned,

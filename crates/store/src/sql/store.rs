@@ -701,8 +701,8 @@ where
         self.prune_telemetry_before_sql(before).await
     }
 
-    async fn upsert_rollup(&self, r: &Rollup) -> StoreResult<()> {
-        self.upsert_rollup_sql(r).await
+    async fn upsert_rollups(&self, rollups: &[Rollup]) -> StoreResult<()> {
+        self.upsert_rollups_sql(rollups).await
     }
 
     async fn rollups(
@@ -725,6 +725,10 @@ where
 
     async fn devices_last_seen_before(&self, before: UnixMillis) -> StoreResult<Vec<SeenDevice>> {
         self.devices_last_seen_before_sql(before).await
+    }
+
+    async fn devices_seen_since(&self, since: UnixMillis) -> StoreResult<Vec<SeenDevice>> {
+        self.devices_seen_since_sql(since).await
     }
 
     // ---- commands (sql/commands.rs) ------------------------------------------------------

@@ -4,7 +4,7 @@
 //! Floating-point values must be finite: MySQL cannot store NaN or infinity, and SQLite
 //! would store NaN as NULL, so both refuse them before the database sees them.
 
-use sqlx::{Database, Encode, Executor, IntoArguments, Type};
+use sqlx::{AssertSqlSafe, Database, Encode, Executor, IntoArguments, Type};
 
 use super::rows::{RowExt, time};
 use super::{Dialect, SqlStore, db_err, from_db_u64, is_unique_violation, to_db_time, to_db_u64};
@@ -60,6 +60,27 @@ const SELECT_SEEN_BEFORE: &str = "SELECT id, name, hwid_hash, agent_pub, os, own
      cert_serial, cert_pem, created_at, paired_at, last_seen_at FROM devices \
      WHERE status = 'active' AND COALESCE(last_seen_at, paired_at, created_at) < ? \
      ORDER BY COALESCE(last_seen_at, paired_at, created_at), id";
+const SELECT_SEEN_SINCE: &str = "SELECT id, name, hwid_hash, agent_pub, os, owner_id, status, \
+     cert_serial, cert_pem, created_at, paired_at, last_seen_at FROM devices \
+     WHERE last_seen_at >= ? ORDER BY id";
+
+/// Rows per rollup statement: 8 parameters each, far under SQLite's (32,766) and MySQL's
+/// (65,535) limits; a pass writes at most 24 per device.
+const ROLLUPS_PER_STATEMENT: usize = 64;
+
+/// `INSERT INTO <period's table> (…) VALUES (…), … <upsert clause>` for `rows` rollups.
+fn rollup_upsert<D: Dialect>(period: RollupPeriod, rows: usize) -> String {
+    let table = match period {
+        RollupPeriod::Hourly => "device_metrics_hourly",
+        RollupPeriod::Daily => "device_metrics_daily",
+    };
+    let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
+    format!(
+        "INSERT INTO {table} (device_id, bucket_start, metric, samples, min_value, \
+         max_value, mean_value, p95_value) VALUES {values} {}",
+        D::ROLLUP_ON_CONFLICT
+    )
+}
 
 /// Refuses a NaN or infinity (see the module docs).
 pub(super) fn finite(what: &'static str, v: f64) -> StoreResult<f64> {
@@ -243,23 +264,44 @@ where
         Ok(D::rows_affected(&done))
     }
 
-    pub(super) async fn upsert_rollup_sql(&self, r: &Rollup) -> StoreResult<()> {
-        let statement = match r.period {
-            RollupPeriod::Hourly => D::UPSERT_HOURLY_ROLLUP,
-            RollupPeriod::Daily => D::UPSERT_DAILY_ROLLUP,
-        };
-        sqlx::query(statement)
-            .bind(r.device_id.as_str())
-            .bind(to_db_time(r.bucket_start))
-            .bind(r.metric.as_str())
-            .bind(to_db_u64(r.count))
-            .bind(finite("rollup min", r.min)?)
-            .bind(finite("rollup max", r.max)?)
-            .bind(finite("rollup mean", r.mean)?)
-            .bind(finite("rollup p95", r.p95)?)
-            .execute(self.pool())
-            .await
-            .map_err(db_err("rollup"))?;
+    /// [`Store::upsert_rollups`](crate::Store::upsert_rollups): one transaction, one
+    /// multi-row statement per table and [`ROLLUPS_PER_STATEMENT`] rows.
+    pub(super) async fn upsert_rollups_sql(&self, rollups: &[Rollup]) -> StoreResult<()> {
+        for r in rollups {
+            for (what, v) in [
+                ("rollup min", r.min),
+                ("rollup max", r.max),
+                ("rollup mean", r.mean),
+                ("rollup p95", r.p95),
+            ] {
+                finite(what, v)?;
+            }
+        }
+        if rollups.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool().begin().await.map_err(db_err("rollup"))?;
+        for period in [RollupPeriod::Hourly, RollupPeriod::Daily] {
+            let of_period: Vec<&Rollup> = rollups.iter().filter(|r| r.period == period).collect();
+            for chunk in of_period.chunks(ROLLUPS_PER_STATEMENT) {
+                let statement = rollup_upsert::<D>(period, chunk.len());
+                // Built from constants and a row count only: no input in the text.
+                let mut q = sqlx::query(AssertSqlSafe(statement));
+                for r in chunk {
+                    q = q
+                        .bind(r.device_id.as_str())
+                        .bind(to_db_time(r.bucket_start))
+                        .bind(r.metric.as_str())
+                        .bind(to_db_u64(r.count))
+                        .bind(r.min)
+                        .bind(r.max)
+                        .bind(r.mean)
+                        .bind(r.p95);
+                }
+                q.execute(&mut *tx).await.map_err(db_err("rollup"))?;
+            }
+        }
+        tx.commit().await.map_err(db_err("rollup"))?;
         Ok(())
     }
 
@@ -334,8 +376,23 @@ where
         &self,
         before: UnixMillis,
     ) -> StoreResult<Vec<SeenDevice>> {
-        let found = sqlx::query(SELECT_SEEN_BEFORE)
-            .bind(to_db_time(before))
+        self.seen_devices(SELECT_SEEN_BEFORE, before).await
+    }
+
+    pub(super) async fn devices_seen_since_sql(
+        &self,
+        since: UnixMillis,
+    ) -> StoreResult<Vec<SeenDevice>> {
+        self.seen_devices(SELECT_SEEN_SINCE, since).await
+    }
+
+    async fn seen_devices(
+        &self,
+        statement: &'static str,
+        at: UnixMillis,
+    ) -> StoreResult<Vec<SeenDevice>> {
+        let found = sqlx::query(statement)
+            .bind(to_db_time(at))
             .fetch_all(self.pool())
             .await
             .map_err(db_err("device"))?;

@@ -205,15 +205,17 @@ pub(crate) async fn rollups_upsert_and_list(s: Shared) {
         "cpu_pct",
         4.0,
     );
-    for r in [
-        &r1_cpu,
-        &r0_tx,
-        &r0_cpu,
-        &daily,
-        &rollup("dev_2", h, hour(0), "cpu_pct", 5.0),
-    ] {
-        s.upsert_rollup(r).await.unwrap();
-    }
+    // Both periods in one call, several devices, in any order.
+    s.upsert_rollups(&[
+        r1_cpu.clone(),
+        r0_tx.clone(),
+        r0_cpu.clone(),
+        daily.clone(),
+        rollup("dev_2", h, hour(0), "cpu_pct", 5.0),
+    ])
+    .await
+    .unwrap();
+    s.upsert_rollups(&[]).await.unwrap();
     assert_eq!(
         s.rollups("dev_1", h, hour(0), 100).await.unwrap(),
         vec![r0_cpu.clone(), r0_tx.clone(), r1_cpu.clone()],
@@ -240,22 +242,41 @@ pub(crate) async fn rollups_upsert_and_list(s: Shared) {
     again.count = 13;
     again.max = 77.5;
     again.p95 = 70.0;
-    s.upsert_rollup(&again).await.unwrap();
+    s.upsert_rollups(std::slice::from_ref(&again))
+        .await
+        .unwrap();
     assert_eq!(
         s.rollups("dev_1", h, hour(0), 100).await.unwrap(),
-        vec![again, r0_tx, r1_cpu]
+        vec![again.clone(), r0_tx.clone(), r1_cpu.clone()]
     );
 
+    // All or none: a batch with an unknown device, or a NaN, writes nothing.
+    let mut changed = again.clone();
+    changed.count = 99;
     let orphan = s
-        .upsert_rollup(&rollup("dev_none", h, hour(0), "cpu_pct", 1.0))
+        .upsert_rollups(&[
+            changed.clone(),
+            rollup("dev_none", h, hour(0), "cpu_pct", 1.0),
+        ])
         .await;
     assert!(matches!(orphan, Err(StoreError::NotFound(_))), "{orphan:?}");
     let mut nan = rollup("dev_1", h, hour(5), "cpu_pct", 1.0);
     nan.mean = f64::NAN;
     assert!(matches!(
-        s.upsert_rollup(&nan).await,
+        s.upsert_rollups(&[changed, nan]).await,
         Err(StoreError::Corrupt(_))
     ));
+    assert_eq!(
+        s.rollups("dev_1", h, hour(0), 100).await.unwrap(),
+        vec![again, r0_tx, r1_cpu]
+    );
+
+    // More rows than one statement takes (64), all kept.
+    let many: Vec<Rollup> = (0..150)
+        .map(|i| rollup("dev_2", h, hour(10 + i), "rx_bps", i as f64))
+        .collect();
+    s.upsert_rollups(&many).await.unwrap();
+    assert_eq!(s.rollups("dev_2", h, hour(10), 1000).await.unwrap(), many);
 }
 
 pub(crate) async fn last_seen_and_silent_devices(s: Shared) {
@@ -311,6 +332,20 @@ pub(crate) async fn last_seen_and_silent_devices(s: Shared) {
         s.devices_last_seen_before(at(60_001)).await.unwrap().len(),
         3
     );
+
+    // Heard from at or after a time: seen devices only, any status.
+    let ids = |v: Vec<tether_store::SeenDevice>| -> Vec<String> {
+        v.into_iter().map(|d| d.device.id).collect()
+    };
+    assert_eq!(
+        ids(s.devices_seen_since(at(5_000)).await.unwrap()),
+        vec!["dev_fresh", "dev_seen"]
+    );
+    assert_eq!(
+        ids(s.devices_seen_since(at(5_001)).await.unwrap()),
+        vec!["dev_fresh"]
+    );
+    assert!(s.devices_seen_since(at(60_001)).await.unwrap().is_empty());
 }
 
 pub(crate) async fn telemetry_batch_insert_is_all_or_nothing(s: Shared) {
