@@ -54,6 +54,8 @@ pub struct EmbeddedBus {
     queued: std::sync::Mutex<Vec<QueuedWrite>>,
     /// Held by the one task committing queued writes.
     write_turn: tokio::sync::Mutex<()>,
+    /// When expired keys were last swept (bus clock, ms): at most once a second.
+    swept_at: std::sync::atomic::AtomicI64,
 }
 
 /// A write waiting for its turn (names already scoped), and where its outcome goes.
@@ -113,6 +115,7 @@ impl EmbeddedBus {
             appended: std::sync::Mutex::default(),
             queued: std::sync::Mutex::new(Vec::new()),
             write_turn: tokio::sync::Mutex::new(()),
+            swept_at: std::sync::atomic::AtomicI64::new(i64::MIN),
         })
     }
 

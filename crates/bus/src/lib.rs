@@ -62,8 +62,9 @@ pub trait Bus: Send + Sync + std::fmt::Debug {
 
     /// Appends to a stream; returns the new entry's id. Creates the stream if needed.
     /// When the stream holds more than `max_len` entries the oldest ones may be trimmed
-    /// (approximately): the embedded bus trims exactly to `max_len` but never an entry
-    /// still pending in a group (those go once acknowledged); Redis (`MAXLEN ~`) may keep
+    /// (approximately): the embedded bus trims back to `max_len` once the stream is over it
+    /// by `max_len / 64` (exactly at each append below 64), but never an entry still
+    /// pending in a group (those go once acknowledged); Redis (`MAXLEN ~`) may keep
     /// up to ~100 entries more and trims pending entries too — so size `max_len` well
     /// above the backlog consumers can have. Entries outside the newest `max_len` that a
     /// lagging group has not read yet may be dropped by either backend.

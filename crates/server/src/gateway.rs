@@ -59,11 +59,6 @@ pub const AGENT_REFUSED_FRAME: &str = "agent.frame_refused";
 /// A session ends after this many refused frames in a row (one bad frame is dropped and
 /// answered; a stream of them is a broken or hostile agent).
 pub const MAX_REJECTED_IN_A_ROW: u32 = 10;
-/// A telemetry sample re-reads the device's status and refreshes its presence only when
-/// the last such check (by a heartbeat or a sample) is this old; a heartbeat always does.
-/// Far below the presence TTL (at least two heartbeat intervals).
-const TELEMETRY_RECHECK: Duration = Duration::from_secs(5);
-
 /// `GET /agent/ws`.
 pub async fn upgrade(
     State(state): State<AppState>,
@@ -473,11 +468,14 @@ impl Session {
         let gw = &state.config.gateway;
         let idle = Duration::from_secs(u64::from(gw.heartbeat_interval_s).saturating_mul(3));
         let presence_ttl = Duration::from_secs(gw.presence_ttl_s);
+        // A telemetry sample re-reads the device's status and refreshes its presence only
+        // when the last such check (by a heartbeat or a sample) is a heartbeat interval
+        // old, that is when the agent has skipped a heartbeat; a heartbeat always does.
+        // A fleet sending thousands of samples a second must not cost a store read and a
+        // bus write each. Below the presence TTL (at least two heartbeat intervals).
+        let telemetry_recheck = Duration::from_secs(u64::from(gw.heartbeat_interval_s));
         let mut rejected_in_a_row: u32 = 0;
-        // When the device's status was last read and its presence refreshed: a heartbeat
-        // always does both, a telemetry sample only once this is TELEMETRY_RECHECK old
-        // (a fleet sending thousands of samples a second must not cost a store read and a
-        // bus write each).
+        // When the device's status was last read and its presence refreshed.
         let mut checked_at: Option<tokio::time::Instant> = None;
         loop {
             let frame = tokio::select! {
@@ -516,7 +514,7 @@ impl Session {
             };
             match v.header.msg_type {
                 MessageType::Telemetry
-                    if checked_at.is_some_and(|t| t.elapsed() < TELEMETRY_RECHECK) =>
+                    if checked_at.is_some_and(|t| t.elapsed() < telemetry_recheck) =>
                 {
                     if let Payload::Telemetry(body) = v.payload {
                         self.accept_telemetry(device, &v.header, body).await;

@@ -1,12 +1,17 @@
 //! Keys with a TTL and fixed-window counters on SQLite. Expiry is judged by the bus's
 //! clock: a key set at `t` with TTL `d` is visible while `now < t + d`. Expired rows are
-//! swept (through an index on the expiry) by the next write to the same table, so the
-//! tables hold only live keys plus whatever expired since the last write.
+//! swept (through an index on the expiry) by a write to the same table — for keys at most
+//! once a second ([`SWEEP_EVERY_MS`]), as a fleet's heartbeats put hundreds a second — so
+//! the tables hold only live keys plus whatever expired since the last sweep. Reads never
+//! see an expired row either way.
 
 use sqlx::Row;
 
 use super::{EmbeddedBus, db_err, from_db};
 use crate::{BusError, BusResult};
+
+/// The least time between two sweeps of expired keys, ms.
+const SWEEP_EVERY_MS: i64 = 1000;
 
 impl EmbeddedBus {
     /// In the write transaction `tx`: drops expired keys, then sets each `(key, value,
@@ -17,11 +22,16 @@ impl EmbeddedBus {
         puts: &[(&str, &[u8], u64)],
     ) -> BusResult<()> {
         let now = self.now_db()?;
-        sqlx::query("DELETE FROM bus_kv WHERE expires_at <= ?1")
-            .bind(now)
-            .execute(&mut **tx)
-            .await
-            .map_err(db_err)?;
+        let swept = self.swept_at.load(std::sync::atomic::Ordering::Relaxed);
+        if now.saturating_sub(swept) >= SWEEP_EVERY_MS || now < swept {
+            sqlx::query("DELETE FROM bus_kv WHERE expires_at <= ?1")
+                .bind(now)
+                .execute(&mut **tx)
+                .await
+                .map_err(db_err)?;
+            self.swept_at
+                .store(now, std::sync::atomic::Ordering::Relaxed);
+        }
         for &(key, value, ttl_ms) in puts {
             sqlx::query(
                 "INSERT INTO bus_kv (key, value, expires_at) VALUES (?1, ?2, ?3)

@@ -12,6 +12,9 @@ use super::{EmbeddedBus, POLL_INTERVAL, db_err, from_db, to_db};
 use crate::id::EntryId;
 use crate::{BusError, BusResult, Entry, args};
 
+/// A stream over its `max_len` by `max_len / TRIM_STEP_DIVISOR` entries is trimmed back.
+const TRIM_STEP_DIVISOR: u64 = 64;
+
 impl EmbeddedBus {
     /// Appends entries, in order, each with the next id of its stream, in the write
     /// transaction `tx`; then trims each stream it touched back towards the `max_len` of its
@@ -69,7 +72,8 @@ impl EmbeddedBus {
         }
         for (stream, last, len, max_len) in streams {
             let mut len = len;
-            if len > max_len {
+            // Trimmed in steps of max_len / 64 entries, not one statement per append.
+            if len > max_len.saturating_add(max_len / TRIM_STEP_DIVISOR) {
                 // Drop the oldest `len - max_len` entries — except those pending in a
                 // group: they are someone's unfinished work and stay (over `max_len`)
                 // until acknowledged, to go on a later append. Entries outside the newest

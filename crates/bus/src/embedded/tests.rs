@@ -132,6 +132,31 @@ async fn trimming_keeps_pending_entries_until_acknowledged() {
 }
 
 #[tokio::test]
+async fn a_long_stream_is_trimmed_in_steps_of_a_sixty_fourth() {
+    let (dir, clock) = setup();
+    let bus = open(&dir.path().join("bus.sqlite"), &clock).await;
+    let count = || scalar(&bus, "SELECT COUNT(*) FROM bus_entries");
+    for i in 0..130 {
+        bus.append("s", format!("{i}").as_bytes(), 128)
+            .await
+            .unwrap();
+    }
+    // 128 + 128/64 = 130: not over yet.
+    assert_eq!(count().await, 130);
+    bus.append("s", b"130", 128).await.unwrap();
+    assert_eq!(count().await, 128, "back to max_len at once");
+    for i in 131..400 {
+        bus.append("s", format!("{i}").as_bytes(), 128)
+            .await
+            .unwrap();
+        assert!((128..=130).contains(&count().await));
+    }
+    // The newest are the ones kept.
+    let newest = bus.read_after("s", "0-0", 1000, NO_WAIT).await.unwrap();
+    assert_eq!(newest.last().unwrap().payload, b"399");
+}
+
+#[tokio::test]
 async fn a_blocked_reader_sees_appends_from_another_instance_by_polling() {
     let (dir, clock) = setup();
     let path = dir.path().join("bus.sqlite");
@@ -198,6 +223,22 @@ async fn expired_keys_and_counters_are_swept_by_later_writes() {
         .unwrap();
     assert_eq!(scalar(&bus, "SELECT COUNT(*) FROM bus_kv").await, 1);
     assert_eq!(scalar(&bus, "SELECT COUNT(*) FROM bus_counters").await, 1);
+
+    // Keys are swept at most once a second; an expired key is never read meanwhile.
+    bus.put_ttl("short", b"v", Duration::from_millis(10))
+        .await
+        .unwrap();
+    clock.advance(Duration::from_millis(20));
+    bus.put_ttl("other", b"v", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(bus.get("short").await.unwrap(), None);
+    assert_eq!(scalar(&bus, "SELECT COUNT(*) FROM bus_kv").await, 3);
+    clock.advance(Duration::from_secs(1));
+    bus.put_ttl("other", b"v", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(scalar(&bus, "SELECT COUNT(*) FROM bus_kv").await, 1);
 }
 
 #[tokio::test]

@@ -4,6 +4,8 @@
 //! Floating-point values must be finite: MySQL cannot store NaN or infinity, and SQLite
 //! would store NaN as NULL, so both refuse them before the database sees them.
 
+use std::collections::HashSet;
+
 use sqlx::{AssertSqlSafe, Database, Encode, Executor, IntoArguments, Type};
 
 use super::rows::{RowExt, time};
@@ -63,6 +65,43 @@ const SELECT_SEEN_BEFORE: &str = "SELECT id, name, hwid_hash, agent_pub, os, own
 const SELECT_SEEN_SINCE: &str = "SELECT id, name, hwid_hash, agent_pub, os, owner_id, status, \
      cert_serial, cert_pem, created_at, paired_at, last_seen_at FROM devices \
      WHERE last_seen_at >= ? ORDER BY id";
+
+/// The columns of a stored telemetry event, in the order [`EVENT_ROW`] binds them.
+const INSERT_EVENT: &str = "INSERT INTO telemetry_events (device_id, message_id, seq, \
+     collected_at, received_at, cpu_pct, mem_used_bytes, mem_total_bytes, disk_used_pct, \
+     rx_bps, tx_bps, risk_score, body)";
+/// One event's placeholders.
+const EVENT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+/// Events (or devices) per statement of a batch: 13 parameters each, far under SQLite's
+/// (32,766) and MySQL's (65,535) limits.
+const EVENTS_PER_STATEMENT: usize = 128;
+
+/// An event's checked numbers and its body as JSON text.
+struct EventRow {
+    cpu_pct: f64,
+    disk_used_pct: Option<f64>,
+    rx_bps: f64,
+    tx_bps: f64,
+    risk_score: f64,
+    body: String,
+}
+
+impl EventRow {
+    fn new(e: &NewTelemetryEvent) -> StoreResult<Self> {
+        Ok(EventRow {
+            cpu_pct: finite("cpu_pct", e.cpu_pct)?,
+            disk_used_pct: e
+                .disk_used_pct
+                .map(|v| finite("disk_used_pct", v))
+                .transpose()?,
+            rx_bps: finite("rx_bps", e.rx_bps)?,
+            tx_bps: finite("tx_bps", e.tx_bps)?,
+            risk_score: finite("risk_score", e.risk_score)?,
+            body: serde_json::to_string(&e.body)
+                .map_err(|err| StoreError::Corrupt(format!("telemetry body: {err}")))?,
+        })
+    }
+}
 
 /// Rows per rollup statement: 8 parameters each, far under SQLite's (32,766) and MySQL's
 /// (65,535) limits; a pass writes at most 24 per device.
@@ -179,45 +218,130 @@ where
     }
 
     /// [`Store::insert_telemetry_events`](crate::Store::insert_telemetry_events): one
-    /// transaction for the whole batch, and each device's last-seen time moved to the
-    /// latest of its events once.
+    /// transaction for the whole batch, in a few statements whatever its size: one look
+    /// for the message ids stored already, multi-row inserts of the rest
+    /// ([`EVENTS_PER_STATEMENT`] rows each), and one update of the devices' last-seen
+    /// times (each moved to the latest of its events, never backwards).
     pub(super) async fn insert_telemetry_events_sql(
         &self,
         events: &[NewTelemetryEvent],
     ) -> StoreResult<Vec<bool>> {
+        // Every value is checked before anything is written.
+        let rows = events
+            .iter()
+            .map(EventRow::new)
+            .collect::<StoreResult<Vec<_>>>()?;
         let mut tx = self
             .pool()
             .begin()
             .await
             .map_err(db_err("telemetry event"))?;
-        let mut inserted = Vec::with_capacity(events.len());
-        // A duplicate message id fails only its own statement (SQLite and MySQL both
-        // roll back the statement, not the transaction), so the batch goes on.
-        for e in events {
-            inserted.push(insert_event_on::<D>(&mut tx, e).await?);
+        let mut stored: HashSet<String> = HashSet::new();
+        for chunk in events.chunks(EVENTS_PER_STATEMENT) {
+            let statement = format!(
+                "SELECT message_id FROM telemetry_events WHERE message_id IN ({})",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            // Built from a constant and a row count only: no input in the text.
+            let mut q = sqlx::query(AssertSqlSafe(statement));
+            for e in chunk {
+                q = q.bind(e.message_id.as_str());
+            }
+            for row in q
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err("telemetry event"))?
+            {
+                stored.insert(row.text("message_id")?);
+            }
         }
-        let mut latest: Vec<(&str, UnixMillis)> = Vec::new();
+        // A message id stored already, or met earlier in the batch, is a redelivery.
+        let mut inserted = vec![false; events.len()];
+        let mut fresh: Vec<usize> = Vec::with_capacity(events.len());
+        let mut in_batch: HashSet<&str> = HashSet::new();
+        for (i, e) in events.iter().enumerate() {
+            if !stored.contains(&e.message_id) && in_batch.insert(e.message_id.as_str()) {
+                fresh.push(i);
+            }
+        }
+        for chunk in fresh.chunks(EVENTS_PER_STATEMENT) {
+            let statement = format!(
+                "{INSERT_EVENT} VALUES {}",
+                vec![EVENT_ROW; chunk.len()].join(", ")
+            );
+            // Built from constants and a row count only: no input in the text.
+            let mut q = sqlx::query(AssertSqlSafe(statement));
+            for &i in chunk {
+                let (Some(e), Some(r)) = (events.get(i), rows.get(i)) else {
+                    continue;
+                };
+                q = q
+                    .bind(e.device_id.as_str())
+                    .bind(e.message_id.as_str())
+                    .bind(to_db_u64(e.seq))
+                    .bind(to_db_time(e.collected_at))
+                    .bind(to_db_time(e.received_at))
+                    .bind(r.cpu_pct)
+                    .bind(to_db_u64(e.mem_used_bytes))
+                    .bind(to_db_u64(e.mem_total_bytes))
+                    .bind(r.disk_used_pct)
+                    .bind(r.rx_bps)
+                    .bind(r.tx_bps)
+                    .bind(r.risk_score)
+                    .bind(r.body.as_str());
+            }
+            match q.execute(&mut *tx).await {
+                Ok(_) => {
+                    for &i in chunk {
+                        if let Some(flag) = inserted.get_mut(i) {
+                            *flag = true;
+                        }
+                    }
+                }
+                // Another process stored one of these since the look above: the failed
+                // statement did nothing (SQLite and MySQL roll back the statement, not
+                // the transaction); store them one by one.
+                Err(err) if is_unique_violation(&err) => {
+                    for &i in chunk {
+                        if let (Some(e), Some(flag)) = (events.get(i), inserted.get_mut(i)) {
+                            *flag = insert_event_on::<D>(&mut tx, e).await?;
+                        }
+                    }
+                }
+                Err(err) => return Err(db_err("telemetry event")(err)),
+            }
+        }
+        let mut latest: Vec<(&str, i64)> = Vec::new();
         for e in events {
+            let at = to_db_time(e.received_at);
             match latest
                 .iter_mut()
                 .find(|(id, _)| *id == e.device_id.as_str())
             {
-                Some(seen) => seen.1 = seen.1.max(e.received_at),
-                None => latest.push((e.device_id.as_str(), e.received_at)),
+                Some(seen) => seen.1 = seen.1.max(at),
+                None => latest.push((e.device_id.as_str(), at)),
             }
         }
-        for (device_id, at) in latest {
-            let at = to_db_time(at);
-            sqlx::query(
-                "UPDATE devices SET last_seen_at = ? \
-                 WHERE id = ? AND (last_seen_at IS NULL OR last_seen_at < ?)",
-            )
-            .bind(at)
-            .bind(device_id)
-            .bind(at)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err("device"))?;
+        for chunk in latest.chunks(EVENTS_PER_STATEMENT) {
+            // `CASE id WHEN ? THEN ? …`: each device's own time, in one statement.
+            let cases = vec!["WHEN ? THEN ?"; chunk.len()].join(" ");
+            let statement = format!(
+                "UPDATE devices SET last_seen_at = CASE id {cases} END \
+                 WHERE id IN ({}) AND (last_seen_at IS NULL OR last_seen_at < CASE id {cases} END)",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            // Built from constants and a row count only: no input in the text.
+            let mut q = sqlx::query(AssertSqlSafe(statement));
+            for &(id, at) in chunk {
+                q = q.bind(id).bind(at);
+            }
+            for &(id, _) in chunk {
+                q = q.bind(id);
+            }
+            for &(id, at) in chunk {
+                q = q.bind(id).bind(at);
+            }
+            q.execute(&mut *tx).await.map_err(db_err("device"))?;
         }
         tx.commit().await.map_err(db_err("telemetry event"))?;
         Ok(inserted)
@@ -416,32 +540,25 @@ where
     for<'q> Option<i64>: Encode<'q, D::Db> + Type<D::Db>,
     for<'q> Option<f64>: Encode<'q, D::Db> + Type<D::Db>,
 {
-    let body = serde_json::to_string(&e.body)
-        .map_err(|err| StoreError::Corrupt(format!("telemetry body: {err}")))?;
-    let disk = e
-        .disk_used_pct
-        .map(|v| finite("disk_used_pct", v))
-        .transpose()?;
-    let inserted = sqlx::query(
-        "INSERT INTO telemetry_events (device_id, message_id, seq, collected_at, \
-         received_at, cpu_pct, mem_used_bytes, mem_total_bytes, disk_used_pct, rx_bps, \
-         tx_bps, risk_score, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(e.device_id.as_str())
-    .bind(e.message_id.as_str())
-    .bind(to_db_u64(e.seq))
-    .bind(to_db_time(e.collected_at))
-    .bind(to_db_time(e.received_at))
-    .bind(finite("cpu_pct", e.cpu_pct)?)
-    .bind(to_db_u64(e.mem_used_bytes))
-    .bind(to_db_u64(e.mem_total_bytes))
-    .bind(disk)
-    .bind(finite("rx_bps", e.rx_bps)?)
-    .bind(finite("tx_bps", e.tx_bps)?)
-    .bind(finite("risk_score", e.risk_score)?)
-    .bind(body.as_str())
-    .execute(&mut *conn)
-    .await;
+    let r = EventRow::new(e)?;
+    let statement = format!("{INSERT_EVENT} VALUES {EVENT_ROW}");
+    // Built from constants only.
+    let inserted = sqlx::query(AssertSqlSafe(statement))
+        .bind(e.device_id.as_str())
+        .bind(e.message_id.as_str())
+        .bind(to_db_u64(e.seq))
+        .bind(to_db_time(e.collected_at))
+        .bind(to_db_time(e.received_at))
+        .bind(r.cpu_pct)
+        .bind(to_db_u64(e.mem_used_bytes))
+        .bind(to_db_u64(e.mem_total_bytes))
+        .bind(r.disk_used_pct)
+        .bind(r.rx_bps)
+        .bind(r.tx_bps)
+        .bind(r.risk_score)
+        .bind(r.body.as_str())
+        .execute(&mut *conn)
+        .await;
     match inserted {
         Ok(_) => Ok(true),
         // The only unique key besides the generated id is the message id.

@@ -385,4 +385,32 @@ pub(crate) async fn telemetry_batch_insert_is_all_or_nothing(s: Shared) {
         "{refused:?}"
     );
     assert_eq!(s.telemetry_events("dev_2", NOW, 10).await.unwrap().len(), 1);
+
+    // A batch bigger than one statement takes (128 rows), with redeliveries on both sides
+    // of a statement's edge: each is stored once, the rest all are.
+    let mut big: Vec<_> = (0..300u32)
+        .map(|i| {
+            let dev = if i % 2 == 0 { "dev_1" } else { "dev_2" };
+            let mut e = telemetry(
+                dev,
+                &format!("msg-big-{i}"),
+                100 + i,
+                at(6000 + i64::from(i)),
+            );
+            e.received_at = at(7000 + i64::from(i));
+            e
+        })
+        .collect();
+    big[10] = telemetry("dev_1", "msg-a", 2, at(2000));
+    big[200] = telemetry("dev_2", "msg-big-3", 103, at(6003));
+    let inserted = s.insert_telemetry_events(&big).await.unwrap();
+    assert_eq!(inserted.iter().filter(|&&f| f).count(), 298);
+    assert!(!inserted[10] && !inserted[200] && inserted[3]);
+    assert_eq!(
+        s.telemetry_events("dev_1", NOW, 1000).await.unwrap().len(),
+        // 150 even ones, less the two replaced by redeliveries.
+        3 + 148
+    );
+    assert_eq!(s.device_last_seen("dev_1").await.unwrap(), Some(at(7298)));
+    assert_eq!(s.device_last_seen("dev_2").await.unwrap(), Some(at(7299)));
 }
