@@ -33,7 +33,7 @@ impl EmbeddedBus {
         // stream → (last id, length, max_len of its latest entry here), in first-use order.
         let mut streams: Vec<(&str, EntryId, u64, u64)> = Vec::new();
         let mut ids = Vec::with_capacity(items.len());
-        for &(stream, payload, max_len) in items {
+        for &(stream, _, max_len) in items {
             let at = match streams.iter().position(|s| s.0 == stream) {
                 Some(at) => at,
                 None => {
