@@ -58,6 +58,15 @@ const OWNER_FRESH: Duration = Duration::from_secs(2);
 const OWNERS_KEPT: usize = 10_000;
 /// Pause after a bus failure before trying again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How long the outbox gathers events after the first before it appends them: a
+/// command's six state changes come within a few milliseconds and then cost one bus
+/// commit, not six. Other processes see an event at most this much later.
+const OUTBOX_LINGER: Duration = Duration::from_millis(10);
+/// How long the hub waits after a read that found events before it reads again: in one
+/// process every event read back is its own (delivered already), so reading at each
+/// append would be a query per event for nothing. Other processes' events wait at most
+/// this much longer.
+const READ_LINGER: Duration = Duration::from_millis(10);
 
 type Mailboxes = Arc<Mutex<HashMap<String, Mailbox>>>;
 
@@ -353,10 +362,16 @@ impl LiveHub {
             };
             let Some(first) = first else { break };
             let mut batch = vec![first];
+            let linger = tokio::time::sleep(OUTBOX_LINGER);
+            tokio::pin!(linger);
             while batch.len() < READ_BATCH {
-                match outbox.try_recv() {
-                    Ok(e) => batch.push(e),
-                    Err(_) => break,
+                let next = tokio::select! {
+                    () = &mut linger => break,
+                    e = outbox.recv() => e,
+                };
+                match next {
+                    Some(e) => batch.push(e),
+                    None => break,
                 }
             }
             Self::append_all(state, &batch).await;
@@ -407,6 +422,7 @@ impl LiveHub {
                 r = state.bus.read_after(LIVE_STREAM, &position, READ_BATCH, READ_BLOCK) => r,
             };
             let entries = match read {
+                Ok(entries) if entries.is_empty() => continue,
                 Ok(entries) => entries,
                 Err(e) => {
                     tracing::warn!(error = %e, "live hub: reading the live stream failed");
@@ -426,6 +442,10 @@ impl LiveHub {
                     }
                 }
                 position = entry.id;
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(READ_LINGER) => {}
             }
         }
     }
