@@ -322,6 +322,12 @@ impl Bus for EmbeddedBus {
             .await
     }
 
+    async fn backlog(&self, stream: &str, group: &str) -> BusResult<u64> {
+        args::name("stream", stream)?;
+        args::name("group", group)?;
+        self.group_backlog(&self.scoped(stream), group).await
+    }
+
     async fn last_id(&self, stream: &str) -> BusResult<String> {
         args::name("stream", stream)?;
         Ok(self.newest_id(&self.scoped(stream)).await?.to_string())

@@ -73,6 +73,12 @@ pub trait Bus: Send + Sync + std::fmt::Debug {
     /// Creates a consumer group reading from the start of the stream (idempotent).
     async fn ensure_group(&self, stream: &str, group: &str) -> BusResult<()>;
 
+    /// How many of the stream's entries the group has not been delivered yet: its
+    /// backlog (Redis: `XINFO GROUPS`'s `lag`, which Redis cannot always tell — after
+    /// entries the group had not read were trimmed — and then this is 0). A missing group
+    /// is [`BusError::Invalid`].
+    async fn backlog(&self, stream: &str, group: &str) -> BusResult<u64>;
+
     /// Reads up to `count` (at least 1) entries never delivered to the group, oldest first,
     /// assigning them to `consumer` (each with `deliveries` 1); waits up to `block` for at
     /// least one to arrive (zero: do not wait). A blocked read does not hold up other

@@ -246,6 +246,31 @@ impl Bus for RedisBus {
         entries_of(reply)
     }
 
+    async fn backlog(&self, stream: &str, group: &str) -> BusResult<u64> {
+        args::name("stream", stream)?;
+        args::name("group", group)?;
+        let key = self.stream_key(stream);
+        let groups: redis::streams::StreamInfoGroupsReply = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&key)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| {
+                // A stream that does not exist has no groups either.
+                if e.to_string().contains("no such key") {
+                    args::no_group(&key, group)
+                } else {
+                    redis_err(e)
+                }
+            })?;
+        let found = groups
+            .groups
+            .into_iter()
+            .find(|g| g.name == group)
+            .ok_or_else(|| args::no_group(&key, group))?;
+        Ok(found.lag.map_or(0, |n| n as u64))
+    }
+
     async fn last_id(&self, stream: &str) -> BusResult<String> {
         args::name("stream", stream)?;
         let newest: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")

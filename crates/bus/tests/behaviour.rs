@@ -65,6 +65,7 @@ behaviour_tests!(
     arguments_are_checked,
     namespaces_are_isolated,
     fan_out_readers_each_see_every_entry_from_their_position,
+    backlog_counts_what_a_group_has_not_been_delivered,
 );
 
 const NO_WAIT: Duration = Duration::ZERO;
@@ -559,6 +560,31 @@ async fn namespaces_are_isolated(h: Arc<Harness>) {
     assert_eq!(other.stream_len("s").await.unwrap(), 0);
     assert_eq!(h.bus.incr_window("n", ttl).await.unwrap(), 1);
     assert_eq!(other.incr_window("n", ttl).await.unwrap(), 1);
+}
+
+async fn backlog_counts_what_a_group_has_not_been_delivered(h: Arc<Harness>) {
+    assert!(matches!(
+        h.bus.backlog("lag", "g").await,
+        Err(BusError::Invalid(_))
+    ));
+    append_n(&*h.bus, "lag", 5).await;
+    h.bus.ensure_group("lag", "g").await.unwrap();
+    assert_eq!(h.bus.backlog("lag", "g").await.unwrap(), 5);
+    let got = h.bus.read_group("lag", "g", "c", 2, NO_WAIT).await.unwrap();
+    assert_eq!(got.len(), 2);
+    // Delivered counts as read, acknowledged or not.
+    assert_eq!(h.bus.backlog("lag", "g").await.unwrap(), 3);
+    append_n(&*h.bus, "lag", 1).await;
+    assert_eq!(h.bus.backlog("lag", "g").await.unwrap(), 4);
+    h.bus
+        .read_group("lag", "g", "c", 10, NO_WAIT)
+        .await
+        .unwrap();
+    assert_eq!(h.bus.backlog("lag", "g").await.unwrap(), 0);
+    assert!(matches!(
+        h.bus.backlog("lag", "other").await,
+        Err(BusError::Invalid(_))
+    ));
 }
 
 async fn fan_out_readers_each_see_every_entry_from_their_position(h: Arc<Harness>) {

@@ -396,6 +396,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         webhook,
         objects,
         live: crate::live::LiveHub::new(),
+        telemetry_backlog: std::sync::atomic::AtomicU64::new(0),
     });
 
     let shutdown = CancellationToken::new();

@@ -168,6 +168,11 @@ pub struct TelemetryConfig {
     pub retention_days: u32,
     /// Seconds between runs of the RollupWorker (which also applies retention).
     pub rollup_every_s: u64,
+    /// While the analytics workers have this many or more samples not yet read from the
+    /// telemetry stream, the gateway refuses new samples (`9002 UNAVAILABLE`, naming each)
+    /// instead of accepting samples the stream's cap (100,000 entries) could trim before
+    /// they are stored. Checked once a second. 1..=90000.
+    pub backlog_limit: u64,
 }
 
 impl Default for TelemetryConfig {
@@ -175,6 +180,7 @@ impl Default for TelemetryConfig {
         Self {
             retention_days: 30,
             rollup_every_s: 300,
+            backlog_limit: 50_000,
         }
     }
 }
@@ -621,6 +627,12 @@ impl Config {
         if !(1..=3650).contains(&t.retention_days) || !(1..=86_400).contains(&t.rollup_every_s) {
             return Err(ConfigError(
                 "telemetry.retention_days must be 1..=3650 and rollup_every_s 1..=86400".into(),
+            ));
+        }
+        if !(1..=90_000).contains(&t.backlog_limit) {
+            return Err(ConfigError(
+                "telemetry.backlog_limit must be 1..=90000 (under the stream's cap of 100000)"
+                    .into(),
             ));
         }
         self.objects

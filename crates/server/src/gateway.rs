@@ -46,7 +46,7 @@ use crate::state::AppState;
 
 mod owner_keys;
 mod policy;
-mod telemetry;
+pub(crate) mod telemetry;
 
 pub use policy::relay_policy;
 pub use telemetry::{FRAME_REJECTED, TELEMETRY_REJECTED};

@@ -58,6 +58,9 @@ pub struct Inner {
     pub objects: tether_objects::ObjectsBackend,
     /// This process's fan-out of live events to live-view clients and agent sessions.
     pub live: crate::live::LiveHub,
+    /// The telemetry stream's backlog as last read (by the `telemetry-backlog` worker,
+    /// once a second), for the gateway's admission of samples.
+    pub telemetry_backlog: std::sync::atomic::AtomicU64,
 }
 
 impl AppState {

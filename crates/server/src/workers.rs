@@ -8,7 +8,9 @@
 //! - [`offline::OfflineWorker`] raises `offline` alerts for silent devices;
 //! - [`commands::CommandWorker`] redelivers commands whose ack is overdue, dead-letters
 //!   them after the last attempt, and expires those whose TTL passed;
-//! - the alert webhook's [`WebhookWorker`] delivers alerts to the configured receiver.
+//! - the alert webhook's [`WebhookWorker`] delivers alerts to the configured receiver;
+//! - [`crate::gateway::telemetry::watch_backlog`] reads the telemetry stream's backlog
+//!   once a second for the gateway's admission check.
 //!
 //! Every process runs all of them: the analytics share the stream's consumer group, and
 //! the other two only do idempotent writes (upserts, conditional alerts).
@@ -54,6 +56,10 @@ pub fn spawn_all(
             commands::CommandWorker::new(state.clone())
                 .run(shutdown.clone())
                 .instrument(tracing::info_span!("worker", name = "commands")),
+        ),
+        tokio::spawn(
+            crate::gateway::telemetry::watch_backlog(state.clone(), shutdown.clone())
+                .instrument(tracing::info_span!("worker", name = "telemetry-backlog")),
         ),
     ];
     if let Some(webhook) = webhook {

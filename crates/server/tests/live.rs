@@ -152,6 +152,47 @@ async fn the_stream_ends_when_the_access_token_expires() {
 }
 
 #[tokio::test]
+async fn telemetry_is_refused_while_the_analytics_are_too_far_behind() {
+    let srv = TestServer::start().await;
+    let (alice, _, _) = srv.user("alice@lab.example").await;
+    let mut agent = pair_for(&srv, &alice).await;
+    let (mut ws, _) = online(&srv, &mut agent).await;
+    let state = srv.state();
+    let relaxed = std::sync::atomic::Ordering::Relaxed;
+
+    // The backlog as the watcher reads it when the analytics are far behind. The watcher
+    // rewrites it with the real backlog once a second: if that lands between the store
+    // and the gateway's check, the sample is accepted and the test tries again.
+    let mut accepted = 0;
+    let refusal = loop {
+        assert!(accepted < 5, "never refused");
+        state.telemetry_backlog.store(u64::MAX, relaxed);
+        let st = agent.stamp(srv.clock.now());
+        let frame = agent.signer.seal(st, &sample(20.0)).unwrap();
+        let id = support::live::message_id_of(&frame);
+        send_raw(&mut ws, frame).await;
+        match tokio::time::timeout(Duration::from_millis(500), read_verified(&mut ws, &srv)).await {
+            Ok(Payload::Error(e)) => break (e, id),
+            Ok(other) => panic!("expected an error frame, got {:?}", other.message_type()),
+            Err(_) => accepted += 1,
+        }
+    };
+    let (e, id) = refusal;
+    assert_eq!(e.code, ErrorCode::Unavailable, "{}", e.message);
+    assert_eq!(e.ref_message_id, Some(id), "the error names the sample");
+
+    // Once the watcher has read the real backlog again, samples are accepted.
+    eventually("the backlog to be read again", || async {
+        (state.telemetry_backlog.load(relaxed) < u64::MAX).then_some(())
+    })
+    .await;
+    let before = telemetry_len(&srv).await;
+    agent.send(&mut ws, &srv, &sample(21.0)).await;
+    wait_telemetry_len(&srv, before + 1).await;
+    srv.stop().await;
+}
+
+#[tokio::test]
 async fn bad_telemetry_is_dropped_with_its_code_and_the_session_goes_on() {
     let srv = TestServer::start().await;
     let (alice, _, _) = srv.user("alice@lab.example").await;

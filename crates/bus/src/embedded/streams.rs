@@ -127,6 +127,24 @@ impl EmbeddedBus {
         Ok(ids)
     }
 
+    /// The entries of `stream` after `group`'s last delivered one.
+    pub(super) async fn group_backlog(&self, stream: &str, group: &str) -> BusResult<u64> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM bus_entries e
+                     WHERE e.stream = g.stream AND (e.ms, e.seq) > (g.last_ms, g.last_seq))
+             FROM bus_groups g WHERE g.stream = ?1 AND g.grp = ?2",
+        )
+        .bind(stream)
+        .bind(group)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?;
+        match row {
+            None => Err(args::no_group(stream, group)),
+            Some(row) => column_u64(&row, 0, "backlog"),
+        }
+    }
+
     /// Creates the stream (empty) and the group (at the start) unless they exist.
     pub(super) async fn create_group(&self, stream: &str, group: &str) -> BusResult<()> {
         // Usually the group exists (a gateway ensures it at every read): a look on a reader

@@ -25,7 +25,10 @@ fn the_defaults_are_valid() {
     );
     assert_eq!((a.offline_after_s, a.offline_check_s), (300, 5));
     let t = TelemetryConfig::default();
-    assert_eq!((t.retention_days, t.rollup_every_s), (30, 300));
+    assert_eq!(
+        (t.retention_days, t.rollup_every_s, t.backlog_limit),
+        (30, 300, 50_000)
+    );
     let g = GatewayConfig::default();
     assert_eq!(
         (
@@ -35,6 +38,24 @@ fn the_defaults_are_valid() {
         ),
         (30, 10, 60)
     );
+}
+
+#[test]
+fn the_telemetry_backlog_limit_stays_under_the_streams_cap() {
+    let limit = |backlog_limit: u64| {
+        Config {
+            telemetry: TelemetryConfig {
+                backlog_limit,
+                ..TelemetryConfig::default()
+            },
+            ..Config::default()
+        }
+        .validate()
+    };
+    limit(1).unwrap();
+    limit(90_000).unwrap();
+    assert!(limit(0).is_err());
+    assert!(limit(90_001).is_err());
 }
 
 #[test]

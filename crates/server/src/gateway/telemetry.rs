@@ -4,6 +4,12 @@
 //! is dropped — logged with its code, answered with a signed `error` frame that names it,
 //! and recorded as a security event — and the session goes on. Presence changes are
 //! published as live events here too.
+//!
+//! Admission: while the analytics workers are `telemetry.backlog_limit` samples or more
+//! behind (read once a second by [`watch_backlog`]), a sample is refused with
+//! `UNAVAILABLE` instead of accepted: the telemetry stream is capped, and a sample
+//! accepted into a backlog past the cap could be trimmed before it is stored. The agent
+//! is told the sample was not kept, instead of it being lost after it was accepted.
 
 use serde_json::{Value, json};
 use tether_proto::envelope::Header;
@@ -15,7 +21,8 @@ use tether_store::Device;
 use super::Session;
 use crate::audit::{self, Outcome};
 use crate::events::{
-    LiveEvent, LiveKind, STREAM_MAX_LEN, TELEMETRY_STREAM, TelemetryRecord, publish_live,
+    ANALYTICS_GROUP, LiveEvent, LiveKind, STREAM_MAX_LEN, TELEMETRY_STREAM, TelemetryRecord,
+    publish_live,
 };
 use crate::routes::devices::presence_key;
 use crate::state::AppState;
@@ -27,6 +34,52 @@ pub const FRAME_REJECTED: &str = "agent.frame_rejected";
 
 /// The longest error text kept in an error frame or an audit event.
 const MAX_REASON_CHARS: usize = 200;
+/// How often the telemetry stream's backlog is read.
+const BACKLOG_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether a sample is admitted with `backlog` samples waiting and the given limit.
+pub(crate) fn admits(backlog: u64, limit: u64) -> bool {
+    backlog < limit
+}
+
+/// Reads the analytics group's backlog on the telemetry stream into
+/// [`AppState::telemetry_backlog`] once a second, until `shutdown`. A failed read keeps
+/// the last value (a missing group, before the analytics worker made it, reads as 0).
+pub(crate) async fn watch_backlog(state: AppState, shutdown: tokio_util::sync::CancellationToken) {
+    let mut was_full = false;
+    loop {
+        match state.bus.backlog(TELEMETRY_STREAM, ANALYTICS_GROUP).await {
+            Ok(n) => {
+                state
+                    .telemetry_backlog
+                    .store(n, std::sync::atomic::Ordering::Relaxed);
+                let full = !admits(n, state.config.telemetry.backlog_limit);
+                if full != was_full {
+                    if full {
+                        tracing::warn!(
+                            backlog = n,
+                            limit = state.config.telemetry.backlog_limit,
+                            "telemetry backlog at its limit: refusing samples until the analytics catch up"
+                        );
+                    } else {
+                        tracing::info!(
+                            backlog = n,
+                            "telemetry backlog under its limit again: accepting samples"
+                        );
+                    }
+                    was_full = full;
+                }
+            }
+            Err(tether_bus::BusError::Invalid(_)) => state
+                .telemetry_backlog
+                .store(0, std::sync::atomic::Ordering::Relaxed),
+            Err(e) => tracing::debug!(error = %e, "reading the telemetry backlog failed"),
+        }
+        if !crate::workers::pause(&shutdown, BACKLOG_EVERY).await {
+            return;
+        }
+    }
+}
 
 impl Session {
     /// Hands a verified telemetry message to the pipeline. A bus failure is answered with
@@ -38,6 +91,21 @@ impl Session {
         body: Telemetry,
     ) {
         let state = self.state.clone();
+        let backlog = state
+            .telemetry_backlog
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if !admits(backlog, state.config.telemetry.backlog_limit) {
+            crate::prom::telemetry_rejected(ErrorCode::Unavailable);
+            let _ = self
+                .send(&ErrorFrame {
+                    code: ErrorCode::Unavailable,
+                    message: "the server is behind on storing telemetry; send it again later"
+                        .into(),
+                    ref_message_id: Some(header.message_id.clone()),
+                })
+                .await;
+            return;
+        }
         let record = TelemetryRecord {
             device_id: device.id.clone(),
             owner_id: device.owner_id.clone(),
@@ -184,5 +252,18 @@ pub(super) async fn end_presence(state: &AppState, device: &Device, session_id: 
     let replaced = !deleted && matches!(state.bus.get(&key).await, Ok(Some(_)));
     if !replaced {
         publish_presence(state, device, session_id, false).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::admits;
+
+    #[test]
+    fn samples_are_refused_from_the_limit_on() {
+        assert!(admits(0, 50_000));
+        assert!(admits(49_999, 50_000));
+        assert!(!admits(50_000, 50_000));
+        assert!(!admits(u64::MAX, 1));
     }
 }
