@@ -123,16 +123,12 @@ fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Serves until `stop` is cancelled.
-pub async fn serve(opts: &BaselineOptions, stop: CancellationToken) -> Result<(), LoadError> {
-    let file = IdentityFile::read(&opts.identities)?;
-    let mut keys = StaticKeys::new();
-    for d in &file.devices {
-        let signer = EnvelopeSigner::new(d.signing_key()?);
-        keys.insert(signer.kid().clone(), signer.verifying_key());
-    }
-    let keys = Arc::new(keys);
-    let (acceptor, ca_pem) = tls(&opts.client_ca_pem)?;
+/// Listens on 127.0.0.1 (a free port) and writes the ready file `connect` and `relay`
+/// read: `{public_url, ca_pem, addr}`, in the shape `tether-server --ready-file` writes.
+pub(crate) async fn listen(
+    ready_file: &Path,
+    ca_pem: &str,
+) -> Result<(TcpListener, std::net::SocketAddr), LoadError> {
     let listener = TcpListener::bind(("127.0.0.1", 0))
         .await
         .map_err(LoadError::io("binding 127.0.0.1:0"))?;
@@ -144,10 +140,22 @@ pub async fn serve(opts: &BaselineOptions, stop: CancellationToken) -> Result<()
         "ca_pem": ca_pem,
         "addr": addr.to_string(),
     });
-    std::fs::write(&opts.ready_file, ready.to_string()).map_err(LoadError::io(format!(
-        "writing {}",
-        opts.ready_file.display()
-    )))?;
+    std::fs::write(ready_file, ready.to_string())
+        .map_err(LoadError::io(format!("writing {}", ready_file.display())))?;
+    Ok((listener, addr))
+}
+
+/// Serves until `stop` is cancelled.
+pub async fn serve(opts: &BaselineOptions, stop: CancellationToken) -> Result<(), LoadError> {
+    let file = IdentityFile::read(&opts.identities)?;
+    let mut keys = StaticKeys::new();
+    for d in &file.devices {
+        let signer = EnvelopeSigner::new(d.signing_key()?);
+        keys.insert(signer.kid().clone(), signer.verifying_key());
+    }
+    let keys = Arc::new(keys);
+    let (acceptor, ca_pem) = tls(&opts.client_ca_pem)?;
+    let (listener, addr) = listen(&opts.ready_file, &ca_pem).await?;
     eprintln!(
         "baseline {:?} listening on {addr} ({} device keys)",
         opts.kind,

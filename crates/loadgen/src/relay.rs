@@ -39,7 +39,6 @@ use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 use redis::streams::StreamReadReply;
 use tether_client::Api;
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -146,21 +145,7 @@ pub async fn serve(opts: &RelayServeOptions, stop: CancellationToken) -> Result<
     .and_then(|b| b.with_no_client_auth().with_single_cert(chain, private_key))
     .map_err(|e| LoadError::Format(format!("relay TLS: {e}")))?;
     let acceptor = TlsAcceptor::from(Arc::new(tls));
-    let listener = TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .map_err(LoadError::io("binding 127.0.0.1:0"))?;
-    let addr = listener
-        .local_addr()
-        .map_err(LoadError::io("the listening address"))?;
-    let ready = serde_json::json!({
-        "public_url": format!("https://localhost:{}", addr.port()),
-        "ca_pem": ca_pem,
-        "addr": addr.to_string(),
-    });
-    std::fs::write(&opts.ready_file, ready.to_string()).map_err(LoadError::io(format!(
-        "writing {}",
-        opts.ready_file.display()
-    )))?;
+    let (listener, addr) = crate::baseline::listen(&opts.ready_file, &ca_pem).await?;
     eprintln!("relay (B3) listening on {addr}, stream {key}");
 
     let app = Router::new()

@@ -87,6 +87,33 @@ struct EventRow {
 }
 
 impl EventRow {
+    /// Binds `e`'s row, in [`INSERT_EVENT`]'s column order.
+    fn bind<'q, D: Dialect>(
+        &'q self,
+        q: sqlx::query::Query<'q, D::Db, <D::Db as Database>::Arguments>,
+        e: &'q NewTelemetryEvent,
+    ) -> sqlx::query::Query<'q, D::Db, <D::Db as Database>::Arguments>
+    where
+        for<'a> &'a str: Encode<'a, D::Db> + Type<D::Db>,
+        for<'a> i64: Encode<'a, D::Db> + Type<D::Db>,
+        for<'a> f64: Encode<'a, D::Db> + Type<D::Db>,
+        for<'a> Option<f64>: Encode<'a, D::Db> + Type<D::Db>,
+    {
+        q.bind(e.device_id.as_str())
+            .bind(e.message_id.as_str())
+            .bind(to_db_u64(e.seq))
+            .bind(to_db_time(e.collected_at))
+            .bind(to_db_time(e.received_at))
+            .bind(self.cpu_pct)
+            .bind(to_db_u64(e.mem_used_bytes))
+            .bind(to_db_u64(e.mem_total_bytes))
+            .bind(self.disk_used_pct)
+            .bind(self.rx_bps)
+            .bind(self.tx_bps)
+            .bind(self.risk_score)
+            .bind(self.body.as_str())
+    }
+
     fn new(e: &NewTelemetryEvent) -> StoreResult<Self> {
         Ok(EventRow {
             cpu_pct: finite("cpu_pct", e.cpu_pct)?,
@@ -275,20 +302,7 @@ where
                 let (Some(e), Some(r)) = (events.get(i), rows.get(i)) else {
                     continue;
                 };
-                q = q
-                    .bind(e.device_id.as_str())
-                    .bind(e.message_id.as_str())
-                    .bind(to_db_u64(e.seq))
-                    .bind(to_db_time(e.collected_at))
-                    .bind(to_db_time(e.received_at))
-                    .bind(r.cpu_pct)
-                    .bind(to_db_u64(e.mem_used_bytes))
-                    .bind(to_db_u64(e.mem_total_bytes))
-                    .bind(r.disk_used_pct)
-                    .bind(r.rx_bps)
-                    .bind(r.tx_bps)
-                    .bind(r.risk_score)
-                    .bind(r.body.as_str());
+                q = r.bind::<D>(q, e);
             }
             match q.execute(&mut *tx).await {
                 Ok(_) => {
@@ -543,20 +557,8 @@ where
     let r = EventRow::new(e)?;
     let statement = format!("{INSERT_EVENT} VALUES {EVENT_ROW}");
     // Built from constants only.
-    let inserted = sqlx::query(AssertSqlSafe(statement))
-        .bind(e.device_id.as_str())
-        .bind(e.message_id.as_str())
-        .bind(to_db_u64(e.seq))
-        .bind(to_db_time(e.collected_at))
-        .bind(to_db_time(e.received_at))
-        .bind(r.cpu_pct)
-        .bind(to_db_u64(e.mem_used_bytes))
-        .bind(to_db_u64(e.mem_total_bytes))
-        .bind(r.disk_used_pct)
-        .bind(r.rx_bps)
-        .bind(r.tx_bps)
-        .bind(r.risk_score)
-        .bind(r.body.as_str())
+    let inserted = r
+        .bind::<D>(sqlx::query(AssertSqlSafe(statement)), e)
         .execute(&mut *conn)
         .await;
     match inserted {
