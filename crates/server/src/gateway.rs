@@ -82,6 +82,7 @@ pub async fn upgrade(
                 seq: 0,
                 policy_sent: 0,
                 owner_keys_sent: 0,
+                claimed_at: tether_proto::UnixMillis(0),
             };
             let result = if s.peer.client_cert.is_some() {
                 s.authenticated().await
@@ -105,6 +106,9 @@ struct Session {
     /// The last owner-keys statement version the agent applied, as far as this session
     /// knows (what its `auth` said, then what we sent).
     owner_keys_sent: u64,
+    /// When this session last took over command stream entries another gateway left
+    /// pending (at connect, then on a wake at most once per `CLAIM_IDLE`).
+    claimed_at: tether_proto::UnixMillis,
 }
 
 type Refusal = (ErrorCode, String);
@@ -410,6 +414,7 @@ impl Session {
         // The commands waiting for this device are taken (moved to `sent`) before the
         // agent hears `connected`, and sent right after it: a command submitted once the
         // session is up goes through the stream, never both ways at once.
+        self.claimed_at = state.now();
         let waiting = crate::commands::agent::on_connect(&state, &device.id).await;
         self.send(&Connected {
             session_id: session_id.clone(),
@@ -628,7 +633,17 @@ impl Session {
         match push {
             AgentPush::Alert(alert) => self.send(&*alert).await,
             AgentPush::Commands => {
-                for out in crate::commands::agent::pending(&self.state, device_id).await {
+                // The stream's deliveries go out before the store is looked at.
+                let now = self.state.now();
+                let claim = now.0.saturating_sub(self.claimed_at.0)
+                    >= u64::try_from(crate::commands::CLAIM_IDLE.as_millis()).unwrap_or(u64::MAX);
+                if claim {
+                    self.claimed_at = now;
+                }
+                for out in crate::commands::agent::pending(&self.state, device_id, claim).await {
+                    self.deliver(&out).await?;
+                }
+                for out in crate::commands::agent::pending_in_store(&self.state, device_id).await {
                     self.deliver(&out).await?;
                 }
                 Ok(())

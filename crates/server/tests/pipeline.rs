@@ -155,18 +155,26 @@ async fn processed(srv: &TestServer, device: &str, n: usize) {
     .await;
 }
 
-/// Every live event published so far (read through the test's own consumer group).
+/// Every live event published so far (read through the test's own consumer group). The
+/// live hub appends to the bus through an outbox that gathers events for 10 ms, so this
+/// reads until the stream has been quiet for 200 ms.
 async fn live_events(srv: &TestServer) -> Vec<LiveEvent> {
     let bus = &srv.state().bus;
     let mut out = Vec::new();
+    let mut quiet_since = tokio::time::Instant::now();
     loop {
         let entries = bus
             .read_group(LIVE_STREAM, LIVE_GROUP, "t", 500, Duration::ZERO)
             .await
             .unwrap();
         if entries.is_empty() {
-            return out;
+            if quiet_since.elapsed() >= Duration::from_millis(200) {
+                return out;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
         }
+        quiet_since = tokio::time::Instant::now();
         for e in entries {
             out.push(serde_json::from_slice(&e.payload).unwrap());
         }

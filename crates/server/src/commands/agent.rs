@@ -169,7 +169,7 @@ pub async fn on_connect(state: &AppState, device_id: &str) -> Vec<Outgoing> {
         }
     }
     by_priority(&mut out);
-    out.extend(read_stream(state, device_id).await);
+    out.extend(read_stream(state, device_id, Claim::Stale).await);
     out
 }
 
@@ -178,11 +178,21 @@ async fn resend(state: &AppState, c: &Command) -> Option<Outgoing> {
     deliver_attempt(state, c, CommandState::Sent, "reconnect").await
 }
 
-/// What a woken session sends: new entries of the device's stream, then any command of
-/// the device still `queued` in the store (one whose stream entry was never written, the
-/// CommandWorker's wake for it).
-pub async fn pending(state: &AppState, device_id: &str) -> Vec<Outgoing> {
-    let mut out = read_stream(state, device_id).await;
+/// What a woken session sends first: the new entries of the device's stream, after the
+/// entries another gateway left pending too long when `claim_stale` (the session asks
+/// for that at most once per `CLAIM_IDLE`: each claim is a few more bus calls on the
+/// command's way; those commands are found in the store meanwhile, see
+/// [`pending_in_store`]).
+pub async fn pending(state: &AppState, device_id: &str, claim_stale: bool) -> Vec<Outgoing> {
+    let claim = if claim_stale { Claim::Stale } else { Claim::No };
+    read_stream(state, device_id, claim).await
+}
+
+/// What a woken session sends next, once [`pending`]'s deliveries are out: any command
+/// of the device still `queued` in the store (one whose stream entry was never written:
+/// the CommandWorker's wake for it).
+pub async fn pending_in_store(state: &AppState, device_id: &str) -> Vec<Outgoing> {
+    let mut out = Vec::new();
     match state.store.commands_in_flight(device_id, 256).await {
         Ok(in_flight) => {
             for c in in_flight.iter().filter(|c| c.state == CommandState::Queued) {
@@ -193,6 +203,17 @@ pub async fn pending(state: &AppState, device_id: &str) -> Vec<Outgoing> {
     }
     by_priority(&mut out);
     out
+}
+
+/// Whether a stream read first takes over entries left pending too long by another
+/// gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    /// At connect: make sure the group exists and claim stale entries.
+    Stale,
+    /// On a wake: only new entries, with as few bus calls as possible (a command's round
+    /// trip waits on them).
+    No,
 }
 
 /// The delivery of one in-flight command, sent again (the CommandWorker already counted
@@ -208,39 +229,55 @@ pub async fn redeliver(state: &AppState, command_id: &str) -> Option<Outgoing> {
     }
 }
 
-/// Reads the device's stream as this gateway: entries another gateway left pending too
-/// long first, then new ones. Each entry is verified (the server's signature, its TTL,
+/// Reads the device's stream as this gateway: with [`Claim::Stale`], entries another
+/// gateway left pending too long first; then new ones. Each entry is verified (the server's signature, its TTL,
 /// that it is for this device); a good one for a `queued` command is dispatched; every
 /// entry read is acknowledged once handled (a bad one is logged and dropped).
-pub async fn read_stream(state: &AppState, device_id: &str) -> Vec<Outgoing> {
+async fn read_stream(state: &AppState, device_id: &str, claim: Claim) -> Vec<Outgoing> {
     let stream = device_stream(device_id);
     let consumer = format!("{}:{device_id}", state.node_id);
-    if let Err(e) = state.bus.ensure_group(&stream, GATEWAY_GROUP).await {
-        tracing::warn!(device = %device_id, error = %e, "command stream group not created");
-        return Vec::new();
-    }
-    let mut entries = match state
-        .bus
-        .claim_stale(&stream, GATEWAY_GROUP, &consumer, CLAIM_IDLE, READ_BATCH)
-        .await
-    {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::warn!(device = %device_id, error = %e, "claiming stale command entries failed");
-            Vec::new()
+    let ensure = || async {
+        match state.bus.ensure_group(&stream, GATEWAY_GROUP).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(device = %device_id, error = %e, "command stream group not created");
+                false
+            }
         }
     };
-    match state
-        .bus
-        .read_group(
+    let mut entries = Vec::new();
+    if claim == Claim::Stale {
+        if !ensure().await {
+            return Vec::new();
+        }
+        match state
+            .bus
+            .claim_stale(&stream, GATEWAY_GROUP, &consumer, CLAIM_IDLE, READ_BATCH)
+            .await
+        {
+            Ok(e) => entries = e,
+            Err(e) => {
+                tracing::warn!(device = %device_id, error = %e, "claiming stale command entries failed");
+            }
+        }
+    }
+    let read = || {
+        state.bus.read_group(
             &stream,
             GATEWAY_GROUP,
             &consumer,
             READ_BATCH,
             Duration::ZERO,
         )
-        .await
+    };
+    let mut got = read().await;
+    // On a wake the group is assumed to exist (made at connect); a stream whose group is
+    // missing (the bus was reset) gets it now.
+    if claim == Claim::No && matches!(got, Err(tether_bus::BusError::Invalid(_))) && ensure().await
     {
+        got = read().await;
+    }
+    match got {
         Ok(e) => entries.extend(e),
         Err(e) => {
             tracing::warn!(device = %device_id, error = %e, "reading the command stream failed")
