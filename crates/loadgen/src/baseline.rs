@@ -145,6 +145,30 @@ pub(crate) async fn listen(
     Ok((listener, addr))
 }
 
+/// The next accepted connection (with `TCP_NODELAY`), or `None` once `stop` is
+/// cancelled. A failed accept (out of descriptors, say: the benchmark will show the
+/// failures) is logged and retried after 50 ms.
+pub(crate) async fn next_connection(
+    listener: &TcpListener,
+    stop: &CancellationToken,
+) -> Option<tokio::net::TcpStream> {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return None,
+            r = listener.accept() => match r {
+                Ok((tcp, _)) => {
+                    let _ = tcp.set_nodelay(true);
+                    return Some(tcp);
+                }
+                Err(e) => {
+                    eprintln!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
+
 /// Serves until `stop` is cancelled.
 pub async fn serve(opts: &BaselineOptions, stop: CancellationToken) -> Result<(), LoadError> {
     let file = IdentityFile::read(&opts.identities)?;
@@ -168,20 +192,7 @@ pub async fn serve(opts: &BaselineOptions, stop: CancellationToken) -> Result<()
         Arc::clone(&counters),
         stop.clone(),
     ));
-    loop {
-        let (tcp, _) = tokio::select! {
-            () = stop.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    // Out of descriptors, say: the benchmark will show the failures.
-                    eprintln!("accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = tcp.set_nodelay(true);
+    while let Some(tcp) = next_connection(&listener, &stop).await {
         tokio::spawn(connection(
             tcp,
             acceptor.clone(),

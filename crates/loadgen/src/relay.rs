@@ -152,19 +152,7 @@ pub async fn serve(opts: &RelayServeOptions, stop: CancellationToken) -> Result<
         .route("/command", post(command))
         .route("/agent/ws", get(agent_ws))
         .with_state(Arc::clone(&relay));
-    loop {
-        let (tcp, _) = tokio::select! {
-            () = stop.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = tcp.set_nodelay(true);
+    while let Some(tcp) = crate::baseline::next_connection(&listener, &stop).await {
         let (acceptor, app) = (acceptor.clone(), app.clone());
         tokio::spawn(async move {
             let Ok(tls) = acceptor.accept(tcp).await else {
