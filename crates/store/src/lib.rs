@@ -327,8 +327,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn count_undelivered(&self, device_id: &str) -> StoreResult<u64>;
     /// Moves a command from one of `from` to `to` at `at`, applying `update` and recording
     /// the transition, atomically; only one of several concurrent callers wins. Returns the
-    /// state it left and the command after, or `None` if it does not exist or is in none
-    /// of `from` (nothing changed).
+    /// state it left and the command after, or `None` if it does not exist, is in none
+    /// of `from`, or is not `update.device_id`'s when that is set (nothing changed).
     async fn transition_command(
         &self,
         id: &str,

@@ -67,6 +67,10 @@ pub trait Dialect: sealed::Sealed + Send + Sync + fmt::Debug + 'static {
     /// Appended to a `SELECT` in a writing transaction to lock the rows it reads (MySQL
     /// `FOR UPDATE`; nothing on SQLite, whose whole database the transaction holds).
     const FOR_UPDATE: &'static str;
+    /// Whether the schema's triggers write a command's transition rows (SQLite, schema
+    /// v7): a transition is then one `UPDATE … RETURNING` and an ingest one `INSERT`, not
+    /// a transaction of several statements (MySQL: MariaDB has no `UPDATE … RETURNING`).
+    const TRANSITION_TRIGGERS: bool;
     /// The migrations, oldest first: `(version, description, sql)`.
     const MIGRATIONS: &'static [(i64, &'static str, &'static str)];
 

@@ -30,6 +30,7 @@ impl Dialect for SqliteDialect {
          SET at = MAX(at, excluded.at) WHERE user_id = excluded.user_id";
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
     const FOR_UPDATE: &'static str = "";
+    const TRANSITION_TRIGGERS: bool = true;
     const MIGRATIONS: &'static [(i64, &'static str, &'static str)] = &[
         (
             1,
@@ -60,6 +61,11 @@ impl Dialect for SqliteDialect {
             6,
             "audit device",
             include_str!("../migrations/sqlite/0006_audit_device.sql"),
+        ),
+        (
+            7,
+            "command transition trigger",
+            include_str!("../migrations/sqlite/0007_command_transition_trigger.sql"),
         ),
     ];
 

@@ -118,6 +118,10 @@ pub struct CommandUpdate {
     pub error_code: Option<u16>,
     /// Recorded with the transition (who, why, attempt…): a JSON object.
     pub detail: Value,
+    /// Move the command only if it is this device's (an agent's frame names a command
+    /// by id: the transition checks whose it is in the same statement, without a read
+    /// first). `None`: any device's.
+    pub device_id: Option<String>,
 }
 
 /// One recorded state change.

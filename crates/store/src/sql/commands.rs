@@ -1,11 +1,14 @@
 //! Commands and artifacts: the statements behind the command part of
 //! [`Store`](crate::Store), shared by both dialects.
 //!
-//! A state change is one transaction: a conditional `UPDATE … WHERE id = ? AND state IN
-//! (…)` — only one caller can move a command out of a state — then, if it matched, the
-//! `INSERT` of the transition row. Ingest is the `INSERT` of the command and its first
-//! transition in one transaction; a duplicate id is a unique-key violation, read as "that
-//! command exists already".
+//! A state change is a conditional `UPDATE … WHERE id = ? AND state IN (…)` — only one
+//! caller can move a command out of a state — and, if it matched, the `INSERT` of the
+//! transition row. On SQLite that is one `UPDATE … RETURNING` whose trigger writes the
+//! row (schema v7: each statement is a round trip to the connection's thread, and a
+//! command makes six transitions); on MySQL a transaction that reads the row `FOR
+//! UPDATE`, updates it and inserts the row. Ingest is the `INSERT` of the command and its
+//! first transition, likewise one statement or one transaction; a duplicate id is a
+//! unique-key violation, read as "that command exists already".
 
 use serde_json::Value;
 use sqlx::{AssertSqlSafe, Database, Encode, Executor, IntoArguments, Type};
@@ -33,6 +36,22 @@ macro_rules! artifact_columns {
     };
 }
 
+/// The detail of a command's first transition (`NULL → queued` or `awaiting_approval`).
+const FIRST_TRANSITION: &str = r#"{"by":"ingest"}"#;
+const INSERT_COMMAND: &str = concat!(
+    "INSERT INTO commands (",
+    command_columns!(),
+    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?, ?, NULL, NULL, NULL, \
+     ?, ?, ?, ?)"
+);
+/// [`INSERT_COMMAND`] that also sets `transition_detail`, from which a trigger writes the
+/// first transition row ([`Dialect::TRANSITION_TRIGGERS`]).
+const INSERT_COMMAND_WITH_TRANSITION: &str = concat!(
+    "INSERT INTO commands (",
+    command_columns!(),
+    ", transition_detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?, ?, \
+     NULL, NULL, NULL, ?, ?, ?, ?, ?)"
+);
 const SELECT_COMMAND: &str = concat!("SELECT ", command_columns!(), " FROM commands WHERE id = ?");
 const SELECT_DEVICE_COMMANDS: &str = concat!(
     "SELECT ",
@@ -211,13 +230,11 @@ where
         let simulate = c.simulate.as_ref().map(enum_str).transpose()?;
         let state = state_str(c.state);
         let approvers = c.policy.approvers.as_ref().map(Value::to_string);
-        let mut tx = self.pool().begin().await.map_err(db_err("command"))?;
-        let inserted = sqlx::query(concat!(
-            "INSERT INTO commands (",
-            command_columns!(),
-            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?, ?, NULL, NULL, NULL, \
-             ?, ?, ?, ?)"
-        ))
+        let insert = sqlx::query(if D::TRANSITION_TRIGGERS {
+            INSERT_COMMAND_WITH_TRANSITION
+        } else {
+            INSERT_COMMAND
+        })
         .bind(c.id.as_str())
         .bind(c.device_id.as_str())
         .bind(c.origin_user_id.as_str())
@@ -237,10 +254,17 @@ where
         .bind(to_db_u64(c.policy.version))
         .bind(c.policy.rule.as_deref())
         .bind(i64::from(c.policy.approvals_required))
-        .bind(approvers.as_deref())
-        .execute(&mut *tx)
-        .await;
-        match inserted {
+        .bind(approvers.as_deref());
+        if D::TRANSITION_TRIGGERS {
+            // One statement: the trigger writes the first transition row.
+            return match insert.bind(FIRST_TRANSITION).execute(self.pool()).await {
+                Ok(_) => Ok(true),
+                Err(e) if is_unique_violation(&e) => Ok(false),
+                Err(e) => Err(db_err("command")(e)),
+            };
+        }
+        let mut tx = self.pool().begin().await.map_err(db_err("command"))?;
+        match insert.execute(&mut *tx).await {
             Ok(_) => {}
             Err(e) if is_unique_violation(&e) => {
                 tx.rollback().await.map_err(db_err("command"))?;
@@ -255,7 +279,7 @@ where
         .bind(c.id.as_str())
         .bind(state)
         .bind(to_db_time(c.created_at))
-        .bind(r#"{"by":"ingest"}"#)
+        .bind(FIRST_TRANSITION)
         .execute(&mut *tx)
         .await
         .map_err(db_err("command transition"))?;
@@ -367,6 +391,11 @@ where
         } else {
             "{}".to_owned()
         };
+        if D::TRANSITION_TRIGGERS {
+            return self
+                .transition_in_one_statement(id, from, to, at, update, &detail)
+                .await;
+        }
         let mut tx = self
             .pool()
             .begin_with(D::BEGIN_WRITE)
@@ -387,7 +416,11 @@ where
         };
         let mut after = command(&row)?;
         let before = after.state;
-        if !from.contains(&before) {
+        let other_device = update
+            .device_id
+            .as_deref()
+            .is_some_and(|d| d != after.command.device_id);
+        if !from.contains(&before) || other_device {
             tx.rollback().await.map_err(db_err("command"))?;
             return Ok(None);
         }
@@ -453,6 +486,58 @@ where
             after.error_code = Some(c);
         }
         Ok(Some((before, after)))
+    }
+
+    /// [`Self::transition_command_sql`] as one `UPDATE … RETURNING` (SQLite): the
+    /// `WHERE` is the compare-and-set, `prev_state` keeps the state it left, and the
+    /// schema's trigger writes the transition row from `transition_detail`, all in the
+    /// statement's own implicit transaction.
+    async fn transition_in_one_statement(
+        &self,
+        id: &str,
+        from: &[CommandState],
+        to: CommandState,
+        at: UnixMillis,
+        update: &CommandUpdate,
+        detail: &str,
+    ) -> StoreResult<Option<(CommandState, Command)>> {
+        let result = update.result.as_ref().map(Value::to_string);
+        // `updated_at` never goes backwards (see the transaction's path), and `prev_state
+        // = state` reads the row as it was before this statement.
+        let sql = format!(
+            "UPDATE commands SET prev_state = state, transition_detail = ?, state = ?, \
+             updated_at = MAX(updated_at, ?), \
+             attempts = CASE WHEN ? = 1 THEN ? ELSE attempts END, \
+             next_attempt_at = CASE WHEN ? = 1 THEN ? ELSE next_attempt_at END, \
+             result = CASE WHEN ? = 1 THEN ? ELSE result END, \
+             error_code = CASE WHEN ? = 1 THEN ? ELSE error_code END \
+             WHERE id = ? AND state IN ({}) AND (? IS NULL OR device_id = ?) \
+             RETURNING {}, prev_state",
+            state_list(from),
+            command_columns!()
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(detail)
+            .bind(state_str(to))
+            .bind(to_db_time(at))
+            .bind(i64::from(update.attempts.is_some()))
+            .bind(i64::from(update.attempts.unwrap_or(0)))
+            .bind(i64::from(update.next_attempt_at.is_some()))
+            .bind(update.next_attempt_at.flatten().map(to_db_time))
+            .bind(i64::from(result.is_some()))
+            .bind(result.as_deref())
+            .bind(i64::from(update.error_code.is_some()))
+            .bind(update.error_code.map(i64::from))
+            .bind(id)
+            .bind(update.device_id.as_deref())
+            .bind(update.device_id.as_deref())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db_err("command"))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        Ok(Some((state_col(&row, "prev_state")?, command(&row)?)))
     }
 
     pub(super) async fn command_transitions_sql(

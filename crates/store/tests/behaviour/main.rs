@@ -87,6 +87,7 @@ behaviour!(
     commands_ingest_transitions_and_queries,
     commands_concurrent_transition_one_wins,
     commands_transition_times_never_go_back,
+    commands_transition_only_for_its_device,
     commands_transitions_beside_other_writers,
     policy_versions_claimed_once,
     command_approvals_once_per_user,

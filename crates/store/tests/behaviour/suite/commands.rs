@@ -337,6 +337,59 @@ pub(crate) async fn commands_transition_times_never_go_back(s: Shared) {
     assert_eq!(times.last(), Some(&at(120)));
 }
 
+/// A transition guarded by a device moves only that device's command, and records
+/// nothing otherwise; the state it left and the row after come back as stored.
+pub(crate) async fn commands_transition_only_for_its_device(s: Shared) {
+    user(&*s, "usr_a").await;
+    active_device(&*s, "dev_a", "usr_a", NOW).await;
+    active_device(&*s, "dev_b", "usr_a", NOW).await;
+    assert!(
+        s.insert_command(&new_command("cmd-d", "dev_a", "usr_a", 60_000))
+            .await
+            .unwrap()
+    );
+    let guarded = |device: &str| CommandUpdate {
+        attempts: Some(1),
+        detail: json!({"by": "test"}),
+        device_id: Some(device.to_owned()),
+        ..CommandUpdate::default()
+    };
+    let from = [CommandState::Queued, CommandState::Sent];
+    let other = s
+        .transition_command(
+            "cmd-d",
+            &from,
+            CommandState::Sent,
+            at(10),
+            &guarded("dev_b"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(other, None, "another device's command stays put");
+    assert_eq!(s.command_transitions("cmd-d").await.unwrap().len(), 1);
+    let (before, after) = s
+        .transition_command(
+            "cmd-d",
+            &from,
+            CommandState::Sent,
+            at(10),
+            &guarded("dev_a"),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(before, CommandState::Queued);
+    assert_eq!(after, s.command("cmd-d").await.unwrap().unwrap());
+    assert_eq!((after.state, after.attempts), (CommandState::Sent, 1));
+    let rows = s.command_transitions("cmd-d").await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (rows[1].from, rows[1].to, rows[1].at),
+        (Some(CommandState::Queued), CommandState::Sent, at(10))
+    );
+    assert_eq!(rows[1].detail, json!({"by": "test"}));
+}
+
 /// Transitions of different commands beside other writers all go through: none fails
 /// because another connection wrote while it was deciding (SQLite must not have to
 /// upgrade a read lock, which fails at once as "database is locked").
