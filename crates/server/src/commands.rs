@@ -5,14 +5,17 @@
 //! [`Store::transition_command`](tether_store::Store::transition_command), a
 //! compare-and-set that records every transition. The bus carries it:
 //!
-//! - **ingest** stores the command `queued`, signs it with the server key as a
-//!   `command_delivery` envelope (attempt 1, the command's trace id, its TTL), appends
-//!   that to the device's stream [`device_stream`] and publishes a
-//!   [`LiveKind::CommandWake`] for whichever gateway holds the device's session;
+//! - **ingest** stores the command `queued`. When the device's session is in this
+//!   process it hands the stored command to it ([`crate::live::LiveHub::hand_over`]);
+//!   otherwise it signs it with the server key as a `command_delivery` envelope
+//!   (attempt 1, the command's trace id, its TTL), appends that to the device's stream
+//!   [`device_stream`] and publishes a [`LiveKind::CommandWake`] for whichever gateway
+//!   holds the device's session;
 //! - the **gateway** session of the device reads its stream with the consumer group
-//!   [`GATEWAY_GROUP`] (at connect and on every wake), claiming entries another gateway
-//!   left pending for longer than [`CLAIM_IDLE`] (it died), verifies the server's
-//!   signature and TTL, moves the command `queued → sent` and writes a fresh
+//!   [`GATEWAY_GROUP`] (at connect and on every wake or hand-over, after delivering
+//!   the handed command), claiming entries another gateway left pending for longer
+//!   than [`CLAIM_IDLE`] (it died), verifies the server's signature and TTL, moves the
+//!   command `queued → sent` and writes a fresh
 //!   `command_delivery` to the agent; at connect it also redelivers, from the store,
 //!   every command still in flight, `high` priority first (so neither a lost stream
 //!   entry nor a gateway that died between `sent` and the result loses a command; the

@@ -632,21 +632,15 @@ impl Session {
     async fn on_push(&mut self, device_id: &str, push: AgentPush) -> Result<(), Refusal> {
         match push {
             AgentPush::Alert(alert) => self.send(&*alert).await,
-            AgentPush::Commands => {
-                // The stream's deliveries go out before the store is looked at.
-                let now = self.state.now();
-                let claim = now.0.saturating_sub(self.claimed_at.0)
-                    >= u64::try_from(crate::commands::CLAIM_IDLE.as_millis()).unwrap_or(u64::MAX);
-                if claim {
-                    self.claimed_at = now;
-                }
-                for out in crate::commands::agent::pending(&self.state, device_id, claim).await {
+            AgentPush::Commands => self.deliver_waiting(device_id).await,
+            AgentPush::Queued(c) => {
+                // Ingest's command first, then whatever else waits.
+                if c.command.device_id == device_id
+                    && let Some(out) = crate::commands::agent::handed_over(&self.state, &c).await
+                {
                     self.deliver(&out).await?;
                 }
-                for out in crate::commands::agent::pending_in_store(&self.state, device_id).await {
-                    self.deliver(&out).await?;
-                }
-                Ok(())
+                self.deliver_waiting(device_id).await
             }
             AgentPush::Redeliver(id) => {
                 if let Some(out) = crate::commands::agent::redeliver(&self.state, &id).await
@@ -660,6 +654,24 @@ impl Session {
             AgentPush::Policy(update) => self.send_policy(device_id, &update).await,
             AgentPush::OwnerKeys(update) => self.send_owner_keys(device_id, &update).await,
         }
+    }
+
+    /// A wake: the device's stream's deliveries, then any command still `queued` in
+    /// the store.
+    async fn deliver_waiting(&mut self, device_id: &str) -> Result<(), Refusal> {
+        let now = self.state.now();
+        let claim = now.0.saturating_sub(self.claimed_at.0)
+            >= u64::try_from(crate::commands::CLAIM_IDLE.as_millis()).unwrap_or(u64::MAX);
+        if claim {
+            self.claimed_at = now;
+        }
+        for out in crate::commands::agent::pending(&self.state, device_id, claim).await {
+            self.deliver(&out).await?;
+        }
+        for out in crate::commands::agent::pending_in_store(&self.state, device_id).await {
+            self.deliver(&out).await?;
+        }
+        Ok(())
     }
 
     /// Sends the agent a `policy_update` unless it holds that version (or a newer one)

@@ -83,6 +83,10 @@ pub enum AgentPush {
     Alert(Box<AlertPush>),
     /// Read the device's command stream.
     Commands,
+    /// Deliver this `queued` command, which ingest in this process handed over as it
+    /// stored it (no stream entry was written), then do what [`AgentPush::Commands`]
+    /// does (boxed: a mailbox slot stays small).
+    Queued(Box<tether_store::Command>),
     /// Send this in-flight command again.
     Redeliver(String),
     /// Test mode only: write this frame to the agent as it is (no signing, no checks),
@@ -242,13 +246,29 @@ impl LiveHub {
     /// drops it: an alert stays listed in the API, and commands are found again at the
     /// next wake, redelivery or connect.
     fn push(&self, device_id: &str, push: AgentPush) {
-        let agents = lock(&self.agents);
-        let Some(mailbox) = agents.get(device_id) else {
-            return;
-        };
-        if let Err(e) = mailbox.tx.try_send(push) {
+        if let Err(Some(e)) = self.try_push(device_id, push) {
             tracing::warn!(device = %device_id, error = %e, "push to the agent session dropped");
         }
+    }
+
+    /// Hands a queued command straight to the device's session when that session is in
+    /// this process and its mailbox has room; `false` otherwise (then the caller goes
+    /// through the bus: stream entry and wake).
+    pub fn hand_over(&self, c: &tether_store::Command) -> bool {
+        self.try_push(&c.command.device_id, AgentPush::Queued(Box::new(c.clone())))
+            .is_ok()
+    }
+
+    /// Puts a push in the device's mailbox: `Err(None)` when no session of the device is
+    /// here, `Err(Some(_))` when its mailbox is full or closing.
+    fn try_push(
+        &self,
+        device_id: &str,
+        push: AgentPush,
+    ) -> Result<(), Option<mpsc::error::TrySendError<AgentPush>>> {
+        let agents = lock(&self.agents);
+        let mailbox = agents.get(device_id).ok_or(None)?;
+        mailbox.tx.try_send(push).map_err(Some)
     }
 
     /// Until `shutdown`: reads the live stream from where it stood when the hub started

@@ -70,6 +70,13 @@ async fn dispatch(state: &AppState, c: &Command, how: &str) -> Option<Outgoing> 
     deliver_attempt(state, c, CommandState::Queued, how).await
 }
 
+/// The delivery of a `queued` command ingest handed to this process's session of its
+/// device ([`crate::live::LiveHub::hand_over`]): moved to `sent` like one read from the
+/// stream.
+pub async fn handed_over(state: &AppState, c: &Command) -> Option<Outgoing> {
+    dispatch(state, c, "ingest").await
+}
+
 /// Moves a command from `from` to `sent` as a new delivery attempt with a new ack
 /// deadline, and returns the delivery; `None` if it is no longer in `from` (another
 /// gateway or worker moved it) or the store failed (logged; the command stays where it
@@ -377,11 +384,11 @@ async fn own_command(
 /// An ack for a command that moved on already is a duplicate and changes nothing.
 pub async fn on_ack(state: &AppState, device_id: &str, ack: &CommandAck) -> Result<(), Refusal> {
     let id = ack.command_id.to_string();
-    let found = own_command(state, device_id, &id).await;
     if ack.error == Some(ErrorCode::OwnerSignatureInvalid) {
+        let found = own_command(state, device_id, &id).await;
         super::owner_sig::on_refused(state, device_id, ack, found.is_ok()).await;
+        found?;
     }
-    let c = found?;
     let (to, code) = match (ack.status, ack.error) {
         (AckStatus::Received, _) => (CommandState::AckReceived, None),
         (AckStatus::Rejected, Some(ErrorCode::PolicyDenied | ErrorCode::OwnerSignatureInvalid)) => {
@@ -394,12 +401,16 @@ pub async fn on_ack(state: &AppState, device_id: &str, ack: &CommandAck) -> Resu
         next_attempt_at: Some(None),
         error_code: code.map(ErrorCode::number),
         detail: json!({"by": "agent", "ack": ack.status, "error": code.map(ErrorCode::number)}),
+        device_id: Some(device_id.to_owned()),
         ..CommandUpdate::default()
     };
     let moved = transition(state, &id, &[CommandState::Sent], to, update)
         .await
         .map_err(|e| (e.code(), "the command could not be updated".to_owned()))?;
     if moved.is_none() {
+        // Not `sent` any more (a duplicate ack), or not this device's command: the
+        // store says which.
+        let c = own_command(state, device_id, &id).await?;
         tracing::debug!(trace_id = %c.command.trace_id, command = %id, state = tether_store::state_str(c.state), "duplicate ack ignored");
     }
     Ok(())
@@ -413,19 +424,13 @@ pub async fn on_status(
     status: &CommandStatus,
 ) -> Result<(), Refusal> {
     let id = status.command_id.to_string();
-    let c = own_command(state, device_id, &id).await?;
-    if is_terminal(c.state) {
-        return Err((
-            ErrorCode::UnexpectedMessage,
-            format!("command {id} is finished"),
-        ));
-    }
     let update = CommandUpdate {
         next_attempt_at: Some(None),
         detail: json!({"by": "agent", "kernel_exec_id": status.kernel_exec_id}),
+        device_id: Some(device_id.to_owned()),
         ..CommandUpdate::default()
     };
-    transition(
+    let moved = transition(
         state,
         &id,
         &[CommandState::Sent, CommandState::AckReceived],
@@ -434,6 +439,16 @@ pub async fn on_status(
     )
     .await
     .map_err(|e| (e.code(), "the command could not be updated".to_owned()))?;
+    if moved.is_none() {
+        // Executing already, or further on, or not this device's: the store says which.
+        let c = own_command(state, device_id, &id).await?;
+        if is_terminal(c.state) {
+            return Err((
+                ErrorCode::UnexpectedMessage,
+                format!("command {id} is finished"),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -446,6 +461,13 @@ pub async fn on_result(
     result: &CommandResult,
 ) -> Result<(), Refusal> {
     let id = result.command_id.to_string();
+    // Without an artifact to check first, the result is posted at once (the store checks
+    // the state and the device in the same statement).
+    if result.artifact.is_none()
+        && let Some(posted) = post(state, device_id, &id, result).await?
+    {
+        return posted_result(state, device_id, &posted, result).await;
+    }
     let c = own_command(state, device_id, &id).await?;
     if is_terminal(c.state) {
         tracing::debug!(trace_id = %c.command.trace_id, command = %id, "duplicate result ignored");
@@ -456,9 +478,11 @@ pub async fn on_result(
         // result stands, the command ends as it says.
         return finish(state, &c).await;
     }
-    if let Some(a) = &result.artifact
-        && let Err((code, message)) = check_artifact(state, device_id, &id, a).await
-    {
+    let Some(a) = &result.artifact else {
+        // Neither posted above nor finished: not delivered yet (`queued`), nothing to do.
+        return Ok(());
+    };
+    if let Err((code, message)) = check_artifact(state, device_id, &id, a).await {
         // A result whose artifact is not what it claims cannot complete the command:
         // it fails with the check's code (a passing outage of the object store only
         // refuses the frame, and the result comes again with the next redelivery).
@@ -484,11 +508,24 @@ pub async fn on_result(
         }
         return Err((code, message));
     }
+    match post(state, device_id, &id, result).await? {
+        Some(posted) => posted_result(state, device_id, &posted, result).await,
+        None => Ok(()),
+    }
+}
+
+/// `sent`, `ack_received` or `executing` → `result_posted` with the result, if the
+/// command is this device's and in one of those states.
+async fn post(
+    state: &AppState,
+    device_id: &str,
+    id: &str,
+    result: &CommandResult,
+) -> Result<Option<Command>, Refusal> {
     let body = serde_json::to_value(result).map_err(|e| (ErrorCode::Internal, e.to_string()))?;
-    let code = result.error.map(ErrorCode::number);
-    let posted = transition(
+    transition(
         state,
-        &id,
+        id,
         &[
             CommandState::Sent,
             CommandState::AckReceived,
@@ -498,29 +535,35 @@ pub async fn on_result(
         CommandUpdate {
             next_attempt_at: Some(None),
             result: Some(body),
-            error_code: code,
+            error_code: result.error.map(ErrorCode::number),
             detail: json!({"by": "agent", "status": result.status,
                            "duration_ms": result.duration_ms}),
+            device_id: Some(device_id.to_owned()),
             ..CommandUpdate::default()
         },
     )
     .await
-    .map_err(|e| (e.code(), "the command could not be updated".to_owned()))?;
-    match posted {
-        Some(posted) => {
-            if result.status == ResultStatus::Denied
-                && let Some(
-                    code @ (ErrorCode::PolicyDenied
-                    | ErrorCode::ApprovalRequired
-                    | ErrorCode::PolicyHashMismatch),
-                ) = result.error
-            {
-                on_local_policy_denial(state, device_id, &posted, code, result).await;
-            }
-            finish(state, &posted).await
-        }
-        None => Ok(()),
+    .map_err(|e| (e.code(), "the command could not be updated".to_owned()))
+}
+
+/// What follows a posted result: a local policy denial is reported, and the command
+/// ends as the result says.
+async fn posted_result(
+    state: &AppState,
+    device_id: &str,
+    posted: &Command,
+    result: &CommandResult,
+) -> Result<(), Refusal> {
+    if result.status == ResultStatus::Denied
+        && let Some(
+            code @ (ErrorCode::PolicyDenied
+            | ErrorCode::ApprovalRequired
+            | ErrorCode::PolicyHashMismatch),
+        ) = result.error
+    {
+        on_local_policy_denial(state, device_id, posted, code, result).await;
     }
+    finish(state, posted).await
 }
 
 /// The PC's own policy check (its cached bundle, or the helper's policy hash) refused a

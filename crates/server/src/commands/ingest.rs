@@ -384,11 +384,17 @@ async fn accept(
     Ok((view, true))
 }
 
-/// Signs a `queued` command (attempt 1) and appends it to its device's stream, then
-/// wakes the device's session. A failure to publish leaves the command queued in the
-/// store, where the gateway finds it when the device (re)connects or the CommandWorker
-/// wakes it; only a failure to sign is an error.
+/// Hands a `queued` command to its device: straight to the device's session when that
+/// is connected to this process ([`crate::live::LiveHub::hand_over`]: no bus round trip
+/// on the command's way), otherwise signed (attempt 1) and appended to the device's
+/// stream, and the device's session woken wherever it runs. A failure to publish leaves
+/// the command queued in the store, where the gateway finds it when the device
+/// (re)connects or the CommandWorker wakes it (so does a session that ends before it
+/// handles what it was handed); only a failure to sign is an error.
 pub async fn publish(state: &AppState, stored: &Command) -> Result<(), ApiError> {
+    if state.live.hand_over(stored) {
+        return Ok(());
+    }
     let device_id = &stored.command.device_id;
     let approvals = approvals_of(state, stored).await;
     let envelope = seal(state, stored, 1, None, &approvals)?;
