@@ -28,7 +28,8 @@
 //!   state `dlq`, error 5003) after the last, and expires commands whose TTL passed.
 //!
 //! Every transition is also a [`LiveKind::CommandStatus`] live event for the device's
-//! owner (and admins), and an audit event.
+//! owner (and admins), and an audit event `command.<state>` that the store writes in the
+//! same atomic write as the state change ([`tether_store::command_audit`]).
 
 pub mod agent;
 pub mod ingest;
@@ -39,7 +40,6 @@ use serde_json::{Value, json};
 use tether_proto::messages::command::CommandState;
 use tether_store::{Command, CommandUpdate};
 
-use crate::audit::{self, Outcome};
 use crate::error::ApiError;
 use crate::events::{LiveEvent, LiveKind, publish_live};
 use crate::state::AppState;
@@ -61,19 +61,11 @@ pub fn dlq_stream(device_id: &str) -> String {
     format!("dlq:{device_id}")
 }
 
-/// The error code a terminal state carries when the command did not complete.
-pub fn state_outcome(state: CommandState) -> Outcome {
-    match state {
-        CommandState::Denied => Outcome::Denied,
-        CommandState::Failed | CommandState::Expired | CommandState::Dlq => Outcome::Failure,
-        _ => Outcome::Success,
-    }
-}
-
-/// Moves a command from one of `from` to `to` and tells everyone who should know: a live
-/// event for the device's owner, an audit event, a log line with the trace id. Returns
-/// the command after the move, or `None` if it was in none of `from` (someone else moved
-/// it first, or it is finished): then nothing is published.
+/// Moves a command from one of `from` to `to` (the store records the transition and its
+/// audit event with it) and tells everyone who should know: a live event for the
+/// device's owner, a log line with the trace id. Returns the command after the move, or
+/// `None` if it was in none of `from` (someone else moved it first, or it is finished):
+/// then nothing is published.
 pub async fn transition(
     state: &AppState,
     id: &str,
@@ -93,8 +85,9 @@ pub async fn transition(
     Ok(Some(after))
 }
 
-/// Publishes a command's current state (after ingest or a transition): live event, audit
-/// event, log line. Best effort: the store already holds the truth.
+/// Publishes a command's current state (after ingest or a transition): live event, log
+/// line. Best effort: the store already holds the truth, and the audit event, written
+/// with the state change ([`tether_store::command_audit`]).
 pub async fn announce(state: &AppState, c: &Command, from: Option<CommandState>, detail: &Value) {
     let cmd = &c.command;
     tracing::info!(
@@ -107,59 +100,42 @@ pub async fn announce(state: &AppState, c: &Command, from: Option<CommandState>,
         "command state"
     );
     crate::prom::command_announced(c, from);
-    // The live event and the audit event are independent: written side by side.
-    let live = async {
-        let owner = crate::live::LiveHub::owner_of(state, &cmd.device_id).await;
-        let mut data = serde_json::Map::new();
-        let base = json!({
-            "command_id": cmd.id,
-            "method": cmd.method,
-            "state": c.state,
-            "from": from,
-            "attempts": c.attempts,
-            "trace_id": cmd.trace_id,
-            "origin_user_id": cmd.origin_user_id,
-        });
-        if let Value::Object(m) = base {
-            data.extend(m);
-        }
-        if let Some(code) = c.error_code {
-            data.insert("error".into(), json!(code));
-        }
-        if tether_store::is_terminal(c.state)
-            && let Some(r) = &c.result
-        {
-            data.insert("result".into(), r.clone());
-        }
-        if detail.as_object().is_some_and(|d| !d.is_empty()) {
-            data.insert("detail".into(), detail.clone());
-        }
-        let data = Value::Object(data);
-        let event = LiveEvent {
-            kind: LiveKind::CommandStatus,
-            device_id: cmd.device_id.clone(),
-            owner_id: owner,
-            at: c.updated_at,
-            data,
-        };
-        if let Err(e) = publish_live(state, &event).await {
-            tracing::warn!(trace_id = %cmd.trace_id, command = %cmd.id, error = %e.code(), "command live event not published");
-        }
+    let owner = crate::live::LiveHub::owner_of(state, &cmd.device_id).await;
+    let mut data = serde_json::Map::new();
+    let base = json!({
+        "command_id": cmd.id,
+        "method": cmd.method,
+        "state": c.state,
+        "from": from,
+        "attempts": c.attempts,
+        "trace_id": cmd.trace_id,
+        "origin_user_id": cmd.origin_user_id,
+    });
+    if let Value::Object(m) = base {
+        data.extend(m);
+    }
+    if let Some(code) = c.error_code {
+        data.insert("error".into(), json!(code));
+    }
+    if tether_store::is_terminal(c.state)
+        && let Some(r) = &c.result
+    {
+        data.insert("result".into(), r.clone());
+    }
+    if detail.as_object().is_some_and(|d| !d.is_empty()) {
+        data.insert("detail".into(), detail.clone());
+    }
+    let data = Value::Object(data);
+    let event = LiveEvent {
+        kind: LiveKind::CommandStatus,
+        device_id: cmd.device_id.clone(),
+        owner_id: owner,
+        at: c.updated_at,
+        data,
     };
-    let audit = async {
-        let action = format!("command.{}", tether_store::state_str(c.state));
-        let _ = audit::record(
-            state,
-            &cmd.origin_user_id,
-            &action,
-            Some(&cmd.device_id),
-            state_outcome(c.state),
-            json!({"command_id": cmd.id, "method": cmd.method, "from": from, "attempts": c.attempts,
-                   "error": c.error_code, "trace_id": cmd.trace_id, "detail": detail}),
-        )
-        .await;
-    };
-    tokio::join!(live, audit);
+    if let Err(e) = publish_live(state, &event).await {
+        tracing::warn!(trace_id = %cmd.trace_id, command = %cmd.id, error = %e.code(), "command live event not published");
+    }
 }
 
 /// Wakes the gateway session of a device (wherever it runs): new entries wait in its

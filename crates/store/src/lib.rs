@@ -296,10 +296,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     // ---- commands -------------------------------------------------------------------------
 
     /// Stores a new command in `c.state` (`queued`, or `awaiting_approval`) with its first
-    /// transition, atomically. Returns false, storing nothing, if a command with this id
-    /// exists already (the caller compares `request_hash`). Unknown device or user →
-    /// [`StoreError::NotFound`].
-    async fn insert_command(&self, c: &NewCommand) -> StoreResult<bool>;
+    /// transition (whose detail is `detail`, a JSON object) and its audit event
+    /// ([`command_audit`]), atomically. Returns false, storing nothing, if a command with
+    /// this id exists already (the caller compares `request_hash`). Unknown device or
+    /// user → [`StoreError::NotFound`].
+    async fn insert_command(&self, c: &NewCommand, detail: &serde_json::Value)
+    -> StoreResult<bool>;
     /// A command by id.
     async fn command(&self, id: &str) -> StoreResult<Option<Command>>;
     /// A device's commands, newest first, at most `limit`.
@@ -326,7 +328,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// How many of a device's commands wait for delivery (`queued` or `sent`).
     async fn count_undelivered(&self, device_id: &str) -> StoreResult<u64>;
     /// Moves a command from one of `from` to `to` at `at`, applying `update` and recording
-    /// the transition, atomically; only one of several concurrent callers wins. Returns the
+    /// the transition and its audit event ([`command_audit`], with `update.detail`),
+    /// atomically; only one of several concurrent callers wins. Returns the
     /// state it left and the command after, or `None` if it does not exist, is in none
     /// of `from`, or is not `update.device_id`'s when that is set (nothing changed).
     async fn transition_command(

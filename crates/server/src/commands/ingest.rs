@@ -333,7 +333,11 @@ async fn accept(
         created_at: now,
         expires_at,
     };
-    if !state.store.insert_command(&new).await? {
+    // The first transition's detail, and its audit event's (the store writes both with
+    // the command).
+    let detail = json!({"by": "ingest", "policy_version": current.version,
+                        "rule": decision.rule, "decision": decision.word()});
+    if !state.store.insert_command(&new, &detail).await? {
         // Lost a race with the same message_id.
         let existing = state
             .store
@@ -355,14 +359,7 @@ async fn accept(
         error_code: None,
         viewed_at: None,
     };
-    announce(
-        state,
-        &stored,
-        None,
-        &json!({"by": "ingest", "policy_version": current.version, "rule": decision.rule,
-                "decision": decision.word()}),
-    )
-    .await;
+    announce(state, &stored, None, &detail).await;
     if initial == CommandState::AwaitingApproval {
         // Stored, not published: approvals (`POST /api/command/{id}/approve`) queue it.
         let mut view = CommandView::from(&stored);

@@ -266,7 +266,13 @@ async fn stored_queued(srv: &TestServer, device_id: &str, origin: &str) -> Strin
         created_at: now,
         expires_at: now.saturating_add(Duration::from_secs(3600)),
     };
-    assert!(srv.state().store.insert_command(&new).await.unwrap());
+    assert!(
+        srv.state()
+            .store
+            .insert_command(&new, &json!({"by": "test"}))
+            .await
+            .unwrap()
+    );
     id
 }
 

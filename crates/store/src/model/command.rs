@@ -199,3 +199,44 @@ pub const fn state_str(s: CommandState) -> &'static str {
 pub fn parse_state(s: &str) -> Option<CommandState> {
     serde_json::from_value(Value::String(s.to_owned())).ok()
 }
+
+/// The audit outcome of a command reaching `state`: `denied`, `failure` (`failed`,
+/// `expired`, `dlq`) or `success` (every other state).
+pub const fn command_outcome(state: CommandState) -> &'static str {
+    match state {
+        CommandState::Denied => "denied",
+        CommandState::Failed | CommandState::Expired | CommandState::Dlq => "failure",
+        _ => "success",
+    }
+}
+
+/// The audit event `command.<state>` a command's state change records in the same
+/// transaction (ingest: `from` is `None`): by the command's origin user, on its device,
+/// under its trace id, at the change's time. Its detail holds the command's id, method,
+/// the state it left, its attempts, its error code, its trace id and the transition's
+/// `detail`. (SQLite's triggers write the same event, schema v7.)
+pub fn command_audit(
+    from: Option<CommandState>,
+    c: &Command,
+    detail: &Value,
+) -> crate::NewAuditEvent {
+    let cmd = &c.command;
+    crate::NewAuditEvent {
+        device_id: crate::concerned_device(Some(&cmd.device_id), &Value::Null),
+        actor: cmd.origin_user_id.clone(),
+        action: format!("command.{}", state_str(c.state)),
+        target: Some(cmd.device_id.clone()),
+        outcome: command_outcome(c.state).to_owned(),
+        detail: serde_json::json!({
+            "attempts": c.attempts,
+            "command_id": cmd.id,
+            "detail": detail,
+            "error": c.error_code,
+            "from": from.map(state_str),
+            "method": cmd.method,
+            "trace_id": cmd.trace_id,
+        }),
+        trace_id: Some(cmd.trace_id.clone()),
+        at: c.updated_at,
+    }
+}

@@ -82,26 +82,7 @@ where
     for<'q> Option<&'q str>: Encode<'q, D::Db> + Type<D::Db>,
 {
     pub(super) async fn append_audit_sql(&self, e: &NewAuditEvent) -> StoreResult<u64> {
-        let detail = serde_json::to_string(&e.detail)
-            .map_err(|err| StoreError::Corrupt(format!("audit detail: {err}")))?;
-        let done = sqlx::query(
-            "INSERT INTO audit_events \
-             (actor, action, target, outcome, detail, trace_id, at, device_id) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(e.actor.as_str())
-        .bind(e.action.as_str())
-        .bind(e.target.as_deref())
-        .bind(e.outcome.as_str())
-        .bind(detail.as_str())
-        .bind(e.trace_id.as_deref())
-        .bind(to_db_time(e.at))
-        .bind(e.device_id.as_deref())
-        .execute(self.pool())
-        .await
-        .map_err(db_err("audit event"))?;
-        D::last_insert_id(&done)
-            .ok_or_else(|| StoreError::Database("the audit insert returned no sequence".into()))
+        append_audit_on::<D, _>(self.pool(), e).await
     }
 
     pub(super) async fn audit_after_sql(
@@ -167,3 +148,37 @@ where
 
 #[cfg(test)]
 mod tests;
+
+/// Appends an audit event through `executor` (the pool, or a transaction's connection:
+/// a command's transition records its event in its own transaction) and returns its
+/// sequence number.
+pub(super) async fn append_audit_on<'c, D, E>(executor: E, e: &NewAuditEvent) -> StoreResult<u64>
+where
+    D: Dialect,
+    E: Executor<'c, Database = D::Db>,
+    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
+    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> i64: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> Option<&'q str>: Encode<'q, D::Db> + Type<D::Db>,
+{
+    let detail = serde_json::to_string(&e.detail)
+        .map_err(|err| StoreError::Corrupt(format!("audit detail: {err}")))?;
+    let done = sqlx::query(
+        "INSERT INTO audit_events \
+         (actor, action, target, outcome, detail, trace_id, at, device_id) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(e.actor.as_str())
+    .bind(e.action.as_str())
+    .bind(e.target.as_deref())
+    .bind(e.outcome.as_str())
+    .bind(detail.as_str())
+    .bind(e.trace_id.as_deref())
+    .bind(to_db_time(e.at))
+    .bind(e.device_id.as_deref())
+    .execute(executor)
+    .await
+    .map_err(db_err("audit event"))?;
+    D::last_insert_id(&done)
+        .ok_or_else(|| StoreError::Database("the audit insert returned no sequence".into()))
+}

@@ -14,11 +14,12 @@ use serde_json::Value;
 use sqlx::{AssertSqlSafe, Database, Encode, Executor, IntoArguments, Type};
 use tether_proto::messages::command::{CommandState, Method, Priority, Sensitivity, Simulation};
 
+use super::audit::append_audit_on;
 use super::rows::{RowExt, opt_time, time};
 use super::{Dialect, SqlStore, db_err, from_db_u64, is_unique_violation, to_db_time, to_db_u64};
 use crate::{
     Artifact, Command, CommandPolicy, CommandTransition, CommandUpdate, NewCommand, StoreError,
-    StoreResult, UnixMillis, parse_state, state_str,
+    StoreResult, UnixMillis, command_audit, parse_state, state_str,
 };
 
 macro_rules! command_columns {
@@ -36,8 +37,6 @@ macro_rules! artifact_columns {
     };
 }
 
-/// The detail of a command's first transition (`NULL → queued` or `awaiting_approval`).
-const FIRST_TRANSITION: &str = r#"{"by":"ingest"}"#;
 const INSERT_COMMAND: &str = concat!(
     "INSERT INTO commands (",
     command_columns!(),
@@ -206,6 +205,15 @@ fn artifact(row: &impl RowExt) -> StoreResult<Artifact> {
 
 /// `state IN (…)` for a list of states (their spellings are fixed identifiers, never user
 /// input, so they are written into the statement).
+/// A transition's detail as recorded: the JSON object given, or `{}`.
+fn object_or_empty(detail: &Value) -> Value {
+    if detail.is_object() {
+        detail.clone()
+    } else {
+        Value::Object(serde_json::Map::new())
+    }
+}
+
 fn state_list(states: &[CommandState]) -> String {
     states
         .iter()
@@ -225,7 +233,13 @@ where
     for<'q> Option<&'q str>: Encode<'q, D::Db> + Type<D::Db>,
     for<'q> Option<i64>: Encode<'q, D::Db> + Type<D::Db>,
 {
-    pub(super) async fn insert_command_sql(&self, c: &NewCommand) -> StoreResult<bool> {
+    pub(super) async fn insert_command_sql(
+        &self,
+        c: &NewCommand,
+        detail: &Value,
+    ) -> StoreResult<bool> {
+        let detail = object_or_empty(detail);
+        let detail_text = detail.to_string();
         let params = c.params.to_string();
         let simulate = c.simulate.as_ref().map(enum_str).transpose()?;
         let state = state_str(c.state);
@@ -257,7 +271,7 @@ where
         .bind(approvers.as_deref());
         if D::TRANSITION_TRIGGERS {
             // One statement: the trigger writes the first transition row.
-            return match insert.bind(FIRST_TRANSITION).execute(self.pool()).await {
+            return match insert.bind(detail_text.as_str()).execute(self.pool()).await {
                 Ok(_) => Ok(true),
                 Err(e) if is_unique_violation(&e) => Ok(false),
                 Err(e) => Err(db_err("command")(e)),
@@ -279,10 +293,21 @@ where
         .bind(c.id.as_str())
         .bind(state)
         .bind(to_db_time(c.created_at))
-        .bind(FIRST_TRANSITION)
+        .bind(detail_text.as_str())
         .execute(&mut *tx)
         .await
         .map_err(db_err("command transition"))?;
+        let stored = Command {
+            command: c.clone(),
+            state: c.state,
+            attempts: 0,
+            next_attempt_at: None,
+            updated_at: c.created_at,
+            result: None,
+            error_code: None,
+            viewed_at: None,
+        };
+        append_audit_on::<D, _>(&mut *tx, &command_audit(None, &stored, &detail)).await?;
         tx.commit().await.map_err(db_err("command"))?;
         Ok(true)
     }
@@ -469,7 +494,6 @@ where
         .execute(&mut *tx)
         .await
         .map_err(db_err("command transition"))?;
-        tx.commit().await.map_err(db_err("command"))?;
         // The row as the UPDATE left it, without reading it back.
         after.state = to;
         after.updated_at = at;
@@ -485,6 +509,9 @@ where
         if let Some(c) = update.error_code {
             after.error_code = Some(c);
         }
+        let audit = command_audit(Some(before), &after, &object_or_empty(&update.detail));
+        append_audit_on::<D, _>(&mut *tx, &audit).await?;
+        tx.commit().await.map_err(db_err("command"))?;
         Ok(Some((before, after)))
     }
 

@@ -733,8 +733,12 @@ where
 
     // ---- commands (sql/commands.rs) ------------------------------------------------------
 
-    async fn insert_command(&self, c: &NewCommand) -> StoreResult<bool> {
-        self.insert_command_sql(c).await
+    async fn insert_command(
+        &self,
+        c: &NewCommand,
+        detail: &serde_json::Value,
+    ) -> StoreResult<bool> {
+        self.insert_command_sql(c, detail).await
     }
 
     async fn command(&self, id: &str) -> StoreResult<Option<Command>> {

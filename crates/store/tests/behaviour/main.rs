@@ -88,6 +88,7 @@ behaviour!(
     commands_concurrent_transition_one_wins,
     commands_transition_times_never_go_back,
     commands_transition_only_for_its_device,
+    commands_state_changes_are_audited_with_them,
     commands_transitions_beside_other_writers,
     policy_versions_claimed_once,
     command_approvals_once_per_user,

@@ -3,7 +3,10 @@
 
 use serde_json::json;
 use tether_proto::messages::command::{CommandState, Method, Priority, Sensitivity, Simulation};
-use tether_store::{Artifact, CommandPolicy, CommandUpdate, NewCommand, StoreError, is_terminal};
+use tether_store::{
+    Artifact, AuditFilter, AuditOrder, CommandPolicy, CommandUpdate, NewCommand, StoreError,
+    is_terminal,
+};
 
 use crate::fixtures::{NOW, active_device, at, user};
 use crate::harness::Shared;
@@ -36,9 +39,9 @@ pub(crate) async fn commands_ingest_transitions_and_queries(s: Shared) {
     let mut c1 = new_command("cmd-1", "dev_a", "usr_a", 60_000);
     c1.simulate = Some(Simulation::Slow);
     c1.user_sig = Some("c2ln".into());
-    assert!(s.insert_command(&c1).await.unwrap());
+    assert!(s.insert_command(&c1, &json!({"by": "test"})).await.unwrap());
     assert!(
-        !s.insert_command(&c1).await.unwrap(),
+        !s.insert_command(&c1, &json!({"by": "test"})).await.unwrap(),
         "the same id is stored once"
     );
     let stored = s.command("cmd-1").await.unwrap().unwrap();
@@ -47,7 +50,10 @@ pub(crate) async fn commands_ingest_transitions_and_queries(s: Shared) {
     assert_eq!((stored.attempts, stored.next_attempt_at), (0, None));
     assert_eq!(s.command("cmd-none").await.unwrap(), None);
     let orphan = s
-        .insert_command(&new_command("cmd-x", "dev_none", "usr_a", 1))
+        .insert_command(
+            &new_command("cmd-x", "dev_none", "usr_a", 1),
+            &json!({"by": "test"}),
+        )
         .await;
     assert!(matches!(orphan, Err(StoreError::NotFound(_))), "{orphan:?}");
     assert_eq!(s.count_undelivered("dev_a").await.unwrap(), 1);
@@ -214,11 +220,11 @@ pub(crate) async fn commands_ingest_transitions_and_queries(s: Shared) {
     // Expiry and in-flight queries.
     let mut c2 = new_command("cmd-2", "dev_a", "usr_a", 1_000);
     c2.created_at = at(100);
-    assert!(s.insert_command(&c2).await.unwrap());
+    assert!(s.insert_command(&c2, &json!({"by": "test"})).await.unwrap());
     let mut c3 = new_command("cmd-3", "dev_a", "usr_a", 900_000);
     c3.created_at = at(200);
     c3.state = CommandState::Denied;
-    assert!(s.insert_command(&c3).await.unwrap());
+    assert!(s.insert_command(&c3, &json!({"by": "test"})).await.unwrap());
     assert!(s.commands_expired(at(999), 10).await.unwrap().is_empty());
     let expired = s.commands_expired(at(1_000), 10).await.unwrap();
     assert_eq!(expired.len(), 1);
@@ -281,9 +287,12 @@ pub(crate) async fn commands_concurrent_transition_one_wins(s: Shared) {
     user(&*s, "usr_a").await;
     active_device(&*s, "dev_a", "usr_a", NOW).await;
     assert!(
-        s.insert_command(&new_command("cmd-r", "dev_a", "usr_a", 60_000))
-            .await
-            .unwrap()
+        s.insert_command(
+            &new_command("cmd-r", "dev_a", "usr_a", 60_000),
+            &json!({"by": "test"})
+        )
+        .await
+        .unwrap()
     );
     let wins = race(&s, 8, |s, i| async move {
         s.transition_command(
@@ -308,9 +317,12 @@ pub(crate) async fn commands_transition_times_never_go_back(s: Shared) {
     user(&*s, "usr_a").await;
     active_device(&*s, "dev_a", "usr_a", NOW).await;
     assert!(
-        s.insert_command(&new_command("cmd-t", "dev_a", "usr_a", 60_000))
-            .await
-            .unwrap()
+        s.insert_command(
+            &new_command("cmd-t", "dev_a", "usr_a", 60_000),
+            &json!({"by": "test"})
+        )
+        .await
+        .unwrap()
     );
     let step = |from, to, t| {
         let s = s.clone();
@@ -344,9 +356,12 @@ pub(crate) async fn commands_transition_only_for_its_device(s: Shared) {
     active_device(&*s, "dev_a", "usr_a", NOW).await;
     active_device(&*s, "dev_b", "usr_a", NOW).await;
     assert!(
-        s.insert_command(&new_command("cmd-d", "dev_a", "usr_a", 60_000))
-            .await
-            .unwrap()
+        s.insert_command(
+            &new_command("cmd-d", "dev_a", "usr_a", 60_000),
+            &json!({"by": "test"})
+        )
+        .await
+        .unwrap()
     );
     let guarded = |device: &str| CommandUpdate {
         attempts: Some(1),
@@ -390,6 +405,111 @@ pub(crate) async fn commands_transition_only_for_its_device(s: Shared) {
     assert_eq!(rows[1].detail, json!({"by": "test"}));
 }
 
+/// Ingest and every transition write their audit event `command.<state>` with them, the
+/// same on both backends (SQLite's triggers, MySQL's transaction); a transition that does
+/// not match writes none.
+pub(crate) async fn commands_state_changes_are_audited_with_them(s: Shared) {
+    user(&*s, "usr_a").await;
+    active_device(&*s, "dev_a", "usr_a", NOW).await;
+    let c = new_command("cmd-au", "dev_a", "usr_a", 60_000);
+    assert!(
+        s.insert_command(&c, &json!({"by": "ingest", "rule": "r1"}))
+            .await
+            .unwrap()
+    );
+    let sent = CommandUpdate {
+        attempts: Some(1),
+        detail: json!({"via": "stream"}),
+        ..CommandUpdate::default()
+    };
+    s.transition_command(
+        "cmd-au",
+        &[CommandState::Queued],
+        CommandState::Sent,
+        at(5),
+        &sent,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let missed = s
+        .transition_command(
+            "cmd-au",
+            &[CommandState::Queued],
+            CommandState::Sent,
+            at(6),
+            &sent,
+        )
+        .await
+        .unwrap();
+    assert_eq!(missed, None);
+    let failed = CommandUpdate {
+        error_code: Some(5003),
+        detail: json!("not an object"),
+        ..CommandUpdate::default()
+    };
+    s.transition_command(
+        "cmd-au",
+        &[CommandState::Sent],
+        CommandState::Dlq,
+        at(9),
+        &failed,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+
+    let filter = AuditFilter {
+        action: Some("command".into()),
+        ..AuditFilter::default()
+    };
+    let events: Vec<_> = s
+        .audit_query(&filter, AuditOrder::OldestFirst, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    let trace = c.trace_id.as_str();
+    let expected = [
+        (
+            "command.queued",
+            "success",
+            NOW,
+            json!({"attempts": 0, "command_id": "cmd-au",
+            "detail": {"by": "ingest", "rule": "r1"}, "error": null, "from": null,
+            "method": "reboot", "trace_id": trace}),
+        ),
+        (
+            "command.sent",
+            "success",
+            at(5),
+            json!({"attempts": 1, "command_id": "cmd-au",
+            "detail": {"via": "stream"}, "error": null, "from": "queued",
+            "method": "reboot", "trace_id": trace}),
+        ),
+        (
+            "command.dlq",
+            "failure",
+            at(9),
+            json!({"attempts": 1, "command_id": "cmd-au",
+            "detail": {}, "error": 5003, "from": "sent", "method": "reboot",
+            "trace_id": trace}),
+        ),
+    ];
+    assert_eq!(events.len(), expected.len(), "{events:?}");
+    for (e, (action, outcome, when, detail)) in events.iter().zip(expected) {
+        assert_eq!(e.action, action);
+        assert_eq!(e.outcome, outcome, "{action}");
+        assert_eq!(e.at, when, "{action}");
+        assert_eq!(e.detail, detail, "{action}");
+        assert_eq!(e.actor, "usr_a");
+        assert_eq!(e.target.as_deref(), Some("dev_a"));
+        assert_eq!(e.device_id.as_deref(), Some("dev_a"));
+        assert_eq!(e.trace_id.as_deref(), Some(trace));
+    }
+}
+
 /// Transitions of different commands beside other writers all go through: none fails
 /// because another connection wrote while it was deciding (SQLite must not have to
 /// upgrade a read lock, which fails at once as "database is locked").
@@ -398,9 +518,12 @@ pub(crate) async fn commands_transitions_beside_other_writers(s: Shared) {
     active_device(&*s, "dev_a", "usr_a", NOW).await;
     for i in 0..8 {
         assert!(
-            s.insert_command(&new_command(&format!("cmd-w{i}"), "dev_a", "usr_a", 60_000))
-                .await
-                .unwrap()
+            s.insert_command(
+                &new_command(&format!("cmd-w{i}"), "dev_a", "usr_a", 60_000),
+                &json!({"by": "test"})
+            )
+            .await
+            .unwrap()
         );
     }
     let moved = race(&s, 16, |s, i| async move {

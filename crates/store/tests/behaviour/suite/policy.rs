@@ -63,7 +63,7 @@ pub(crate) async fn command_approvals_once_per_user(s: Shared) {
         approvals_required: 2,
         approvers: Some(json!({"roles": ["admin"]})),
     };
-    assert!(s.insert_command(&c).await.unwrap());
+    assert!(s.insert_command(&c, &json!({"by": "test"})).await.unwrap());
     assert_eq!(s.command("cmd-ap").await.unwrap().unwrap().command, c);
     let approve = |who: &str, t: i64| CommandApproval {
         command_id: "cmd-ap".into(),
@@ -120,7 +120,7 @@ pub(crate) async fn commands_awaiting_approval_and_expiry(s: Shared) {
     ] {
         let mut c = new_command(id, "dev_a", "usr_a", ttl);
         c.state = state;
-        assert!(s.insert_command(&c).await.unwrap());
+        assert!(s.insert_command(&c, &json!({"by": "test"})).await.unwrap());
     }
     let waiting = s.commands_awaiting_approval(10).await.unwrap();
     let ids: Vec<_> = waiting.iter().map(|c| c.command.id.as_str()).collect();
@@ -186,7 +186,7 @@ pub(crate) async fn count_commands_by_scope_and_method(s: Shared) {
         let mut c = new_command(&format!("cmd-{i}"), device, who, 60_000);
         c.method = method;
         c.created_at = at(t);
-        assert!(s.insert_command(&c).await.unwrap());
+        assert!(s.insert_command(&c, &json!({"by": "test"})).await.unwrap());
     }
     let count = |user: Option<&str>, device: Option<&str>, methods: &[Method], since: i64| {
         let q = CommandCount {
