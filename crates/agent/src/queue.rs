@@ -135,6 +135,50 @@ impl std::fmt::Debug for Queue {
     }
 }
 
+/// Renames a broken queue file, trying again for up to two seconds: on Windows a file
+/// still open anywhere cannot be renamed ("sharing violation"), and the failed open's
+/// connection, or a virus scanner, may hold it a moment longer.
+async fn move_aside(from: &Path, to: &Path) -> Result<(), AgentError> {
+    const TRIES: u32 = 20;
+    for _ in 0..TRIES {
+        match std::fs::rename(from, to) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(AgentError::io(from)(e));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    std::fs::rename(from, to).map_err(AgentError::io(from))
+}
+
+/// Checks a queue file's schema version and brings its schema up to date.
+async fn prepare(conn: &mut SqliteConnection, path: &Path) -> Result<(), AgentError> {
+    let err = queue_err(path);
+    let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(&err)?;
+    if version > SCHEMA_VERSION {
+        return Err(AgentError::Queue {
+            path: path.to_path_buf(),
+            reason: format!(
+                "written by a newer agent (schema {version}); move it aside to start an \
+                 empty queue"
+            ),
+        });
+    }
+    sqlx::raw_sql(SCHEMA)
+        .execute(&mut *conn)
+        .await
+        .map_err(&err)?;
+    sqlx::raw_sql("PRAGMA user_version = 1")
+        .execute(&mut *conn)
+        .await
+        .map_err(&err)?;
+    Ok(())
+}
+
 impl Queue {
     /// Opens (creating if needed) `queue.db` and its key in the state directory. A
     /// queue whose key is gone cannot be read: its rows are discarded, with a warning.
@@ -142,28 +186,13 @@ impl Queue {
         let path = state.path(files::QUEUE_DB);
         create_private_file(&path)?;
         let mut conn = connect(&path, false).await?;
-        let err = queue_err(&path);
-        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
-            .fetch_one(&mut conn)
-            .await
-            .map_err(&err)?;
-        if version > SCHEMA_VERSION {
-            return Err(AgentError::Queue {
-                path,
-                reason: format!(
-                    "written by a newer agent (schema {version}); move it aside to start an \
-                     empty queue"
-                ),
-            });
+        if let Err(e) = prepare(&mut conn, &path).await {
+            // Closed before the error is returned, not dropped: a dropped connection
+            // closes on its own thread a moment later, and until then Windows refuses to
+            // move the file aside (`open_or_reset`: "sharing violation").
+            let _ = conn.close().await;
+            return Err(e);
         }
-        sqlx::raw_sql(SCHEMA)
-            .execute(&mut conn)
-            .await
-            .map_err(&err)?;
-        sqlx::raw_sql("PRAGMA user_version = 1")
-            .execute(&mut conn)
-            .await
-            .map_err(&err)?;
         let (key, created) = load_or_create_key(state)?;
         let cipher = Aes256Gcm::new_from_slice(key.as_slice()).map_err(|_| AgentError::Queue {
             path: path.clone(),
@@ -204,7 +233,7 @@ impl Queue {
                     let from = state.path(&format!("{}{suffix}", files::QUEUE_DB));
                     let to = state.path(&format!("{}.broken{suffix}", files::QUEUE_DB));
                     if from.exists() {
-                        std::fs::rename(&from, &to).map_err(AgentError::io(&from))?;
+                        move_aside(&from, &to).await?;
                     }
                 }
                 Self::open(state, limits).await
