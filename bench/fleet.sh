@@ -18,6 +18,8 @@
 #   CONCURRENCY   sessions being set up at once, per process (default 128)
 #   KEEP_LOGS     a directory to copy the logs and reports to at the end
 #   SERVER_CPUS / LOADGEN_CPUS   taskset CPU lists (default: no pinning)
+#   SERVER_LOG    the server's TETHER_LOG (default info,sqlx=warn; info,sqlx::query=debug
+#                 shows every statement)
 #   BACKENDS      embedded (default: SQLite store, embedded bus) or mariadb-redis: the
 #                 MariaDB on 127.0.0.1:3306 (root, no password) in a new database, and
 #                 Redis Streams on 127.0.0.1:6379 under a new key prefix; both are
@@ -109,7 +111,7 @@ token="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 start_server() {
     rm -f "$work/ready.json"
     # shellcheck disable=SC2046
-    TETHER_LOG="info,sqlx=warn" $(pin "$SERVER_CPUS") "$bin/tether-server" \
+    TETHER_LOG="${SERVER_LOG:-info,sqlx=warn}" $(pin "$SERVER_CPUS") "$bin/tether-server" \
         --config "$work/bench.toml" --data-dir "$work/data" --listen 127.0.0.1:0 \
         --ready-file "$work/ready.json" >>"$work/server.log" 2>&1 &
     server_pid=$!

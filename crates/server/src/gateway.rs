@@ -83,6 +83,7 @@ pub async fn upgrade(
                 policy_sent: 0,
                 owner_keys_sent: 0,
                 claimed_at: tether_proto::UnixMillis(0),
+                sweep_at: None,
             };
             let result = if s.peer.client_cert.is_some() {
                 s.authenticated().await
@@ -109,7 +110,15 @@ struct Session {
     /// When this session last took over command stream entries another gateway left
     /// pending (at connect, then on a wake at most once per `CLAIM_IDLE`).
     claimed_at: tether_proto::UnixMillis,
+    /// When to look for other waiting commands after a hand-over (see
+    /// [`AgentPush::Queued`]): later, not at once, so the handed command's ack, status and
+    /// result are not held up behind those reads.
+    sweep_at: Option<tokio::time::Instant>,
 }
+
+/// How long after a hand-over a session looks for other waiting commands (several
+/// hand-overs in this time share one look).
+const SWEEP_AFTER: Duration = Duration::from_millis(50);
 
 type Refusal = (ErrorCode, String);
 
@@ -483,10 +492,18 @@ impl Session {
         // When the device's status was last read and its presence refreshed.
         let mut checked_at: Option<tokio::time::Instant> = None;
         loop {
+            let sweep = self.sweep_at;
             let frame = tokio::select! {
                 f = self.next_frame(idle) => f,
                 Some(push) = mailbox.recv() => {
                     self.on_push(&device.id, push).await?;
+                    continue;
+                }
+                () = tokio::time::sleep_until(sweep.unwrap_or_else(tokio::time::Instant::now)),
+                    if sweep.is_some() =>
+                {
+                    self.sweep_at = None;
+                    self.deliver_waiting(&device.id).await?;
                     continue;
                 }
             };
@@ -634,13 +651,17 @@ impl Session {
             AgentPush::Alert(alert) => self.send(&*alert).await,
             AgentPush::Commands => self.deliver_waiting(device_id).await,
             AgentPush::Queued(c) => {
-                // Ingest's command first, then whatever else waits.
+                // Ingest's command now; whatever else waits, a moment later.
                 if c.command.device_id == device_id
                     && let Some(out) = crate::commands::agent::handed_over(&self.state, &c).await
                 {
                     self.deliver(&out).await?;
                 }
-                self.deliver_waiting(device_id).await
+                self.sweep_at.get_or_insert_with(|| {
+                    let now = tokio::time::Instant::now();
+                    now.checked_add(SWEEP_AFTER).unwrap_or(now)
+                });
+                Ok(())
             }
             AgentPush::Redeliver(id) => {
                 if let Some(out) = crate::commands::agent::redeliver(&self.state, &id).await

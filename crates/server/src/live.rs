@@ -84,8 +84,8 @@ pub enum AgentPush {
     /// Read the device's command stream.
     Commands,
     /// Deliver this `queued` command, which ingest in this process handed over as it
-    /// stored it (no stream entry was written), then do what [`AgentPush::Commands`]
-    /// does (boxed: a mailbox slot stays small).
+    /// stored it (no stream entry was written); a moment later, do what
+    /// [`AgentPush::Commands`] does (boxed: a mailbox slot stays small).
     Queued(Box<tether_store::Command>),
     /// Send this in-flight command again.
     Redeliver(String),
@@ -344,7 +344,14 @@ impl LiveHub {
                 return None;
             }
         };
-        let mut owners = lock(&state.live.owners);
+        state.live.remember_owner(device_id, &owner);
+        Some(owner)
+    }
+
+    /// Remembers a device's owner just read from the store (ingest has the device in
+    /// hand: the command's live events then need no read of their own).
+    pub fn remember_owner(&self, device_id: &str, owner: &str) {
+        let mut owners = lock(&self.owners);
         if owners.len() >= OWNERS_KEPT {
             owners.retain(|_, (_, at)| at.elapsed() < OWNER_FRESH);
             if owners.len() >= OWNERS_KEPT {
@@ -353,9 +360,8 @@ impl LiveHub {
         }
         owners.insert(
             device_id.to_owned(),
-            (owner.clone(), std::time::Instant::now()),
+            (owner.to_owned(), std::time::Instant::now()),
         );
-        Some(owner)
     }
 
     /// Hands one event to this process's clients and agent sessions (a policy change

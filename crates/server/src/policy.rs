@@ -108,6 +108,32 @@ pub async fn decide(
     device_id: &str,
     method: Method,
 ) -> Result<Decision, ApiError> {
+    let second_factor_at = second_factor(state, &user.id, session_id).await?;
+    decide_with(state, current, user, second_factor_at, device_id, method).await
+}
+
+/// When the session `session_id` of `user_id` last passed a second factor (none without
+/// a session): what [`decide_with`] needs, read beside ingest's other reads.
+pub async fn second_factor(
+    state: &AppState,
+    user_id: &str,
+    session_id: Option<&str>,
+) -> Result<Option<UnixMillis>, ApiError> {
+    Ok(match session_id {
+        Some(s) => state.store.last_second_factor(s, user_id).await?,
+        None => None,
+    })
+}
+
+/// [`decide`] with the session's second factor already read ([`second_factor`]).
+pub async fn decide_with(
+    state: &AppState,
+    current: &Current,
+    user: &User,
+    second_factor_at: Option<UnixMillis>,
+    device_id: &str,
+    method: Method,
+) -> Result<Decision, ApiError> {
     let request = Request {
         user_id: &user.id,
         role: role(user.role),
@@ -128,10 +154,6 @@ pub async fn decide(
             .await?;
         counts.insert(q.rule_id, n);
     }
-    let second_factor_at = match session_id {
-        Some(s) => state.store.last_second_factor(s, &user.id).await?,
-        None => None,
-    };
     Ok(current.policy.evaluate(
         &request,
         &Facts {

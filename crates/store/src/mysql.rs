@@ -59,6 +59,11 @@ impl Dialect for MysqlDialect {
             "audit device",
             include_str!("../migrations/mysql/0006_audit_device.sql"),
         ),
+        (
+            7,
+            "commands by device and state",
+            include_str!("../migrations/mysql/0007_commands_device_state.sql"),
+        ),
     ];
 
     fn rows_affected(result: &MySqlQueryResult) -> u64 {

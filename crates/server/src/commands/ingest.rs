@@ -191,7 +191,7 @@ async fn accept(
     let id = req.message_id.to_string();
     // The reads this needs do not depend on each other: side by side (their errors are
     // still reported in the order below).
-    let (device, existing, registered, current) = tokio::join!(
+    let (device, existing, registered, current, second_factor, undelivered) = tokio::join!(
         controllable_device(state, caller, &req.device_id),
         state.store.command(&id),
         async {
@@ -204,6 +204,9 @@ async fn accept(
             }
         },
         crate::policy::current(state),
+        crate::policy::second_factor(state, &caller.user.id, caller.session_id.as_deref()),
+        // Counted for `req.device_id`, which is `device.id`.
+        state.store.count_undelivered(&req.device_id),
     );
     let device = device?;
 
@@ -255,28 +258,25 @@ async fn accept(
     // Central policy, before anything is stored: a refusal stores nothing (the audit
     // trail has the decision), approvals store the command without publishing it.
     let current = current?;
-    let decision = crate::policy::decide(
+    let decision = crate::policy::decide_with(
         state,
         &current,
         &caller.user,
-        caller.session_id.as_deref(),
+        second_factor?,
         &device.id,
         req.method,
     )
     .await?;
-    let (recorded, undelivered) = tokio::join!(
-        crate::policy::record(
-            state,
-            &caller.user,
-            &device.id,
-            &id,
-            req.method,
-            current.version,
-            &decision,
-        ),
-        state.store.count_undelivered(&device.id),
-    );
-    recorded?;
+    crate::policy::record(
+        state,
+        &caller.user,
+        &device.id,
+        &id,
+        req.method,
+        current.version,
+        &decision,
+    )
+    .await?;
     if let Some(refused) = crate::policy::refusal(&decision) {
         return Err(refused);
     }
@@ -359,6 +359,9 @@ async fn accept(
         error_code: None,
         viewed_at: None,
     };
+    if let Some(owner) = &device.owner_id {
+        state.live.remember_owner(&device.id, owner);
+    }
     announce(state, &stored, None, &detail).await;
     if initial == CommandState::AwaitingApproval {
         // Stored, not published: approvals (`POST /api/command/{id}/approve`) queue it.

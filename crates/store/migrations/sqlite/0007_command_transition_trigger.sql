@@ -74,3 +74,8 @@ BEGIN
             THEN NEW.device_id END
     );
 END;
+
+-- A device's unfinished commands (a session's look for waiting ones, ingest's
+-- backpressure count) are found by device and state, not by scanning every command the
+-- device ever had.
+CREATE INDEX commands_device_state ON commands (device_id, state);
