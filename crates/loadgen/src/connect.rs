@@ -39,7 +39,7 @@ use crate::commands::{self, Answer, Answerer, CommandOptions, CommandReport};
 use crate::identities::{DeviceIdentity, IdentityFile};
 use crate::rss::{self, Memory};
 use crate::server_stats::{self, TelemetryCounters};
-use crate::target::{Target, gateway_key_set, verify_gateway_frame};
+use crate::target::{Target, gateway_key_set, verify_gateway_frame, verify_gateway_payload};
 use crate::wire::{Outbox, next_frame, random, send};
 
 /// How long the gateway may take to answer `auth`.
@@ -122,8 +122,12 @@ pub struct ConnectReport {
     /// Sessions that failed before `connected`.
     pub failed: usize,
     /// Established sessions that ended before the hold was over, or were sent a frame
-    /// (an idle session expects none: an `error` frame means a heartbeat was refused).
+    /// they do not expect (an `error` frame that names none of their messages).
     pub dropped: usize,
+    /// Frames of the sessions the server refused one by one (an `error` frame naming
+    /// the frame, such as a sample refused with 9002 while the server is behind on
+    /// storing telemetry); the session goes on. Reasons in `errors`.
+    pub frames_refused: usize,
     /// Heartbeats sent while the sessions were held.
     pub heartbeats_sent: u64,
     /// The server's heartbeat interval, from `connected`.
@@ -211,6 +215,7 @@ struct Shared {
     established: AtomicUsize,
     failed: AtomicUsize,
     dropped: AtomicUsize,
+    refused: AtomicUsize,
     heartbeats: AtomicU64,
     telemetry: AtomicU64,
     telemetry_every: Option<Duration>,
@@ -279,6 +284,7 @@ pub async fn run(
         established: AtomicUsize::new(0),
         failed: AtomicUsize::new(0),
         dropped: AtomicUsize::new(0),
+        refused: AtomicUsize::new(0),
         heartbeats: AtomicU64::new(0),
         telemetry: AtomicU64::new(0),
         telemetry_every: opts.telemetry_every.filter(|d| !d.is_zero()),
@@ -457,6 +463,7 @@ pub async fn run(
     report.established = shared.established.load(Ordering::Relaxed);
     report.failed = shared.failed.load(Ordering::Relaxed);
     report.dropped = shared.dropped.load(Ordering::Relaxed);
+    report.frames_refused = shared.refused.load(Ordering::Relaxed);
     report.heartbeats_sent = shared.heartbeats.load(Ordering::Relaxed);
     report.heartbeat_interval_s = shared.interval_s.load(Ordering::Relaxed);
     report.bytes_per_connection = match (report.rss_before_kib, report.rss_held_peak_kib) {
@@ -669,8 +676,23 @@ async fn held(
             }
             incoming = ws.next() => match incoming {
                 Some(Ok(WsMessage::Text(t))) => {
-                    let why = match verify_gateway_frame(t.as_bytes(), &shared.keys, &*shared.clock) {
+                    let why = match verify_gateway_payload(t.as_bytes(), &shared.keys, &*shared.clock) {
                         Err(e) => e.to_string(),
+                        // One of our frames refused (a sample while the server is
+                        // behind, 9002): the agent keeps it and goes on.
+                        Ok(Payload::Error(e)) if e.ref_message_id.is_some() => {
+                            shared.record(
+                                &shared.refused,
+                                format!("a frame refused: {} {}", e.code.number(), e.code.name()),
+                            );
+                            continue;
+                        }
+                        Ok(Payload::Error(e)) => format!(
+                            "the gateway refused: {} {}: {}",
+                            e.code.number(),
+                            e.code.name(),
+                            e.message
+                        ),
                         Ok(Payload::CommandDelivery(d)) => {
                             if answer(ws, outbox, device, shared, &d).await {
                                 continue;

@@ -440,6 +440,7 @@ fn print_report(r: &ConnectReport) {
     println!("connections requested:   {}", r.requested);
     println!("established / failed:    {} / {}", r.established, r.failed);
     println!("dropped while held:      {}", r.dropped);
+    println!("frames refused:          {}", r.frames_refused);
     println!(
         "time to establish:       {:.1} s ({:.0} connections/s)",
         r.establish_s,

@@ -70,8 +70,7 @@ pub fn verify_gateway_frame(
     keys: &StaticKeys,
     clock: &dyn Clock,
 ) -> Result<Payload, LoadError> {
-    let verified = Verifier::new(keys, clock).verify(frame)?;
-    match verified.payload {
+    match verify_gateway_payload(frame, keys, clock)? {
         Payload::Error(e) => Err(LoadError::Protocol(format!(
             "the gateway refused: {} {}: {}",
             e.code.number(),
@@ -80,4 +79,13 @@ pub fn verify_gateway_frame(
         ))),
         p => Ok(p),
     }
+}
+
+/// Verifies a frame the gateway signed and returns its payload, an `error` frame's too.
+pub fn verify_gateway_payload(
+    frame: &[u8],
+    keys: &StaticKeys,
+    clock: &dyn Clock,
+) -> Result<Payload, LoadError> {
+    Ok(Verifier::new(keys, clock).verify(frame)?.payload)
 }
