@@ -20,6 +20,8 @@
 #   SERVER_CPUS / LOADGEN_CPUS   taskset CPU lists (default: no pinning)
 #   SERVER_LOG    the server's TETHER_LOG (default info,sqlx=warn; info,sqlx::query=debug
 #                 shows every statement)
+#   SERVER_BIN    a tether-server binary to measure instead of this checkout's (an A/B
+#                 against another build; the load generator is still this checkout's)
 #   BACKENDS      embedded (default: SQLite store, embedded bus) or mariadb-redis: the
 #                 MariaDB on 127.0.0.1:3306 (root, no password) in a new database, and
 #                 Redis Streams on 127.0.0.1:6379 under a new key prefix; both are
@@ -64,6 +66,7 @@ fi
 
 cargo build --release --locked -p tether-server -p tether-loadgen
 bin="${CARGO_TARGET_DIR:-target}/release"
+server_bin="${SERVER_BIN:-$bin/tether-server}"
 pin() { if [ -n "$1" ]; then echo taskset -c "$1"; fi; }
 
 work=$(mktemp -d)
@@ -111,7 +114,7 @@ token="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 start_server() {
     rm -f "$work/ready.json"
     # shellcheck disable=SC2046
-    TETHER_LOG="${SERVER_LOG:-info,sqlx=warn}" $(pin "$SERVER_CPUS") "$bin/tether-server" \
+    TETHER_LOG="${SERVER_LOG:-info,sqlx=warn}" $(pin "$SERVER_CPUS") "$server_bin" \
         --config "$work/bench.toml" --data-dir "$work/data" --listen 127.0.0.1:0 \
         --ready-file "$work/ready.json" >>"$work/server.log" 2>&1 &
     server_pid=$!
