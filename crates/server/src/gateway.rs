@@ -422,7 +422,8 @@ impl Session {
         self.policy_sent = auth.policy_version.unwrap_or(0);
         // The commands waiting for this device are taken (moved to `sent`) before the
         // agent hears `connected`, and sent right after it: a command submitted once the
-        // session is up goes through the stream, never both ways at once.
+        // session is registered reaches it through its mailbox (handed over, or woken to
+        // read the stream) as well, and only one of the two moves it to `sent`.
         self.claimed_at = state.now();
         let waiting = crate::commands::agent::on_connect(&state, &device.id).await;
         self.send(&Connected {

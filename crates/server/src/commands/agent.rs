@@ -254,6 +254,18 @@ async fn read_stream(state: &AppState, device_id: &str, claim: Claim) -> Vec<Out
     };
     let mut entries = Vec::new();
     if claim == Claim::Stale {
+        // A stream nothing was ever appended to has nothing to claim or read (ingest
+        // hands a command to a session in its own process without one, so most devices'
+        // streams stay empty): a connect then costs the bus one read instead of three
+        // writes. A later wake creates the group if an entry comes (it reads from the
+        // stream's start, so nothing appended meanwhile is missed).
+        match state.bus.stream_len(&stream).await {
+            Ok(0) => return Vec::new(),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(device = %device_id, error = %e, "command stream length not read");
+            }
+        }
         if !ensure().await {
             return Vec::new();
         }
