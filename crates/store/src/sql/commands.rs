@@ -30,6 +30,30 @@ macro_rules! command_columns {
          policy_rule, approvals_required, approvers"
     };
 }
+/// What a transition sets besides its state and time: each of these only when the
+/// update has it (binds: [`bind_update!`]).
+macro_rules! update_columns {
+    () => {
+        "attempts = CASE WHEN ? = 1 THEN ? ELSE attempts END, \
+         next_attempt_at = CASE WHEN ? = 1 THEN ? ELSE next_attempt_at END, \
+         result = CASE WHEN ? = 1 THEN ? ELSE result END, \
+         error_code = CASE WHEN ? = 1 THEN ? ELSE error_code END"
+    };
+}
+/// Binds [`update_columns!`]'s placeholders from a `CommandUpdate` and its result text.
+macro_rules! bind_update {
+    ($query:expr, $update:expr, $result:expr) => {
+        $query
+            .bind(i64::from($update.attempts.is_some()))
+            .bind(i64::from($update.attempts.unwrap_or(0)))
+            .bind(i64::from($update.next_attempt_at.is_some()))
+            .bind($update.next_attempt_at.flatten().map(to_db_time))
+            .bind(i64::from($result.is_some()))
+            .bind($result.as_deref())
+            .bind(i64::from($update.error_code.is_some()))
+            .bind($update.error_code.map(i64::from))
+    };
+}
 macro_rules! artifact_columns {
     () => {
         "id, device_id, command_id, object_key, content_type, max_bytes, created_at, \
@@ -455,25 +479,15 @@ where
         // the last one.
         let at = at.max(after.updated_at);
         let sql = format!(
-            "UPDATE commands SET state = ?, updated_at = ?, \
-             attempts = CASE WHEN ? = 1 THEN ? ELSE attempts END, \
-             next_attempt_at = CASE WHEN ? = 1 THEN ? ELSE next_attempt_at END, \
-             result = CASE WHEN ? = 1 THEN ? ELSE result END, \
-             error_code = CASE WHEN ? = 1 THEN ? ELSE error_code END \
+            "UPDATE commands SET state = ?, updated_at = ?, {} \
              WHERE id = ? AND state = ? AND state IN ({})",
+            update_columns!(),
             state_list(from)
         );
         let updated = sqlx::query(AssertSqlSafe(sql))
             .bind(state_str(to))
-            .bind(to_db_time(at))
-            .bind(i64::from(update.attempts.is_some()))
-            .bind(i64::from(update.attempts.unwrap_or(0)))
-            .bind(i64::from(update.next_attempt_at.is_some()))
-            .bind(update.next_attempt_at.flatten().map(to_db_time))
-            .bind(i64::from(result.is_some()))
-            .bind(result.as_deref())
-            .bind(i64::from(update.error_code.is_some()))
-            .bind(update.error_code.map(i64::from))
+            .bind(to_db_time(at));
+        let updated = bind_update!(updated, update, result)
             .bind(id)
             .bind(state_str(before))
             .execute(&mut *tx);
@@ -533,28 +547,18 @@ where
         // = state` reads the row as it was before this statement.
         let sql = format!(
             "UPDATE commands SET prev_state = state, transition_detail = ?, state = ?, \
-             updated_at = MAX(updated_at, ?), \
-             attempts = CASE WHEN ? = 1 THEN ? ELSE attempts END, \
-             next_attempt_at = CASE WHEN ? = 1 THEN ? ELSE next_attempt_at END, \
-             result = CASE WHEN ? = 1 THEN ? ELSE result END, \
-             error_code = CASE WHEN ? = 1 THEN ? ELSE error_code END \
+             updated_at = MAX(updated_at, ?), {} \
              WHERE id = ? AND state IN ({}) AND (? IS NULL OR device_id = ?) \
              RETURNING {}, prev_state",
+            update_columns!(),
             state_list(from),
             command_columns!()
         );
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(detail)
             .bind(state_str(to))
-            .bind(to_db_time(at))
-            .bind(i64::from(update.attempts.is_some()))
-            .bind(i64::from(update.attempts.unwrap_or(0)))
-            .bind(i64::from(update.next_attempt_at.is_some()))
-            .bind(update.next_attempt_at.flatten().map(to_db_time))
-            .bind(i64::from(result.is_some()))
-            .bind(result.as_deref())
-            .bind(i64::from(update.error_code.is_some()))
-            .bind(update.error_code.map(i64::from))
+            .bind(to_db_time(at));
+        let row = bind_update!(row, update, result)
             .bind(id)
             .bind(update.device_id.as_deref())
             .bind(update.device_id.as_deref())
