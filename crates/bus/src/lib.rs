@@ -26,6 +26,7 @@ mod args;
 mod embedded;
 mod error;
 mod id;
+mod own_thread;
 mod redis_bus;
 
 use std::time::Duration;
@@ -34,6 +35,7 @@ use async_trait::async_trait;
 
 pub use embedded::EmbeddedBus;
 pub use error::BusError;
+pub use own_thread::OwnThread;
 pub use redis_bus::RedisBus;
 
 /// Result alias for bus operations.

@@ -25,7 +25,8 @@ use tokio::time::Instant;
 /// whole macro-nodes of up to 100 entries.
 const TRIM_SLACK: u64 = 100;
 
-/// Defines each listed test twice: `embedded::name` and `redis::name`.
+/// Defines each listed test three times: `embedded::name`, `own_thread::name` (the
+/// embedded bus behind [`tether_bus::OwnThread`]) and `redis::name`.
 macro_rules! behaviour_tests {
     ($($name:ident),* $(,)?) => {
         mod embedded {
@@ -33,6 +34,14 @@ macro_rules! behaviour_tests {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     crate::common::run(crate::common::Backend::Embedded, super::$name).await;
+                }
+            )*
+        }
+        mod own_thread {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    crate::common::run(crate::common::Backend::EmbeddedOwnThread, super::$name).await;
                 }
             )*
         }
@@ -103,7 +112,7 @@ fn ids(entries: &[Entry]) -> Vec<String> {
 async fn ping_and_backend(h: Arc<Harness>) {
     h.bus.ping().await.unwrap();
     let expected = match h.backend() {
-        Backend::Embedded => "embedded",
+        Backend::Embedded | Backend::EmbeddedOwnThread => "embedded",
         Backend::Redis => "redis",
     };
     assert_eq!(h.bus.backend(), expected);
@@ -478,7 +487,7 @@ async fn stream_len_and_trim(h: Arc<Harness>) {
     let len = bus.stream_len("capped").await.unwrap();
     assert!(len >= max_len, "trimmed to {len}");
     assert!(len <= max_len + TRIM_SLACK, "not trimmed: {len}");
-    if matches!(h.backend(), Backend::Embedded) {
+    if matches!(h.backend(), Backend::Embedded | Backend::EmbeddedOwnThread) {
         assert_eq!(len, max_len, "the embedded bus trims exactly");
     }
     // The oldest entries went; the newest are all there, in order.

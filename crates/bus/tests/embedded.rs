@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tether_bus::{Bus, EmbeddedBus};
+use tether_bus::{Bus, EmbeddedBus, OwnThread};
 use tether_proto::{ManualClock, UnixMillis};
 
 const NO_WAIT: Duration = Duration::ZERO;
@@ -95,5 +95,31 @@ async fn data_survives_without_a_clean_close() {
     }
     let bus = EmbeddedBus::open(&path, "prod", clock).await.unwrap();
     assert_eq!(bus.stream_len("s").await.unwrap(), 1);
+    assert_eq!(bus.pending_count("s", "g").await.unwrap(), 1);
+}
+
+/// Behind `OwnThread`, a blocking read whose caller stops waiting is cancelled on the
+/// bus's thread as well: an entry appended afterwards is not delivered to nobody.
+#[tokio::test]
+async fn an_abandoned_read_on_the_bus_thread_takes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(UnixMillis(1_700_000_000_000)));
+    let embedded = EmbeddedBus::open(&dir.path().join("bus.sqlite"), "prod", clock)
+        .await
+        .unwrap();
+    let bus = OwnThread::start(Arc::new(embedded), "test-bus").unwrap();
+    bus.ensure_group("s", "g").await.unwrap();
+    let abandoned = tokio::time::timeout(
+        Duration::from_millis(100),
+        bus.read_group("s", "g", "gone", 10, Duration::from_secs(5)),
+    )
+    .await;
+    assert!(abandoned.is_err(), "the read blocks until the timeout");
+    bus.append("s", b"x", 100).await.unwrap();
+    // Were the abandoned read still running on the bus's thread, it would take the entry.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let got = bus.read_group("s", "g", "here", 10, NO_WAIT).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].deliveries, 1);
     assert_eq!(bus.pending_count("s", "g").await.unwrap(), 1);
 }

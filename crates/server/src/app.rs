@@ -10,7 +10,7 @@ use ed25519_dalek::SigningKey;
 use rustls::pki_types::{
     CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer,
 };
-use tether_bus::{Bus, EmbeddedBus, RedisBus};
+use tether_bus::{Bus, EmbeddedBus, OwnThread, RedisBus};
 use tether_proto::Clock;
 use tether_proto::envelope::EnvelopeSigner;
 use tether_store::{MysqlStore, SqliteStore, Store};
@@ -120,9 +120,12 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
 
 async fn open_bus(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<dyn Bus>, StartError> {
     Ok(match &config.bus {
-        BusConfig::Embedded { path } => {
-            Arc::new(EmbeddedBus::open(&config.in_data_dir(path), "tether", clock).await?)
-        }
+        // On a thread of its own: see `OwnThread` (a commit holds the one writer
+        // connection; the shared runtime would stretch that out under load).
+        BusConfig::Embedded { path } => Arc::new(OwnThread::start(
+            Arc::new(EmbeddedBus::open(&config.in_data_dir(path), "tether", clock).await?),
+            "tether-bus",
+        )?),
         BusConfig::Redis { url, namespace } => Arc::new(RedisBus::connect(url, namespace).await?),
     })
 }
@@ -319,6 +322,10 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
     }
 
     let store = open_store(&config).await?;
+    // The analytics' own connections to the same database: with tens of thousands of
+    // agent sessions waiting for connections in the shared pool, a worker storing
+    // thousands of samples a second must not queue behind them.
+    let analytics_store = open_store(&config).await?;
     let bus = open_bus(&config, Arc::clone(&clock)).await?;
 
     let listener = TcpListener::bind(config.listen)
@@ -414,7 +421,8 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
     let live_task = tokio::spawn(crate::live::LiveHub::run(state.clone(), shutdown.clone()));
 
     // The telemetry pipeline: analytics, rollups, offline alerts, the alert webhook.
-    let worker_tasks = crate::workers::spawn_all(&state, webhook_worker, &shutdown);
+    let worker_tasks =
+        crate::workers::spawn_all(&state, analytics_store, webhook_worker, &shutdown);
 
     if let Some(path) = &config.ready_file {
         write_ready_file(path, addr, &public_url, &state)?;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tempfile::TempDir;
-use tether_bus::{Bus, EmbeddedBus, RedisBus};
+use tether_bus::{Bus, EmbeddedBus, OwnThread, RedisBus};
 use tether_proto::{ManualClock, UnixMillis};
 
 /// Where the embedded bus's manual clock starts.
@@ -22,6 +22,8 @@ const START: UnixMillis = UnixMillis(1_700_000_000_000);
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Backend {
     Embedded,
+    /// The embedded bus behind `OwnThread`.
+    EmbeddedOwnThread,
     Redis,
 }
 
@@ -46,6 +48,7 @@ pub(crate) struct Harness {
 enum Store {
     Embedded {
         dir: TempDir,
+        own_thread: bool,
     },
     Redis {
         url: String,
@@ -54,16 +57,23 @@ enum Store {
 }
 
 impl Harness {
-    pub(crate) async fn embedded() -> Self {
+    pub(crate) async fn embedded(own_thread: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(START));
-        let bus = EmbeddedBus::open(&dir.path().join("bus.sqlite"), "test", clock.clone())
-            .await
-            .unwrap();
+        let bus: Arc<dyn Bus> = Arc::new(
+            EmbeddedBus::open(&dir.path().join("bus.sqlite"), "test", clock.clone())
+                .await
+                .unwrap(),
+        );
+        let bus: Arc<dyn Bus> = if own_thread {
+            Arc::new(OwnThread::start(bus, "test-bus").unwrap())
+        } else {
+            bus
+        };
         Self {
-            bus: Arc::new(bus),
+            bus,
             time: Time::Manual(clock),
-            store: Store::Embedded { dir },
+            store: Store::Embedded { dir, own_thread },
         }
     }
 
@@ -83,7 +93,12 @@ impl Harness {
     /// Which backend this is.
     pub(crate) fn backend(&self) -> Backend {
         match self.store {
-            Store::Embedded { .. } => Backend::Embedded,
+            Store::Embedded {
+                own_thread: false, ..
+            } => Backend::Embedded,
+            Store::Embedded {
+                own_thread: true, ..
+            } => Backend::EmbeddedOwnThread,
             Store::Redis { .. } => Backend::Redis,
         }
     }
@@ -99,7 +114,7 @@ impl Harness {
     /// A second bus on the same backend (same file / same Redis) in another namespace.
     pub(crate) async fn other_namespace(&self) -> Arc<dyn Bus> {
         match (&self.store, &self.time) {
-            (Store::Embedded { dir }, Time::Manual(clock)) => Arc::new(
+            (Store::Embedded { dir, .. }, Time::Manual(clock)) => Arc::new(
                 EmbeddedBus::open(&dir.path().join("bus.sqlite"), "other", clock.clone())
                     .await
                     .unwrap(),
@@ -132,7 +147,8 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let harness = Arc::new(match backend {
-        Backend::Embedded => Harness::embedded().await,
+        Backend::Embedded => Harness::embedded(false).await,
+        Backend::EmbeddedOwnThread => Harness::embedded(true).await,
         Backend::Redis => Harness::redis().await,
     });
     let outcome = tokio::spawn(test(harness.clone())).await;
