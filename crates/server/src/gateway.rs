@@ -84,6 +84,7 @@ pub async fn upgrade(
                 owner_keys_sent: 0,
                 claimed_at: tether_proto::UnixMillis(0),
                 sweep_at: None,
+                refusals: telemetry::RefusalTally::default(),
             };
             let result = if s.peer.client_cert.is_some() {
                 s.authenticated().await
@@ -114,6 +115,9 @@ struct Session {
     /// [`AgentPush::Queued`]): later, not at once, so the handed command's ack, status and
     /// result are not held up behind those reads.
     sweep_at: Option<tokio::time::Instant>,
+    /// The refused frames answered but not yet audited on their own (see
+    /// [`telemetry::RefusalTally`]).
+    refusals: telemetry::RefusalTally,
 }
 
 /// How long after a hand-over a session looks for other waiting commands (several
@@ -453,6 +457,7 @@ impl Session {
             .session_loop(&keys, &mut seqs, &mut device, &session_id, &mut mailbox)
             .await;
         drop(mailbox);
+        self.record_folded_refusals(&device.id).await;
         telemetry::end_presence(&state, &device, &session_id).await;
         let _ = audit::record(
             &state,

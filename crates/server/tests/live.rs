@@ -314,6 +314,19 @@ async fn ten_bad_frames_in_a_row_end_the_session() {
     .await;
     assert!(closed.is_ok(), "the gateway closes the session");
     assert_eq!(telemetry_len(&srv).await, 0);
+    // The first refusal is audited at once; the nine within the next 10 s are folded
+    // into one event at the session's end, which stands for eight more besides itself.
+    let device_id = agent.device_id.clone().unwrap();
+    let audited = eventually("the folded refusals audited", || async {
+        let a = rejected_audit(&srv, &device_id).await;
+        (a.len() >= 2).then_some(a)
+    })
+    .await;
+    let folded: Vec<(u64, u64)> = audited
+        .iter()
+        .map(|d| (d["code"].as_u64().unwrap(), d["folded"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(folded, [(2004, 0), (2004, 8)]);
     srv.stop().await;
 }
 

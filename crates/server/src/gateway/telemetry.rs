@@ -27,6 +27,9 @@ use crate::events::{
 use crate::routes::devices::presence_key;
 use crate::state::AppState;
 
+#[cfg(test)]
+mod tests;
+
 /// The audit action of a refused telemetry frame.
 pub const TELEMETRY_REJECTED: &str = "telemetry.rejected";
 /// The audit action of any other refused frame on an authenticated session.
@@ -137,9 +140,11 @@ impl Session {
         }
     }
 
-    /// Drops a frame that failed its checks: logs it, answers it with a signed `error`
-    /// frame, and records a security event. Nothing of the frame is believed; its
-    /// claimed type and message id are read only to name it.
+    /// Drops a frame that failed its checks: answers it with a signed `error` frame that
+    /// names it, counts it, and logs and audits it — each refusal of a kind (action and
+    /// code) on its own at most once per [`REFUSAL_AUDIT_EVERY`], the others folded into
+    /// the next event of that kind ([`RefusalTally`]). Nothing of the frame is believed;
+    /// its claimed type and message id are read only to name it.
     pub(super) async fn reject_frame(
         &mut self,
         device_id: &str,
@@ -154,14 +159,6 @@ impl Session {
         if claimed.msg_type == Some(MessageType::Telemetry) {
             crate::prom::telemetry_rejected(code);
         }
-        tracing::warn!(
-            device = %device_id,
-            session = %session_id,
-            code = code.number(),
-            claimed_type,
-            %reason,
-            "dropped a refused frame from an agent"
-        );
         let _ = self
             .send(&ErrorFrame {
                 code,
@@ -178,25 +175,138 @@ impl Session {
         } else {
             FRAME_REJECTED
         };
-        let recorded = audit::record(
-            &self.state,
-            device_id,
-            action,
-            Some(device_id),
-            Outcome::Denied,
-            json!({
-                "code": code.number(),
-                "error": code.name(),
-                "reason": reason,
-                "session_id": session_id,
-                "claimed_type": claimed_type,
-                "message_id": claimed.message_id.as_ref().map(MessageId::as_str),
-            }),
-        )
-        .await;
-        if let Err(e) = recorded {
-            tracing::error!(device = %device_id, error = %e, "recording a refused frame failed");
+        let detail = json!({
+            "code": code.number(),
+            "error": code.name(),
+            "reason": reason,
+            "session_id": session_id,
+            "claimed_type": claimed_type,
+            "message_id": claimed.message_id.as_ref().map(MessageId::as_str),
+        });
+        let Some(folded) =
+            self.refusals
+                .refused(action, code, &detail, tokio::time::Instant::now())
+        else {
+            tracing::debug!(device = %device_id, session = %session_id, code = code.number(), %reason, "dropped a refused frame from an agent (audited with the next of its kind)");
+            return;
+        };
+        tracing::warn!(
+            device = %device_id,
+            session = %session_id,
+            code = code.number(),
+            claimed_type,
+            %reason,
+            folded,
+            "dropped a refused frame from an agent"
+        );
+        record_refusal(&self.state, device_id, action, detail, folded).await;
+    }
+
+    /// At the session's end: audits, for each kind of refusal with some not yet audited,
+    /// the last of them, with the others folded into it.
+    pub(super) async fn record_folded_refusals(&mut self, device_id: &str) {
+        for (action, detail, folded) in self.refusals.take_unrecorded() {
+            record_refusal(&self.state, device_id, action, detail, folded).await;
         }
+    }
+}
+
+/// Audits a refused frame; `folded` is how many earlier refusals of its kind on its
+/// session this event stands for as well.
+async fn record_refusal(
+    state: &AppState,
+    device_id: &str,
+    action: &'static str,
+    mut detail: Value,
+    folded: u64,
+) {
+    if let Value::Object(map) = &mut detail {
+        map.insert("folded".into(), Value::from(folded));
+    }
+    let recorded = audit::record(
+        state,
+        device_id,
+        action,
+        Some(device_id),
+        Outcome::Denied,
+        detail,
+    )
+    .await;
+    if let Err(e) = recorded {
+        tracing::error!(device = %device_id, error = %e, "recording a refused frame failed");
+    }
+}
+
+/// How often one session audits a refusal of one kind on its own.
+pub(crate) const REFUSAL_AUDIT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A session's refused frames by kind (audit action and error code): when one was last
+/// audited, and how many since were not.
+///
+/// A refusal must cost less than an acceptance. An overloaded server answers frames late,
+/// and late frames are refused as expired (`2004`); if each refusal were an audit write
+/// (the store's one writer, in turn) and a warning line, every refusal would make the
+/// next frames later still, until a whole fleet's telemetry was refused. So the first
+/// refusal of a kind is audited at once, those within [`REFUSAL_AUDIT_EVERY`] after it
+/// are only counted, and the next audited one of that kind — or the session's end —
+/// records them as `folded`. Every refusal is still answered with its own `error` frame
+/// and counted in `tether_telemetry_rejected_total`.
+#[derive(Debug, Default)]
+pub(crate) struct RefusalTally {
+    kinds: std::collections::HashMap<(&'static str, ErrorCode), Unrecorded>,
+}
+
+#[derive(Debug)]
+struct Unrecorded {
+    recorded_at: tokio::time::Instant,
+    count: u64,
+    last: Value,
+}
+
+impl RefusalTally {
+    /// Notes a refusal: `Some(folded)` when it is to be audited now, standing for
+    /// `folded` earlier ones as well; `None` when it is only counted.
+    fn refused(
+        &mut self,
+        action: &'static str,
+        code: ErrorCode,
+        detail: &Value,
+        now: tokio::time::Instant,
+    ) -> Option<u64> {
+        match self.kinds.get_mut(&(action, code)) {
+            Some(u) if now.duration_since(u.recorded_at) < REFUSAL_AUDIT_EVERY => {
+                u.count = u.count.saturating_add(1);
+                u.last = detail.clone();
+                None
+            }
+            Some(u) => {
+                let folded = u.count;
+                u.recorded_at = now;
+                u.count = 0;
+                Some(folded)
+            }
+            None => {
+                self.kinds.insert(
+                    (action, code),
+                    Unrecorded {
+                        recorded_at: now,
+                        count: 0,
+                        last: Value::Null,
+                    },
+                );
+                Some(0)
+            }
+        }
+    }
+
+    /// For each kind with refusals not audited: its action, the last one's detail, and
+    /// how many others it stands for. Empties the tally.
+    fn take_unrecorded(&mut self) -> Vec<(&'static str, Value, u64)> {
+        self.kinds
+            .drain()
+            .filter(|(_, u)| u.count > 0)
+            .map(|((action, _), u)| (action, u.last, u.count.saturating_sub(1)))
+            .collect()
     }
 }
 
@@ -252,18 +362,5 @@ pub(super) async fn end_presence(state: &AppState, device: &Device, session_id: 
     let replaced = !deleted && matches!(state.bus.get(&key).await, Ok(Some(_)));
     if !replaced {
         publish_presence(state, device, session_id, false).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::admits;
-
-    #[test]
-    fn samples_are_refused_from_the_limit_on() {
-        assert!(admits(0, 50_000));
-        assert!(admits(49_999, 50_000));
-        assert!(!admits(50_000, 50_000));
-        assert!(!admits(u64::MAX, 1));
     }
 }

@@ -1,0 +1,72 @@
+//! Admission while the analytics are behind, and the refusal tally: which refusals are
+//! audited on their own, and what is folded.
+
+use serde_json::json;
+use tether_proto::ErrorCode;
+use tokio::time::Instant;
+
+use super::{FRAME_REJECTED, REFUSAL_AUDIT_EVERY, RefusalTally, TELEMETRY_REJECTED, admits};
+
+fn detail(n: u32) -> serde_json::Value {
+    json!({ "n": n })
+}
+
+#[test]
+fn the_first_of_a_kind_is_audited_and_the_rest_folded_for_a_while() {
+    let mut t = RefusalTally::default();
+    let start = Instant::now();
+    let later = start + REFUSAL_AUDIT_EVERY;
+    let expired = ErrorCode::TtlExpired;
+    assert_eq!(
+        t.refused(TELEMETRY_REJECTED, expired, &detail(1), start),
+        Some(0)
+    );
+    for n in 2..=5 {
+        assert_eq!(
+            t.refused(TELEMETRY_REJECTED, expired, &detail(n), start),
+            None
+        );
+    }
+    // Another code, or another action, is a kind of its own.
+    assert_eq!(
+        t.refused(
+            TELEMETRY_REJECTED,
+            ErrorCode::SignatureInvalid,
+            &detail(6),
+            start
+        ),
+        Some(0)
+    );
+    assert_eq!(
+        t.refused(FRAME_REJECTED, expired, &detail(7), start),
+        Some(0)
+    );
+
+    // After the interval the next one is audited, standing for the four counted.
+    assert_eq!(
+        t.refused(TELEMETRY_REJECTED, expired, &detail(8), later),
+        Some(4)
+    );
+    assert_eq!(
+        t.refused(TELEMETRY_REJECTED, expired, &detail(9), later),
+        None
+    );
+    assert_eq!(
+        t.refused(TELEMETRY_REJECTED, expired, &detail(10), later),
+        None
+    );
+
+    // The session's end: the last counted one, standing for one more; nothing for the
+    // kinds with nothing counted; and the tally is empty after.
+    let left = t.take_unrecorded();
+    assert_eq!(left, vec![(TELEMETRY_REJECTED, detail(10), 1)]);
+    assert!(t.take_unrecorded().is_empty());
+}
+
+#[test]
+fn samples_are_refused_from_the_limit_on() {
+    assert!(admits(0, 50_000));
+    assert!(admits(49_999, 50_000));
+    assert!(!admits(50_000, 50_000));
+    assert!(!admits(u64::MAX, 1));
+}
