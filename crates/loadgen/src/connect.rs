@@ -65,6 +65,7 @@ async fn counters(
         let s = crate::baseline::BaselineStats::read(stats)?;
         let mut c = TelemetryCounters {
             accepted: s.verified,
+            stored: 0,
             rejected: BTreeMap::new(),
         };
         if s.refused > 0 {
@@ -161,6 +162,11 @@ pub struct ConnectReport {
     pub telemetry_accepted: Option<u64>,
     /// `telemetry_accepted / hold_s`.
     pub telemetry_accepted_per_s: Option<f64>,
+    /// How many more samples the server's analytics stored over the hold (its
+    /// `tether_telemetry_stored_total`), when a metrics token was given.
+    pub telemetry_stored: Option<u64>,
+    /// `telemetry_stored / hold_s`.
+    pub telemetry_stored_per_s: Option<f64>,
     /// Samples sent in all (the hold, and those sealed as it closed).
     pub telemetry_sent_total: u64,
     /// Samples the server counted as accepted in all, once it had worked through its
@@ -417,6 +423,8 @@ pub async fn run(
         let d = at_end.since(before);
         report.telemetry_accepted = Some(d.accepted);
         report.telemetry_accepted_per_s = Some(d.accepted as f64 / hold_s.max(f64::EPSILON));
+        report.telemetry_stored = Some(d.stored);
+        report.telemetry_stored_per_s = Some(d.stored as f64 / hold_s.max(f64::EPSILON));
     }
     if let Some(before) = &counters_before
         && shared.telemetry_every.is_some()

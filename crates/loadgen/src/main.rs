@@ -475,6 +475,9 @@ fn print_report(r: &ConnectReport) {
             }
             _ => println!("telemetry accepted:      - (pass --metrics-token)"),
         }
+        if let (Some(n), Some(rate)) = (r.telemetry_stored, r.telemetry_stored_per_s) {
+            println!("telemetry stored:        {n} ({rate:.0}/s, by the server's count)");
+        }
         if let Some(all) = r.telemetry_accepted_total {
             println!(
                 "telemetry in all:        {all} of {} accepted ({:.1} s after the hold)",

@@ -35,6 +35,8 @@ pub fn parse_stat_cpu(text: &str) -> Option<f64> {
 pub struct TelemetryCounters {
     /// `tether_telemetry_accepted_total`.
     pub accepted: u64,
+    /// `tether_telemetry_stored_total` (0 from a server without it).
+    pub stored: u64,
     /// `tether_telemetry_rejected_total`, by its `code` label.
     pub rejected: BTreeMap<String, u64>,
 }
@@ -44,6 +46,7 @@ impl TelemetryCounters {
     pub fn since(&self, before: &TelemetryCounters) -> TelemetryCounters {
         TelemetryCounters {
             accepted: self.accepted.saturating_sub(before.accepted),
+            stored: self.stored.saturating_sub(before.stored),
             rejected: self
                 .rejected
                 .iter()
@@ -80,6 +83,8 @@ pub fn parse_counters(text: &str) -> TelemetryCounters {
         };
         if name == "tether_telemetry_accepted_total" {
             c.accepted = v;
+        } else if name == "tether_telemetry_stored_total" {
+            c.stored = v;
         } else if let Some(labels) = name.strip_prefix("tether_telemetry_rejected_total{") {
             let code = labels
                 .split(',')
@@ -128,11 +133,13 @@ mod tests {
     fn reads_the_telemetry_counters_of_a_scrape() {
         let text = "# TYPE tether_telemetry_accepted_total counter\n\
                     tether_telemetry_accepted_total 1500\n\
+                    tether_telemetry_stored_total 1400\n\
                     tether_telemetry_rejected_total{code=\"RATE_LIMITED\"} 2\n\
                     tether_telemetry_rejected_total{code=\"REPLAY\"} 1\n\
                     tether_sessions 10\n";
         let c = parse_counters(text);
         assert_eq!(c.accepted, 1500);
+        assert_eq!(c.stored, 1400);
         assert_eq!(c.rejected.get("RATE_LIMITED"), Some(&2));
         assert_eq!(c.rejected.get("REPLAY"), Some(&1));
         assert_eq!(parse_counters("").accepted, 0);
@@ -141,10 +148,11 @@ mod tests {
             1_000_000
         );
         let later = parse_counters(
-            "tether_telemetry_accepted_total 1600\ntether_telemetry_rejected_total{code=\"REPLAY\"} 4\n",
+            "tether_telemetry_accepted_total 1600\ntether_telemetry_stored_total 1590\ntether_telemetry_rejected_total{code=\"REPLAY\"} 4\n",
         );
         let d = later.since(&c);
         assert_eq!(d.accepted, 100);
+        assert_eq!(d.stored, 190);
         assert_eq!(d.rejected.len(), 1);
         assert_eq!(d.rejected.get("REPLAY"), Some(&3));
     }

@@ -327,6 +327,36 @@ impl LiveHub {
         Ok(())
     }
 
+    /// Publishes a live event that may be lost (a telemetry sample's: the sample is
+    /// stored, the view is a convenience): like [`Self::publish`], but it never waits for
+    /// the bus. When the outbox is full the event reaches this process's clients only,
+    /// and is counted in `tether_live_events_dropped_total`; the publisher (the
+    /// analytics, storing thousands of samples a second) is not held up behind appends
+    /// one by one.
+    pub async fn publish_or_drop(state: &AppState, event: LiveEvent) -> Result<(), ApiError> {
+        let bytes = serde_json::to_vec(&OnBus {
+            origin: Some(state.node_id.as_str()),
+            event: &event,
+        })
+        .map_err(ApiError::internal)?;
+        Self::deliver(state, event).await;
+        if !state
+            .live
+            .relaying
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            state
+                .bus
+                .append(LIVE_STREAM, &bytes, STREAM_MAX_LEN)
+                .await?;
+            return Ok(());
+        }
+        if state.live.outbox.try_send(bytes).is_err() {
+            crate::prom::live_dropped();
+        }
+        Ok(())
+    }
+
     /// The owner of `device_id`, whom its live events are for. A device's owner is set
     /// when it is paired and does not change while it has commands, so an owner read in
     /// the last [`OWNER_FRESH`] is used again (a command's six state changes read it

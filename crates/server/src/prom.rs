@@ -45,6 +45,11 @@ pub const EXECUTION: &str = "tether_command_execution_seconds";
 pub const AGENTS_CONNECTED: &str = "tether_agents_connected";
 /// Telemetry samples accepted into the pipeline.
 pub const TELEMETRY_ACCEPTED: &str = "tether_telemetry_accepted_total";
+/// Telemetry samples the analytics stored (a redelivered sample is counted once).
+pub const TELEMETRY_STORED: &str = "tether_telemetry_stored_total";
+/// Live telemetry events not passed on to other server processes because the live
+/// hub's outbox was full (this process's own viewers still got them).
+pub const LIVE_DROPPED: &str = "tether_live_events_dropped_total";
 /// Telemetry frames refused, by error `code` name.
 pub const TELEMETRY_REJECTED: &str = "tether_telemetry_rejected_total";
 /// Live-view (SSE) streams open on this process.
@@ -148,6 +153,16 @@ fn describe() {
         "Telemetry samples accepted."
     );
     describe_counter!(
+        TELEMETRY_STORED,
+        Unit::Count,
+        "Telemetry samples stored by the analytics."
+    );
+    describe_counter!(
+        LIVE_DROPPED,
+        Unit::Count,
+        "Live telemetry events not relayed to other processes (outbox full)."
+    );
+    describe_counter!(
         TELEMETRY_REJECTED,
         Unit::Count,
         "Telemetry frames refused, by error code."
@@ -172,6 +187,8 @@ fn describe() {
     let _ = metrics::histogram!(DISPATCH_LATENCY);
     let _ = metrics::histogram!(EXECUTION);
     metrics::counter!(TELEMETRY_ACCEPTED).increment(0);
+    metrics::counter!(TELEMETRY_STORED).increment(0);
+    metrics::counter!(LIVE_DROPPED).increment(0);
     metrics::gauge!(AGENTS_CONNECTED).increment(0.0);
     metrics::gauge!(LIVE_SUBSCRIBERS).increment(0.0);
 }
@@ -261,6 +278,16 @@ fn seconds(ms: u64) -> f64 {
 /// A telemetry sample accepted into the pipeline.
 pub fn telemetry_accepted() {
     metrics::counter!(TELEMETRY_ACCEPTED).increment(1);
+}
+
+/// `n` telemetry samples stored.
+pub fn telemetry_stored(n: usize) {
+    metrics::counter!(TELEMETRY_STORED).increment(u64::try_from(n).unwrap_or(u64::MAX));
+}
+
+/// A live event not relayed to other processes.
+pub fn live_dropped() {
+    metrics::counter!(LIVE_DROPPED).increment(1);
 }
 
 /// A telemetry frame refused with `code`.

@@ -14,14 +14,24 @@
 //!
 //! Every process runs all of them: the analytics share the stream's consumer group, and
 //! the other two only do idempotent writes (upserts, conditional alerts).
+//!
+//! The analytics worker runs on a thread of its own ([`spawn_dedicated`]), with store
+//! connections of its own (the caller opens a second pool on the same database). On the shared
+//! runtime it is one task among tens of thousands of agent sessions: each of the dozen
+//! awaits of one read (bus, store, bus) waits behind every session that is ready, so
+//! with 18,000 agents sending it stored a few hundred samples a second while the
+//! gateway accepted thousands, and the backlog reached its limit. On its own thread the
+//! operating system gives it its share of the CPU whatever the sessions do.
 
 pub mod analytics;
 pub mod commands;
 pub mod offline;
 pub mod rollup;
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use tether_store::Store;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -33,15 +43,17 @@ use crate::state::AppState;
 /// tracing span named after it.
 pub fn spawn_all(
     state: &AppState,
+    analytics_store: Arc<dyn Store>,
     webhook: Option<WebhookWorker>,
     shutdown: &CancellationToken,
 ) -> Vec<JoinHandle<()>> {
+    let analytics = analytics::AnalyticsWorker::new(state.clone(), analytics_store);
     let mut tasks = vec![
-        tokio::spawn(
-            analytics::AnalyticsWorker::new(state.clone())
-                .run(shutdown.clone())
-                .instrument(tracing::info_span!("worker", name = "analytics")),
-        ),
+        spawn_dedicated("tether-analytics", shutdown, move |stop| {
+            analytics
+                .run(stop)
+                .instrument(tracing::info_span!("worker", name = "analytics"))
+        }),
         tokio::spawn(
             rollup::RollupWorker::new(state.clone())
                 .run(shutdown.clone())
@@ -70,6 +82,57 @@ pub fn spawn_all(
         ));
     }
     tasks
+}
+
+/// Runs a worker on a thread of its own, with a single-threaded runtime of its own, and
+/// returns a handle (a task on the calling runtime) that completes when the worker has
+/// returned. The worker is given a token that is cancelled at `shutdown`, and also when
+/// the handle's task is dropped (the calling runtime shut down, or the handle aborted),
+/// so the thread never outlives the server it works for. Should the thread or its
+/// runtime not start, the worker runs on the calling runtime instead.
+fn spawn_dedicated<W, F>(name: &str, shutdown: &CancellationToken, worker: W) -> JoinHandle<()>
+where
+    W: FnOnce(CancellationToken) -> F + Send + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let stop = shutdown.child_token();
+    let guard = stop.clone().drop_guard();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    // Taken by the thread; left here if it could not be started.
+    let slot = Arc::new(std::sync::Mutex::new(Some((worker, stop.clone()))));
+    let taken = Arc::clone(&slot);
+    let started = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let Some((worker, stop)) = take(&taken) else {
+                return;
+            };
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(worker(stop)),
+                Err(e) => tracing::error!(error = %e, "a worker's runtime did not start; the worker is not running"),
+            }
+            let _ = done_tx.send(());
+        });
+    if let Err(e) = started {
+        tracing::warn!(error = %e, worker = name, "a worker's thread did not start; running it on the shared runtime");
+        if let Some((worker, stop)) = take(&slot) {
+            return tokio::spawn(worker(stop));
+        }
+    }
+    tokio::spawn(async move {
+        let _stop_when_dropped = guard;
+        let _ = done_rx.await;
+    })
+}
+
+/// What a shared slot holds, taken out (a poisoned lock still holds it).
+fn take<T>(slot: &std::sync::Mutex<Option<T>>) -> Option<T> {
+    slot.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
 }
 
 /// Waits `d`, or until shutdown: returns false if shutting down.

@@ -27,6 +27,8 @@ mod mysql;
 mod sql;
 mod sqlite;
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 
 pub use error::StoreError;
@@ -236,6 +238,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         since: UnixMillis,
         limit: u32,
     ) -> StoreResult<Vec<TelemetryEvent>>;
+    /// The numbers of each device's newest `per_device` events, oldest first (what
+    /// [`Store::telemetry_events`] with `since` 0 gives, reversed and without bodies), for
+    /// many devices in one read; a device without events is not in the map.
+    async fn latest_points(
+        &self,
+        device_ids: &[&str],
+        per_device: u32,
+    ) -> StoreResult<HashMap<String, Vec<TelemetryPoint>>>;
     /// The numbers of a device's events collected in `[from, to)`, oldest first, without
     /// bodies (what rollups read).
     async fn telemetry_between(

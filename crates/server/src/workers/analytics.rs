@@ -17,13 +17,14 @@
 //! [`MAX_DELIVERIES`] times is first copied to [`DEAD_LETTER_STREAM`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 use tether_bus::Entry;
 use tether_proto::UnixMillis;
 use tether_proto::validate::Validate;
-use tether_store::{NewTelemetryEvent, StoreError};
+use tether_store::{NewTelemetryEvent, Store, StoreError, TelemetryPoint};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -35,7 +36,6 @@ use crate::analytics::{Assessment, DeviceModel, HISTORY, Sample};
 use crate::error::ApiError;
 use crate::events::{
     ANALYTICS_GROUP, LiveEvent, LiveKind, STREAM_MAX_LEN, TELEMETRY_STREAM, TelemetryRecord,
-    publish_live,
 };
 use crate::state::AppState;
 
@@ -102,15 +102,20 @@ impl From<ApiError> for Failure {
 #[derive(Debug)]
 pub struct AnalyticsWorker {
     state: AppState,
+    /// Where samples are stored and baselines read from: connections of the worker's
+    /// own, beside the shared pool in `state.store` (see [`crate::workers`]).
+    store: Arc<dyn Store>,
     consumer: String,
     thresholds: Thresholds,
     devices: HashMap<String, Tracked>,
 }
 
 impl AnalyticsWorker {
-    /// A worker consuming as this process's node id.
-    pub fn new(state: AppState) -> Self {
+    /// A worker consuming as this process's node id, storing through `store` (the same
+    /// database as `state.store`).
+    pub fn new(state: AppState, store: Arc<dyn Store>) -> Self {
         Self {
+            store,
             consumer: state.node_id.clone(),
             thresholds: Thresholds::from(&state.config.alerts),
             state,
@@ -145,13 +150,23 @@ impl AnalyticsWorker {
                     .checked_add(CLAIM_EVERY)
                     .unwrap_or(next_claim);
             }
+            let started = Instant::now();
             let read = tokio::select! {
                 () = shutdown.cancelled() => return,
                 r = self.state.bus.read_group(TELEMETRY_STREAM, ANALYTICS_GROUP, &self.consumer, BATCH, BLOCK) => r,
             };
             match read {
                 Ok(entries) => {
+                    let read_at = Instant::now();
                     self.process(&entries).await;
+                    if !entries.is_empty() {
+                        tracing::debug!(
+                            entries = entries.len(),
+                            read_ms = read_at.duration_since(started).as_secs_f64() * 1e3,
+                            process_ms = read_at.elapsed().as_secs_f64() * 1e3,
+                            "telemetry read processed"
+                        );
+                    }
                     if !entries.is_empty()
                         && entries.len() < BATCH
                         && !pause(&shutdown, LINGER).await
@@ -231,12 +246,19 @@ impl AnalyticsWorker {
         if done.is_empty() {
             return;
         }
-        if let Err(e) = self
+        let acking = Instant::now();
+        let acked = self
             .state
             .bus
             .ack(TELEMETRY_STREAM, ANALYTICS_GROUP, &done)
-            .await
-        {
+            .await;
+        tracing::debug!(
+            entries = done.len(),
+            together,
+            ack_ms = acking.elapsed().as_secs_f64() * 1e3,
+            "telemetry entries acknowledged"
+        );
+        if let Err(e) = acked {
             // They come back through claim_stale, and processing them again is harmless.
             tracing::warn!(error = %e, entries = done.len(), "acknowledging telemetry entries failed");
         }
@@ -290,12 +312,12 @@ impl AnalyticsWorker {
         let body = serde_json::to_value(&record.body)
             .map_err(|e| Failure::Permanent(format!("telemetry body: {e}")))?;
         let event = new_event(record, &sample, scored.risk, body.clone());
-        let inserted = state.store.insert_telemetry_event(&event).await?;
-        state
-            .store
+        let inserted = self.store.insert_telemetry_event(&event).await?;
+        self.store
             .set_last_seen(&record.device_id, record.received_at)
             .await?;
         if inserted {
+            crate::prom::telemetry_stored(1);
             publish_telemetry(&state, record, body, scored.risk).await;
         } else {
             tracing::info!(message = %record.message_id, "telemetry already stored (redelivery of a message id)");
@@ -325,43 +347,58 @@ impl AnalyticsWorker {
 
     /// A device's baseline and rule state, replayed from its last stored samples.
     async fn rebuild(&self, device_id: &str) -> Result<Tracked, Failure> {
-        let mut history = self
-            .state
-            .store
-            .telemetry_events(device_id, UnixMillis(0), HISTORY)
-            .await?;
-        history.reverse();
+        let mut rebuilt = self.rebuild_all(&[device_id]).await?;
+        Ok(rebuilt
+            .remove(device_id)
+            .unwrap_or_else(|| self.replay(&[])))
+    }
+
+    /// The baselines and rule states of many devices, replayed from each one's last
+    /// [`HISTORY`] stored samples read in one go (a read of thousands of devices seen for
+    /// the first time since the process started costs a few statements, not one each).
+    async fn rebuild_all(&self, device_ids: &[&str]) -> Result<HashMap<String, Tracked>, Failure> {
+        let mut history = self.store.latest_points(device_ids, HISTORY).await?;
+        Ok(device_ids
+            .iter()
+            .map(|&id| {
+                let points = history.remove(id).unwrap_or_default();
+                tracing::debug!(
+                    device = id,
+                    samples = points.len(),
+                    "rebuilt the device's baseline"
+                );
+                (id.to_owned(), self.replay(&points))
+            })
+            .collect())
+    }
+
+    /// A baseline and rule state from stored points, oldest first.
+    fn replay(&self, history: &[TelemetryPoint]) -> Tracked {
         let mut model = DeviceModel::default();
         let mut rules = RuleState::default();
-        for stored in &history {
-            let e = &stored.event;
+        for p in history {
             let sample = Sample {
-                at: e.collected_at,
-                cpu_pct: e.cpu_pct,
-                mem_used_pct: crate::analytics::percent(e.mem_used_bytes, e.mem_total_bytes),
-                disk_used_pct: e.disk_used_pct,
-                rx_bps: e.rx_bps,
-                tx_bps: e.tx_bps,
+                at: p.collected_at,
+                cpu_pct: p.cpu_pct,
+                mem_used_pct: crate::analytics::percent(p.mem_used_bytes, p.mem_total_bytes),
+                disk_used_pct: p.disk_used_pct,
+                rx_bps: p.rx_bps,
+                tx_bps: p.tx_bps,
             };
             // The stored score stands in for a re-score: the replay only rebuilds which
             // rules are mid-episode, and fires nothing.
             let scored = Assessment {
-                risk: e.risk_score,
+                risk: p.risk_score,
                 metrics: Vec::new(),
             };
             let _ = rules.observe(&self.thresholds, &sample, &scored);
             model.update(&sample);
         }
-        tracing::debug!(
-            device = device_id,
-            samples = history.len(),
-            "rebuilt the device's baseline"
-        );
-        Ok(Tracked {
+        Tracked {
             model,
             rules,
             last_used: self.state.now(),
-        })
+        }
     }
 
     /// Drops baselines of devices silent for [`FORGET_AFTER`].
@@ -436,7 +473,7 @@ async fn publish_telemetry(state: &AppState, record: &TelemetryRecord, body: Val
         at: record.received_at,
         data,
     };
-    if let Err(e) = publish_live(state, &live).await {
+    if let Err(e) = crate::live::LiveHub::publish_or_drop(state, live).await {
         tracing::warn!(device = %record.device_id, error = %e, "publishing live telemetry failed");
     }
 }

@@ -2,6 +2,8 @@
 //! few the [`Dialect`] supplies. See the parent module for why the atomic operations are
 //! atomic.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use sqlx::{Database, Encode, Executor, IntoArguments, Type};
 
@@ -686,6 +688,14 @@ where
         limit: u32,
     ) -> StoreResult<Vec<TelemetryEvent>> {
         self.telemetry_events_sql(device_id, since, limit).await
+    }
+
+    async fn latest_points(
+        &self,
+        device_ids: &[&str],
+        per_device: u32,
+    ) -> StoreResult<HashMap<String, Vec<TelemetryPoint>>> {
+        self.latest_points_sql(device_ids, per_device).await
     }
 
     async fn telemetry_between(

@@ -4,7 +4,7 @@
 //! Floating-point values must be finite: MySQL cannot store NaN or infinity, and SQLite
 //! would store NaN as NULL, so both refuse them before the database sees them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::{AssertSqlSafe, Database, Encode, Executor, IntoArguments, Type};
 
@@ -45,6 +45,16 @@ const SELECT_TELEMETRY_BETWEEN: &str = concat!(
     " FROM telemetry_events WHERE device_id = ? AND collected_at >= ? AND collected_at < ? \
      ORDER BY collected_at, id"
 );
+/// One device's newest points in [`Store::latest_points`](crate::Store::latest_points):
+/// a member of its `UNION ALL`, each a derived table so that it may have its own
+/// `ORDER BY … LIMIT` (and use the `(device_id, collected_at)` index) on both dialects.
+const LATEST_POINTS_MEMBER: &str = concat!(
+    "SELECT * FROM (SELECT id, device_id, ",
+    point_columns!(),
+    " FROM telemetry_events WHERE device_id = ? ORDER BY collected_at DESC, id DESC LIMIT ?) AS p"
+);
+/// Devices per [`Store::latest_points`](crate::Store::latest_points) statement.
+const DEVICES_PER_STATEMENT: usize = 64;
 const SELECT_HOURLY: &str = concat!(
     "SELECT ",
     rollup_columns!(),
@@ -258,9 +268,12 @@ where
             .iter()
             .map(EventRow::new)
             .collect::<StoreResult<Vec<_>>>()?;
+        // It reads before it writes: the write lock is taken up front (see
+        // `Dialect::BEGIN_WRITE`), or a write by any other connection in between would
+        // fail the whole batch at once with "database is locked".
         let mut tx = self
             .pool()
-            .begin()
+            .begin_with(D::BEGIN_WRITE)
             .await
             .map_err(db_err("telemetry event"))?;
         let mut stored: HashSet<String> = HashSet::new();
@@ -375,6 +388,43 @@ where
             .await
             .map_err(db_err("telemetry event"))?;
         found.iter().map(event).collect()
+    }
+
+    /// [`Store::latest_points`](crate::Store::latest_points): one `UNION ALL` of
+    /// per-device reads for up to [`DEVICES_PER_STATEMENT`] devices at a time.
+    pub(super) async fn latest_points_sql(
+        &self,
+        device_ids: &[&str],
+        per_device: u32,
+    ) -> StoreResult<HashMap<String, Vec<TelemetryPoint>>> {
+        let mut found: HashMap<String, Vec<(i64, TelemetryPoint)>> = HashMap::new();
+        for chunk in device_ids.chunks(DEVICES_PER_STATEMENT) {
+            let statement = vec![LATEST_POINTS_MEMBER; chunk.len()].join(" UNION ALL ");
+            // Built from a constant and a row count only: no input in the text.
+            let mut q = sqlx::query(AssertSqlSafe(statement));
+            for &id in chunk {
+                q = q.bind(id).bind(i64::from(per_device));
+            }
+            let rows = q
+                .fetch_all(self.pool())
+                .await
+                .map_err(db_err("telemetry event"))?;
+            for row in &rows {
+                found
+                    .entry(row.text("device_id")?)
+                    .or_default()
+                    .push((row.int("id")?, point(row)?));
+            }
+        }
+        Ok(found
+            .into_iter()
+            .map(|(device, mut points)| {
+                points.sort_by(|(a_id, a), (b_id, b)| {
+                    (a.collected_at, a_id).cmp(&(b.collected_at, b_id))
+                });
+                (device, points.into_iter().map(|(_, p)| p).collect())
+            })
+            .collect())
     }
 
     pub(super) async fn telemetry_between_sql(

@@ -36,24 +36,34 @@ impl AnalyticsWorker {
         done: &mut Vec<String>,
     ) -> bool {
         let state = self.state.clone();
-        // Every device's baseline first, so that a failure leaves them all as they were.
+        let started = tokio::time::Instant::now();
+        // Every device's baseline first, so that a failure leaves them all as they were;
+        // those not in memory are rebuilt together, in one read.
         let mut tracked: HashMap<String, Tracked> = HashMap::new();
+        let mut missing: Vec<&str> = Vec::new();
         for (_, record) in records {
-            if tracked.contains_key(&record.device_id) {
+            let device = record.device_id.as_str();
+            if tracked.contains_key(device) || missing.contains(&device) {
                 continue;
             }
-            let t = match self.devices.remove(&record.device_id) {
-                Some(t) => t,
-                None => match self.rebuild(&record.device_id).await {
-                    Ok(t) => t,
-                    Err(_) => {
-                        self.devices.extend(tracked);
-                        return false;
-                    }
-                },
-            };
-            tracked.insert(record.device_id.clone(), t);
+            match self.devices.remove(device) {
+                Some(t) => {
+                    tracked.insert(device.to_owned(), t);
+                }
+                None => missing.push(device),
+            }
         }
+        if !missing.is_empty() {
+            match self.rebuild_all(&missing).await {
+                Ok(rebuilt) => tracked.extend(rebuilt),
+                Err(_) => {
+                    self.devices.extend(tracked);
+                    return false;
+                }
+            }
+        }
+        let rebuilt = missing.len();
+        let rebuilt_at = tokio::time::Instant::now();
         let mut scored = Vec::with_capacity(records.len());
         let mut events = Vec::with_capacity(records.len());
         for (entry, record) in records {
@@ -76,20 +86,26 @@ impl AnalyticsWorker {
                 body,
             });
         }
-        let inserted = match state.store.insert_telemetry_events(&events).await {
+        let inserted = match self.store.insert_telemetry_events(&events).await {
             Ok(v) if v.len() == scored.len() => v,
-            Ok(_) | Err(_) => {
+            outcome => {
+                if let Err(e) = outcome {
+                    tracing::warn!(records = events.len(), error = %e, "storing a telemetry read together failed; going one by one");
+                }
                 // The baselines were advanced for records that were not stored: dropped,
                 // rebuilt from the store when the slow path needs them.
                 return false;
             }
         };
+        let stored_at = tokio::time::Instant::now();
         let publishes = scored
             .iter()
             .zip(&inserted)
             .filter(|(_, new)| **new)
             .map(|(s, _)| publish_telemetry(&state, s.record, s.body.clone(), s.assessment.risk));
         futures_util::future::join_all(publishes).await;
+        crate::prom::telemetry_stored(inserted.iter().filter(|new| **new).count());
+        let published_at = tokio::time::Instant::now();
 
         // The rules, in order. A device whose alert could not be raised is left pending
         // from that record on, and its baseline rebuilt next time.
@@ -138,6 +154,18 @@ impl AnalyticsWorker {
                 failed.push(device);
             }
         }
+        let ms = |from: tokio::time::Instant, to: tokio::time::Instant| {
+            to.duration_since(from).as_secs_f64() * 1e3
+        };
+        tracing::debug!(
+            records = records.len(),
+            rebuilt,
+            rebuild_ms = ms(started, rebuilt_at),
+            store_ms = ms(rebuilt_at, stored_at),
+            publish_ms = ms(stored_at, published_at),
+            rules_ms = ms(published_at, tokio::time::Instant::now()),
+            "telemetry batch recorded"
+        );
         let now = state.now();
         for (device, mut t) in tracked {
             if failed.contains(&device.as_str()) {

@@ -79,6 +79,51 @@ pub(crate) async fn telemetry_insert_once_and_list(s: Shared) {
     );
 }
 
+/// Many devices' newest points in one read: each device's own newest `per_device`,
+/// oldest first, equal to `telemetry_events` for that device; devices without events
+/// are absent; more devices than one statement takes.
+pub(crate) async fn telemetry_latest_points_of_many_devices(s: Shared) {
+    user(&*s, "usr_a").await;
+    let ids: Vec<String> = (0..70).map(|i| format!("dev_{i:02}")).collect();
+    for id in &ids {
+        active_device(&*s, id, "usr_a", NOW).await;
+    }
+    // dev_00 has 6 events, dev_01 has 2 (out of order), dev_69 has 1, the rest none.
+    let mut events: Vec<_> = (1..=6)
+        .map(|n| telemetry("dev_00", &format!("a-{n}"), n, at(i64::from(n) * 1000)))
+        .collect();
+    events.push(telemetry("dev_01", "b-2", 2, at(9000)));
+    events.push(telemetry("dev_01", "b-1", 1, at(8000)));
+    events.push(telemetry("dev_69", "c-1", 1, at(5000)));
+    assert_eq!(s.insert_telemetry_events(&events).await.unwrap().len(), 9);
+
+    let asked: Vec<&str> = ids.iter().map(String::as_str).chain(["dev_none"]).collect();
+    let latest = s.latest_points(&asked, 4).await.unwrap();
+    let mut devices: Vec<_> = latest.keys().cloned().collect();
+    devices.sort();
+    assert_eq!(devices, ["dev_00", "dev_01", "dev_69"]);
+    for (device, want) in [("dev_00", 4), ("dev_01", 2), ("dev_69", 1)] {
+        let mut one = s.telemetry_events(device, NOW, 4).await.unwrap();
+        one.reverse();
+        let expected: Vec<_> = one
+            .iter()
+            .map(|e| (e.event.collected_at, e.event.cpu_pct, e.event.risk_score))
+            .collect();
+        let got: Vec<_> = latest[device]
+            .iter()
+            .map(|p| (p.collected_at, p.cpu_pct, p.risk_score))
+            .collect();
+        assert_eq!(got.len(), want, "{device}");
+        assert_eq!(got, expected, "{device}: its newest, oldest first");
+    }
+    assert_eq!(
+        latest["dev_00"][0].collected_at,
+        at(3000),
+        "the limit keeps the newest"
+    );
+    assert!(s.latest_points(&[], 4).await.unwrap().is_empty());
+}
+
 pub(crate) async fn telemetry_between_and_prune(s: Shared) {
     user(&*s, "usr_a").await;
     active_device(&*s, "dev_1", "usr_a", NOW).await;
