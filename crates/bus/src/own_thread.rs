@@ -9,6 +9,12 @@
 //! own, with nothing else to run, an operation holds the connection only as long as
 //! SQLite takes; the caller's task is woken once, when the outcome is ready.
 //!
+//! Only what writes goes there: appends, keys, counters, group reads (which move the
+//! group's position) and acknowledgements. What only reads — `get`, lengths and counts,
+//! `read_after`, `ping` — runs in the caller's task as before: it takes none of the
+//! writer's turn (the embedded bus reads on connections of their own), and two thread
+//! switches would be added to every presence look-up on a command's way.
+//!
 //! Dropping an operation's future cancels the operation, as it would in place: the task
 //! running it is aborted (at its next await, so a transaction rolls back) instead of
 //! finishing for nobody — a group read's entries are not delivered to a caller that has
@@ -26,8 +32,9 @@ use tokio::task::JoinHandle;
 
 use crate::{Bus, BusError, BusResult, Entry};
 
-/// A bus that runs each operation of the one it wraps on a single-threaded runtime on a
-/// thread of its own. The thread stops when this is dropped.
+/// A bus that runs each writing operation of the one it wraps on a single-threaded
+/// runtime on a thread of its own, and reads in place. The thread stops when this is
+/// dropped.
 #[derive(Debug)]
 pub struct OwnThread {
     inner: Arc<dyn Bus>,
@@ -99,7 +106,7 @@ impl Bus for OwnThread {
     }
 
     async fn ping(&self) -> BusResult<()> {
-        self.run(|bus| async move { bus.ping().await }).await
+        self.inner.ping().await
     }
 
     async fn append(&self, stream: &str, payload: &[u8], max_len: u64) -> BusResult<String> {
@@ -115,9 +122,7 @@ impl Bus for OwnThread {
     }
 
     async fn backlog(&self, stream: &str, group: &str) -> BusResult<u64> {
-        let (stream, group) = (stream.to_owned(), group.to_owned());
-        self.run(|bus| async move { bus.backlog(&stream, &group).await })
-            .await
+        self.inner.backlog(stream, group).await
     }
 
     async fn read_group(
@@ -143,15 +148,11 @@ impl Bus for OwnThread {
         count: usize,
         block: Duration,
     ) -> BusResult<Vec<Entry>> {
-        let (stream, after) = (stream.to_owned(), after.to_owned());
-        self.run(|bus| async move { bus.read_after(&stream, &after, count, block).await })
-            .await
+        self.inner.read_after(stream, after, count, block).await
     }
 
     async fn last_id(&self, stream: &str) -> BusResult<String> {
-        let stream = stream.to_owned();
-        self.run(|bus| async move { bus.last_id(&stream).await })
-            .await
+        self.inner.last_id(stream).await
     }
 
     async fn ack(&self, stream: &str, group: &str, ids: &[String]) -> BusResult<u64> {
@@ -177,15 +178,11 @@ impl Bus for OwnThread {
     }
 
     async fn pending_count(&self, stream: &str, group: &str) -> BusResult<u64> {
-        let (stream, group) = (stream.to_owned(), group.to_owned());
-        self.run(|bus| async move { bus.pending_count(&stream, &group).await })
-            .await
+        self.inner.pending_count(stream, group).await
     }
 
     async fn stream_len(&self, stream: &str) -> BusResult<u64> {
-        let stream = stream.to_owned();
-        self.run(|bus| async move { bus.stream_len(&stream).await })
-            .await
+        self.inner.stream_len(stream).await
     }
 
     async fn put_ttl(&self, key: &str, value: &[u8], ttl: Duration) -> BusResult<()> {
@@ -195,8 +192,7 @@ impl Bus for OwnThread {
     }
 
     async fn get(&self, key: &str) -> BusResult<Option<Vec<u8>>> {
-        let key = key.to_owned();
-        self.run(|bus| async move { bus.get(&key).await }).await
+        self.inner.get(key).await
     }
 
     async fn delete_if(&self, key: &str, value: &[u8]) -> BusResult<bool> {
