@@ -299,12 +299,7 @@ impl LiveHub {
     /// read back), so a publisher does not wait for the bus; otherwise (a hub not
     /// started, or an outbox full) the publisher appends itself.
     pub async fn publish(state: &AppState, event: LiveEvent) -> Result<(), ApiError> {
-        let bytes = serde_json::to_vec(&OnBus {
-            origin: Some(state.node_id.as_str()),
-            event: &event,
-        })
-        .map_err(ApiError::internal)?;
-        Self::deliver(state, event).await;
+        let bytes = Self::deliver_here(state, event).await?;
         let bytes = if state
             .live
             .relaying
@@ -334,12 +329,7 @@ impl LiveHub {
     /// analytics, storing thousands of samples a second) is not held up behind appends
     /// one by one.
     pub async fn publish_or_drop(state: &AppState, event: LiveEvent) -> Result<(), ApiError> {
-        let bytes = serde_json::to_vec(&OnBus {
-            origin: Some(state.node_id.as_str()),
-            event: &event,
-        })
-        .map_err(ApiError::internal)?;
-        Self::deliver(state, event).await;
+        let bytes = Self::deliver_here(state, event).await?;
         if !state
             .live
             .relaying
@@ -392,6 +382,18 @@ impl LiveHub {
             device_id.to_owned(),
             (owner.to_owned(), std::time::Instant::now()),
         );
+    }
+
+    /// Encodes an event for the bus, then hands it to this process's clients and agent
+    /// sessions; returns what is to be appended for the other processes.
+    async fn deliver_here(state: &AppState, event: LiveEvent) -> Result<Vec<u8>, ApiError> {
+        let bytes = serde_json::to_vec(&OnBus {
+            origin: Some(state.node_id.as_str()),
+            event: &event,
+        })
+        .map_err(ApiError::internal)?;
+        Self::deliver(state, event).await;
+        Ok(bytes)
     }
 
     /// Hands one event to this process's clients and agent sessions (a policy change
