@@ -52,13 +52,24 @@ impl OwnThread {
             .map_err(|e| BusError::Backend(format!("starting the bus's runtime: {e}")))?;
         let handle = runtime.handle().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        std::thread::Builder::new()
+        // A runtime may not be dropped in async code, as a caller may be: should the
+        // thread not start, the runtime is taken back and shut down in the background.
+        let slot = Arc::new(std::sync::Mutex::new(Some(runtime)));
+        let taken = Arc::clone(&slot);
+        let started = std::thread::Builder::new()
             .name(name.to_owned())
             .spawn(move || {
-                // Until the bus is dropped; its operations run meanwhile.
-                let _ = runtime.block_on(stopped);
-            })
-            .map_err(|e| BusError::Backend(format!("starting the bus's thread: {e}")))?;
+                if let Some(runtime) = take(&taken) {
+                    // Until the bus is dropped; its operations run meanwhile.
+                    let _ = runtime.block_on(stopped);
+                }
+            });
+        if let Err(e) = started {
+            if let Some(runtime) = take(&slot) {
+                runtime.shutdown_background();
+            }
+            return Err(BusError::Backend(format!("starting the bus's thread: {e}")));
+        }
         Ok(Self {
             inner,
             handle,
@@ -79,6 +90,13 @@ impl OwnThread {
             Err(e) => Err(BusError::Backend(format!("the bus's thread: {e}"))),
         }
     }
+}
+
+/// What a shared slot holds, taken out (a poisoned lock still holds it).
+fn take<T>(slot: &std::sync::Mutex<Option<T>>) -> Option<T> {
+    slot.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
 }
 
 /// A task that is aborted if whoever waits for it stops waiting.

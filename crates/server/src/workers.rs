@@ -88,40 +88,46 @@ pub fn spawn_all(
 /// returns a handle (a task on the calling runtime) that completes when the worker has
 /// returned. The worker is given a token that is cancelled at `shutdown`, and also when
 /// the handle's task is dropped (the calling runtime shut down, or the handle aborted),
-/// so the thread never outlives the server it works for. Should the thread or its
-/// runtime not start, the worker runs on the calling runtime instead.
+/// so the thread never outlives the server it works for. Should the runtime or the
+/// thread not start, the worker runs on the calling runtime instead (with a warning).
 fn spawn_dedicated<W, F>(name: &str, shutdown: &CancellationToken, worker: W) -> JoinHandle<()>
 where
     W: FnOnce(CancellationToken) -> F + Send + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
     let stop = shutdown.child_token();
-    let guard = stop.clone().drop_guard();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::warn!(error = %e, worker = name, "a worker's runtime did not start; running it on the shared runtime");
+            return tokio::spawn(worker(stop));
+        }
+    };
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     // Taken by the thread; left here if it could not be started.
-    let slot = Arc::new(std::sync::Mutex::new(Some((worker, stop.clone()))));
+    // (A runtime may not be dropped in async code, as this is: the slot keeps it from
+    // being dropped with the closure when the thread does not start.)
+    let slot = Arc::new(std::sync::Mutex::new(Some((worker, stop.clone(), runtime))));
     let taken = Arc::clone(&slot);
     let started = std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {
-            let Some((worker, stop)) = take(&taken) else {
-                return;
-            };
-            match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime.block_on(worker(stop)),
-                Err(e) => tracing::error!(error = %e, "a worker's runtime did not start; the worker is not running"),
+            if let Some((worker, stop, runtime)) = take(&taken) {
+                runtime.block_on(worker(stop));
             }
             let _ = done_tx.send(());
         });
     if let Err(e) = started {
         tracing::warn!(error = %e, worker = name, "a worker's thread did not start; running it on the shared runtime");
-        if let Some((worker, stop)) = take(&slot) {
+        if let Some((worker, stop, runtime)) = take(&slot) {
+            runtime.shutdown_background();
             return tokio::spawn(worker(stop));
         }
     }
+    let guard = stop.drop_guard();
     tokio::spawn(async move {
         let _stop_when_dropped = guard;
         let _ = done_rx.await;
