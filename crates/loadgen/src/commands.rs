@@ -140,7 +140,8 @@ async fn login(target_api: &Api, owner: &OwnerIdentity) -> Result<Api, LoadError
     Ok(target_api.clone().with_bearer(&token))
 }
 
-/// Runs `opts.senders` senders over `devices` until `stop`, then reports.
+/// Runs `opts.senders` senders over `devices` until `stop` (each sends at least one
+/// command), then reports.
 pub async fn send_commands(
     api: &Api,
     owner: &OwnerIdentity,
@@ -199,10 +200,9 @@ async fn sender(shared: Arc<Senders>, devices: Vec<String>) -> Result<(), LoadEr
         .api
         .get_stream(&format!("/api/live?{}", query.join("&")))
         .await?;
+    // Each sender sends at least one command, however late its login and live view came
+    // (a loaded machine, a short hold): then stops when told, after the command in hand.
     for device in devices.iter().cycle() {
-        if shared.stop.is_cancelled() {
-            break;
-        }
         let outcome = one(&shared, &mut live, device).await;
         {
             let mut r = shared.results.lock().await;
@@ -215,6 +215,9 @@ async fn sender(shared: Arc<Senders>, devices: Vec<String>) -> Result<(), LoadEr
                 }
                 Err(e) => return Err(e),
             }
+        }
+        if shared.stop.is_cancelled() {
+            break;
         }
         if !shared.pause.is_zero() {
             tokio::select! {
