@@ -225,8 +225,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// [`StoreError::NotFound`]; a non-finite number → [`StoreError::Corrupt`].
     async fn insert_telemetry_event(&self, e: &NewTelemetryEvent) -> StoreResult<bool>;
     /// Stores a batch of telemetry events as [`Store::insert_telemetry_event`] would one
-    /// by one, and moves each device's last-seen time to its latest `received_at`
-    /// ([`Store::set_last_seen`]), all or nothing: returns, for each event in order,
+    /// by one, and moves each device's last-seen time to its latest `received_at` when
+    /// that is at least 30 s past the stored one, or none is stored (so the stored time
+    /// is at most 30 s behind, and a device's row is not rewritten at every sample), all
+    /// or nothing: returns, for each event in order,
     /// whether it was inserted. An unknown device fails the whole batch
     /// ([`StoreError::NotFound`]).
     async fn insert_telemetry_events(&self, events: &[NewTelemetryEvent])

@@ -442,7 +442,7 @@ pub(crate) async fn telemetry_batch_insert_is_all_or_nothing(s: Shared) {
                 100 + i,
                 at(6000 + i64::from(i)),
             );
-            e.received_at = at(7000 + i64::from(i));
+            e.received_at = at(40_000 + i64::from(i));
             e
         })
         .collect();
@@ -456,6 +456,28 @@ pub(crate) async fn telemetry_batch_insert_is_all_or_nothing(s: Shared) {
         // 150 even ones, less the two replaced by redeliveries.
         3 + 148
     );
-    assert_eq!(s.device_last_seen("dev_1").await.unwrap(), Some(at(7298)));
-    assert_eq!(s.device_last_seen("dev_2").await.unwrap(), Some(at(7299)));
+    // Last seen moved: more than 30 s past the stored 4 000.
+    assert_eq!(s.device_last_seen("dev_1").await.unwrap(), Some(at(40_298)));
+    assert_eq!(s.device_last_seen("dev_2").await.unwrap(), Some(at(40_299)));
+
+    // A batch moves last seen only by 30 s or more: the row is not rewritten at every
+    // sample of a device that sends every few seconds.
+    let mut soon = telemetry("dev_1", "msg-soon", 500, at(50_000));
+    soon.received_at = at(70_297);
+    let mut later = telemetry("dev_2", "msg-later", 501, at(50_000));
+    later.received_at = at(70_299);
+    assert_eq!(
+        s.insert_telemetry_events(&[soon, later]).await.unwrap(),
+        vec![true, true]
+    );
+    assert_eq!(
+        s.device_last_seen("dev_1").await.unwrap(),
+        Some(at(40_298)),
+        "29.999 s later: unchanged"
+    );
+    assert_eq!(
+        s.device_last_seen("dev_2").await.unwrap(),
+        Some(at(70_299)),
+        "30 s later: moved"
+    );
 }
