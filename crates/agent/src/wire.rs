@@ -115,7 +115,7 @@ impl Outbox {
             iat,
             ttl,
             seq,
-            message_id: MessageId::from_random_bytes(random::bytes::<16>()),
+            message_id: MessageId::time_ordered(iat, random::bytes::<16>()),
             trace_id,
         };
         let frame = self.signer.seal(stamp, body)?;

@@ -38,7 +38,7 @@ impl Outbox {
             iat: now,
             ttl: 60,
             seq: self.seq,
-            message_id: MessageId::from_random_bytes(random::<16>()),
+            message_id: MessageId::time_ordered(now, random::<16>()),
             trace_id: TraceId::from_random_bytes(random::<16>()),
         };
         let frame = self.signer.seal(stamp, body)?;

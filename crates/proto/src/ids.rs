@@ -64,6 +64,26 @@ impl MessageId {
         if let Some(x) = b.get_mut(6) {
             *x = (*x & 0x0f) | 0x40;
         }
+        Self::with_variant(b)
+    }
+
+    /// A version-7 UUID (RFC 9562): the 48-bit Unix time in milliseconds `at`, then
+    /// random bits from `random` (the caller supplies the randomness). Ids made later
+    /// sort later, so an index of them (the server's store of telemetry, by message id)
+    /// grows at its end instead of being written all over.
+    pub fn time_ordered(at: crate::UnixMillis, mut random: [u8; 16]) -> Self {
+        let ms = at.0.to_be_bytes();
+        for (dst, src) in random.iter_mut().zip(ms.iter().skip(2)) {
+            *dst = *src;
+        }
+        if let Some(x) = random.get_mut(6) {
+            *x = (*x & 0x0f) | 0x70;
+        }
+        Self::with_variant(random)
+    }
+
+    /// The hyphenated form of `b` with the RFC 9562 variant bits set.
+    fn with_variant(mut b: [u8; 16]) -> Self {
         if let Some(x) = b.get_mut(8) {
             *x = (*x & 0x3f) | 0x80;
         }
@@ -131,4 +151,23 @@ pub fn is_sha256_hex(s: &str) -> bool {
 /// The lowercase hex SHA-256 of some bytes.
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::UnixMillis;
+
+    #[test]
+    fn a_time_ordered_id_is_a_version_7_uuid_that_sorts_by_time() {
+        let at = UnixMillis(1_764_115_200_000);
+        let id = MessageId::time_ordered(at, [0xff; 16]);
+        assert!(MessageId::parse(id.as_str()).is_ok(), "{id}");
+        // 1_764_115_200_000 ms = 0x019a_bd75_b800; version 7; variant 10.
+        assert_eq!(id.as_str(), "019abd75-b800-7fff-bfff-ffffffffffff");
+        let later = MessageId::time_ordered(UnixMillis(at.0 + 1), [0; 16]);
+        assert!(later > id, "{later} after {id}");
+        let v4 = MessageId::from_random_bytes([0; 16]);
+        assert_eq!(v4.as_str(), "00000000-0000-4000-8000-000000000000");
+    }
 }

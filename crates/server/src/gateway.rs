@@ -133,11 +133,12 @@ fn refusal(e: &ProtoError) -> Refusal {
 impl Session {
     fn stamp(&mut self, ttl: u32) -> Stamp {
         self.seq = self.seq.saturating_add(1);
+        let iat = self.state.now();
         Stamp {
-            iat: self.state.now(),
+            iat,
             ttl,
             seq: self.seq,
-            message_id: MessageId::from_random_bytes(crate::random::bytes::<16>()),
+            message_id: MessageId::time_ordered(iat, crate::random::bytes::<16>()),
             trace_id: TraceId::from_random_bytes(crate::random::bytes::<16>()),
         }
     }
