@@ -43,8 +43,11 @@ use crate::state::AppState;
 pub const DEAD_LETTER_STREAM: &str = "telemetry-dead";
 /// Deliveries after which an entry goes to the dead-letter stream.
 pub const MAX_DELIVERIES: u64 = 20;
-/// Entries per read (and per store transaction).
-const BATCH: usize = 256;
+/// Entries per read (and per store transaction). A read's store transaction costs a
+/// few statements whatever its size, and each statement a hand-over to the database's
+/// thread, which under a saturated CPU waits its turn: tens of milliseconds a read. Big
+/// reads keep that wait from capping the rate at which a fleet's telemetry is stored.
+const BATCH: usize = 1024;
 /// How long a read waits for entries.
 const BLOCK: Duration = Duration::from_secs(1);
 /// After a read that found entries but fewer than [`BATCH`], the worker waits this long
