@@ -183,6 +183,8 @@ pub struct ConnectReport {
     pub deliveries_answered: u64,
     /// Command round trips seen by the senders.
     pub commands: Option<CommandReport>,
+    /// Why the command senders failed, when they did (then `commands` is `None`).
+    pub commands_failed: Option<String>,
     /// The reconnect storm, when asked for.
     pub storm: Option<StormReport>,
 }
@@ -455,11 +457,15 @@ pub async fn run(
         }
     }
     report.telemetry_sent_per_s = report.telemetry_sent as f64 / hold_s.max(f64::EPSILON);
+    // A sender that failed (its login timed out on an overloaded server, say) is
+    // reported, and fails the run after the report is written: the telemetry and storm
+    // figures of the run are not thrown away with it.
     if let Some(task) = senders {
-        report.commands = Some(
-            task.await
-                .map_err(|e| LoadError::Unmet(format!("the command senders failed: {e}")))??,
-        );
+        match task.await {
+            Ok(Ok(r)) => report.commands = Some(r),
+            Ok(Err(e)) => report.commands_failed = Some(e.to_string()),
+            Err(e) => report.commands_failed = Some(format!("the command senders' task: {e}")),
+        }
     }
     if opts.hold.is_zero() {
         last = sample(opts.server_pid)?;

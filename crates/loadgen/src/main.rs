@@ -509,6 +509,9 @@ fn print_report(r: &ConnectReport) {
             println!("  {n} commands: {why}");
         }
     }
+    if let Some(why) = &r.commands_failed {
+        println!("commands:                the senders failed: {why}");
+    }
     if let Some(s) = &r.storm {
         println!(
             "reconnect storm:         {} of {} dropped sessions back in {:.1} s, {} failed",
@@ -525,6 +528,11 @@ fn check_commands(
     max_p99_ms: Option<f64>,
     max_storm_s: Option<f64>,
 ) -> Result<(), LoadError> {
+    if let Some(why) = &r.commands_failed {
+        return Err(LoadError::Unmet(format!(
+            "the command senders failed: {why}"
+        )));
+    }
     if let Some(c) = &r.commands {
         if c.completed == 0 || !c.unsuccessful.is_empty() {
             return Err(LoadError::Unmet(format!(

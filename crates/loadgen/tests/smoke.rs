@@ -147,9 +147,11 @@ fn enrolls_and_holds_twenty_sessions_sending_telemetry() {
     assert_eq!(r["heartbeat_interval_s"], 30);
     assert!(r["rss_before_kib"].as_u64().unwrap() > 0);
     assert!(r["bytes_per_connection"].is_u64());
-    // 20 sessions × 5/s × 2 s, give or take a tick at the edges.
+    // 20 sessions × 5/s × 2 s, give or take a tick at the edges. Not bounded above: on a
+    // loaded machine a session catches up on the ticks it was late for, some of which
+    // fell due before the hold (279 and more seen beside a build).
     let sent = r["telemetry_sent"].as_u64().unwrap();
-    assert!((120..=260).contains(&sent), "{r}");
+    assert!(sent >= 120, "{r}");
     // Every sample the server was sent, it counted (a debug server on a loaded machine
     // may need the drain after the hold for the last ones).
     let all = r["telemetry_sent_total"].as_u64().unwrap();
