@@ -6,13 +6,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use tether_server::cli::Cli;
 
-/// mimalloc instead of the system allocator: a server holding thousands of sessions
-/// allocates and frees small buffers on every frame, from several threads at once, and
-/// glibc's malloc spent about 15 % of the server's CPU doing that under a fleet's
-/// telemetry (docs/benchmarks.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
