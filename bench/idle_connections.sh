@@ -6,7 +6,8 @@
 #
 # Environment: HOLD_S (seconds to hold the sessions idle, default 45: longer than the
 # 30 s heartbeat interval), CONCURRENCY (sessions being set up at once, default 64),
-# ENROLL_CONCURRENCY (pairings at once, default 32), MAX_KIB (fail when the server's
+# ENROLL_CONCURRENCY (pairings at once, default 32), SERVER_BIN (another build's
+# tether-server to measure, for an A/B; the load generator is still this checkout's), MAX_KIB (fail when the server's
 # memory per session is not under this, default 32), TELEMETRY_MS (each session also
 # sends a signed telemetry sample every TELEMETRY_MS ms while held, and the report has
 # the rate the server accepted, from its /metrics; unset: idle sessions),
@@ -69,7 +70,7 @@ metrics_token="$(sed -n 's/^token = "\(.*\)"$/\1/p' "$work/bench.toml")"
 
 start_server() {
     rm -f "$work/ready.json"
-    TETHER_LOG="info,sqlx=warn" "$bin/tether-server" --config "$work/bench.toml" \
+    TETHER_LOG="info,sqlx=warn" "${SERVER_BIN:-$bin/tether-server}" --config "$work/bench.toml" \
         --data-dir "$work/data" --listen 127.0.0.1:0 --ready-file "$work/ready.json" \
         >>"$work/server.log" 2>&1 &
     server_pid=$!

@@ -13,7 +13,7 @@ use rustls::pki_types::{
 use tether_bus::{Bus, EmbeddedBus, OwnThread, RedisBus};
 use tether_proto::Clock;
 use tether_proto::envelope::EnvelopeSigner;
-use tether_store::{MysqlStore, SqliteStore, Store};
+use tether_store::{FileTuning, MysqlStore, SqliteStore, Store};
 use tether_trust::ca::ROOT_CERT_FILE;
 use tether_trust::{
     CaNames, CertificateAuthority, FileKeystore, Issuer, IssuerConfig, KeyRing, KeyRingConfig,
@@ -110,9 +110,18 @@ impl Running {
 
 /// Opens the store the configuration names.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    open_store_tuned(config, FileTuning::SHARED).await
+}
+
+/// Opens the store the configuration names; a SQLite file with a pool sized by `tuning`
+/// (the analytics, which write a fleet's telemetry, use [`FileTuning::BULK_WRITER`]).
+pub async fn open_store_tuned(
+    config: &Config,
+    tuning: FileTuning,
+) -> Result<Arc<dyn Store>, StartError> {
     Ok(match &config.store {
         StoreConfig::Sqlite { path } => {
-            Arc::new(SqliteStore::open(&config.in_data_dir(path)).await?)
+            Arc::new(SqliteStore::open_tuned(&config.in_data_dir(path), tuning).await?)
         }
         StoreConfig::Mysql { url } => Arc::new(MysqlStore::connect(url).await?),
     })
@@ -325,7 +334,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
     // The analytics' own connections to the same database: with tens of thousands of
     // agent sessions waiting for connections in the shared pool, a worker storing
     // thousands of samples a second must not queue behind them.
-    let analytics_store = open_store(&config).await?;
+    let analytics_store = open_store_tuned(&config, FileTuning::BULK_WRITER).await?;
     let bus = open_bus(&config, Arc::clone(&clock)).await?;
 
     let listener = TcpListener::bind(config.listen)

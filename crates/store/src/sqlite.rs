@@ -84,14 +84,32 @@ pub type SqliteStore = SqlStore<SqliteDialect>;
 /// How long a writer waits for another writer before giving up with "database is locked".
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Pool size for a file: WAL lets readers run beside the one writer.
-const FILE_POOL_SIZE: u32 = 8;
+/// How a file store's pool is sized: its connections, and each one's page cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileTuning {
+    /// Connections in the pool (WAL lets readers run beside the one writer).
+    pub connections: u32,
+    /// Each connection's page cache, in KiB (SQLite's `cache_size`, as a negative number).
+    pub cache_kib: u32,
+}
 
-/// Each connection's page cache: up to 16 MiB (`cache_size` in KiB when negative; the
-/// default is 2 MiB). A fleet's telemetry writes to every device's part of the indexes
-/// of `telemetry_events` in each batch; with the default cache most of those pages were
-/// read from the file again at every batch.
-const CACHE_SIZE: &str = "-16384";
+impl FileTuning {
+    /// The shared pool: 8 connections, each with SQLite's default page cache (2,000 KiB).
+    /// Idle agent sessions read their devices' rows through it; a bigger cache on each of
+    /// 8 connections would hold the devices table 8 times over.
+    pub const SHARED: Self = Self {
+        connections: 8,
+        cache_kib: 2_000,
+    };
+    /// A bulk writer's pool (the analytics storing a fleet's telemetry): 2 connections
+    /// with 16 MiB of page cache each. Each batch writes to every device's part of the
+    /// indexes of `telemetry_events`; with the default cache most of those pages were read
+    /// from the file again at every batch.
+    pub const BULK_WRITER: Self = Self {
+        connections: 2,
+        cache_kib: 16_384,
+    };
+}
 
 /// The write-ahead log is copied back into the database once it holds 10,000 pages
 /// (40 MiB at 4 KiB a page; the default is 1,000): a page rewritten by many commits in
@@ -102,9 +120,14 @@ impl SqlStore<SqliteDialect> {
     /// Opens (creating it if missing) the database file at `path` and runs the pending
     /// migrations. WAL journal, `synchronous = NORMAL` (durable across a process crash;
     /// a power cut may lose the last commits but never corrupts the file), foreign keys
-    /// enforced, writers wait up to 5 s for each other, a page cache of up to 16 MiB per
-    /// connection, a checkpoint every 10,000 pages of log.
+    /// enforced, writers wait up to 5 s for each other, a checkpoint every 10,000 pages of
+    /// log; the pool is [`FileTuning::SHARED`].
     pub async fn open(path: &Path) -> StoreResult<SqliteStore> {
+        Self::open_tuned(path, FileTuning::SHARED).await
+    }
+
+    /// [`Self::open`] with a pool sized by `tuning`.
+    pub async fn open_tuned(path: &Path, tuning: FileTuning) -> StoreResult<SqliteStore> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -112,13 +135,13 @@ impl SqlStore<SqliteDialect> {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)
-            .pragma("cache_size", CACHE_SIZE)
+            .pragma("cache_size", format!("-{}", tuning.cache_kib))
             .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT);
         // No ping before each checkout: for SQLite it is one more round trip to the
         // connection's worker thread per statement, and a file connection does not go
         // stale the way a network one does.
         let pool = SqlitePoolOptions::new()
-            .max_connections(FILE_POOL_SIZE)
+            .max_connections(tuning.connections.max(1))
             .test_before_acquire(false)
             .connect_with(options)
             .await
@@ -160,32 +183,40 @@ mod tests {
     #[tokio::test]
     async fn a_file_store_connection_has_the_cache_and_checkpoint_it_is_given() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("tether.db"))
-            .await
-            .unwrap();
-        let mut conn = store.pool().acquire().await.unwrap();
-        let scalar = |name: &'static str| sqlx::query_scalar::<_, i64>(name);
-        assert_eq!(
-            scalar("PRAGMA cache_size")
-                .fetch_one(&mut *conn)
-                .await
-                .unwrap(),
-            -16_384
-        );
-        assert_eq!(
-            scalar("PRAGMA wal_autocheckpoint")
-                .fetch_one(&mut *conn)
-                .await
-                .unwrap(),
-            10_000
-        );
-        assert_eq!(
-            scalar("PRAGMA synchronous")
-                .fetch_one(&mut *conn)
-                .await
-                .unwrap(),
-            1,
-            "NORMAL"
-        );
+        let path = dir.path().join("tether.db");
+        for (tuning, cache) in [
+            (FileTuning::SHARED, -2_000),
+            (FileTuning::BULK_WRITER, -16_384),
+        ] {
+            let store = SqliteStore::open_tuned(&path, tuning).await.unwrap();
+            assert_eq!(
+                store.pool().options().get_max_connections(),
+                tuning.connections
+            );
+            let mut conn = store.pool().acquire().await.unwrap();
+            let scalar = |name: &'static str| sqlx::query_scalar::<_, i64>(name);
+            assert_eq!(
+                scalar("PRAGMA cache_size")
+                    .fetch_one(&mut *conn)
+                    .await
+                    .unwrap(),
+                cache
+            );
+            assert_eq!(
+                scalar("PRAGMA wal_autocheckpoint")
+                    .fetch_one(&mut *conn)
+                    .await
+                    .unwrap(),
+                10_000
+            );
+            assert_eq!(
+                scalar("PRAGMA synchronous")
+                    .fetch_one(&mut *conn)
+                    .await
+                    .unwrap(),
+                1,
+                "NORMAL"
+            );
+        }
     }
 }
