@@ -91,6 +91,9 @@ pub struct FileTuning {
     pub connections: u32,
     /// Each connection's page cache, in KiB (SQLite's `cache_size`, as a negative number).
     pub cache_kib: u32,
+    /// Pages of write-ahead log after which a connection's commit copies the log back
+    /// into the database (`wal_autocheckpoint`).
+    pub wal_autocheckpoint: u32,
 }
 
 impl FileTuning {
@@ -100,28 +103,28 @@ impl FileTuning {
     pub const SHARED: Self = Self {
         connections: 8,
         cache_kib: 2_000,
+        wal_autocheckpoint: 1_000,
     };
     /// A bulk writer's pool (the analytics storing a fleet's telemetry): 2 connections
     /// with 16 MiB of page cache each. Each batch writes to every device's part of the
     /// indexes of `telemetry_events`; with the default cache most of those pages were read
-    /// from the file again at every batch.
+    /// from the file again at every batch. Its commits copy the log back into the database
+    /// once it holds 10,000 pages (40 MiB; the default is 1,000): a page rewritten by many
+    /// batches in between is copied once, and the copies (with their `fsync`) come a tenth
+    /// as often.
     pub const BULK_WRITER: Self = Self {
         connections: 2,
         cache_kib: 16_384,
+        wal_autocheckpoint: 10_000,
     };
 }
-
-/// The write-ahead log is copied back into the database once it holds 10,000 pages
-/// (40 MiB at 4 KiB a page; the default is 1,000): a page rewritten by many commits in
-/// between is copied once, and the copies (with their `fsync`) come a tenth as often.
-const WAL_AUTOCHECKPOINT: &str = "10000";
 
 impl SqlStore<SqliteDialect> {
     /// Opens (creating it if missing) the database file at `path` and runs the pending
     /// migrations. WAL journal, `synchronous = NORMAL` (durable across a process crash;
     /// a power cut may lose the last commits but never corrupts the file), foreign keys
-    /// enforced, writers wait up to 5 s for each other, a checkpoint every 10,000 pages of
-    /// log; the pool is [`FileTuning::SHARED`].
+    /// enforced, writers wait up to 5 s for each other; the pool is
+    /// [`FileTuning::SHARED`].
     pub async fn open(path: &Path) -> StoreResult<SqliteStore> {
         Self::open_tuned(path, FileTuning::SHARED).await
     }
@@ -136,7 +139,7 @@ impl SqlStore<SqliteDialect> {
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)
             .pragma("cache_size", format!("-{}", tuning.cache_kib))
-            .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT);
+            .pragma("wal_autocheckpoint", tuning.wal_autocheckpoint.to_string());
         // No ping before each checkout: for SQLite it is one more round trip to the
         // connection's worker thread per statement, and a file connection does not go
         // stale the way a network one does.
@@ -184,9 +187,9 @@ mod tests {
     async fn a_file_store_connection_has_the_cache_and_checkpoint_it_is_given() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tether.db");
-        for (tuning, cache) in [
-            (FileTuning::SHARED, -2_000),
-            (FileTuning::BULK_WRITER, -16_384),
+        for (tuning, cache, checkpoint) in [
+            (FileTuning::SHARED, -2_000, 1_000),
+            (FileTuning::BULK_WRITER, -16_384, 10_000),
         ] {
             let store = SqliteStore::open_tuned(&path, tuning).await.unwrap();
             assert_eq!(
@@ -207,7 +210,7 @@ mod tests {
                     .fetch_one(&mut *conn)
                     .await
                     .unwrap(),
-                10_000
+                checkpoint
             );
             assert_eq!(
                 scalar("PRAGMA synchronous")
