@@ -100,18 +100,22 @@ impl FileTuning {
     /// The shared pool: 8 connections, each with SQLite's default page cache (2,000 KiB).
     /// Idle agent sessions read their devices' rows through it; a bigger cache on each of
     /// 8 connections would hold the devices table 8 times over.
+    /// It checkpoints every 10,000 pages of log, as the bulk writer does: at SQLite's
+    /// 1,000, with the analytics writing megabytes of log a second, nearly every small
+    /// commit of the shared pool (an audit event) copied the log back itself, and the pool
+    /// starved (commands and reconnecting agents waited seconds for a connection).
     pub const SHARED: Self = Self {
         connections: 8,
         cache_kib: 2_000,
-        wal_autocheckpoint: 1_000,
+        wal_autocheckpoint: 10_000,
     };
     /// A bulk writer's pool (the analytics storing a fleet's telemetry): 2 connections
     /// with 16 MiB of page cache each. Each batch writes to every device's part of the
     /// indexes of `telemetry_events`; with the default cache most of those pages were read
     /// from the file again at every batch. Its commits copy the log back into the database
-    /// once it holds 10,000 pages (40 MiB; the default is 1,000): a page rewritten by many
-    /// batches in between is copied once, and the copies (with their `fsync`) come a tenth
-    /// as often.
+    /// once it holds 10,000 pages (40 MiB; SQLite's default is 1,000): a page rewritten by
+    /// many batches in between is copied once, and the copies (with their `fsync`) come a
+    /// tenth as often.
     pub const BULK_WRITER: Self = Self {
         connections: 2,
         cache_kib: 16_384,
@@ -188,7 +192,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tether.db");
         for (tuning, cache, checkpoint) in [
-            (FileTuning::SHARED, -2_000, 1_000),
+            (FileTuning::SHARED, -2_000, 10_000),
             (FileTuning::BULK_WRITER, -16_384, 10_000),
         ] {
             let store = SqliteStore::open_tuned(&path, tuning).await.unwrap();
