@@ -97,17 +97,18 @@ pub struct FileTuning {
 }
 
 impl FileTuning {
-    /// The shared pool: 8 connections with 16 MiB of page cache each (SQLite's default is
-    /// 2,000 KiB), checkpointing every 10,000 pages of log. With the analytics writing
-    /// megabytes of log a second, the default cache read most pages from the file again
-    /// and the default checkpoint (1,000 pages) made nearly every small commit (an audit
-    /// event) copy the analytics' log back itself: commands waited seconds (18,000 agents,
-    /// 5,000 samples/s: p99 6.9 s, against 129 ms with this). The price: each connection
-    /// caches the rows it reads, the devices table among them, so an idle session costs
-    /// about 4 KiB more (docs/benchmarks.md).
+    /// The shared pool: 8 connections with SQLite's default page cache (2,000 KiB each),
+    /// checkpointing every 10,000 pages of log. At SQLite's default checkpoint (1,000
+    /// pages) nearly every small commit (an audit event) copied the analytics' log back
+    /// into the database itself, and commands waited seconds (18,000 agents, 5,000
+    /// samples/s: p99 6.9 s). A larger cache does not help here: in WAL mode a
+    /// connection drops its whole cache whenever another one has committed, which the
+    /// analytics do several times a second, and 16 MiB each measured no faster under that
+    /// load while idle sessions cost 4 KiB more each (the 8 connections each cached the
+    /// devices table; docs/benchmarks.md).
     pub const SHARED: Self = Self {
         connections: 8,
-        cache_kib: 16_384,
+        cache_kib: 2_000,
         wal_autocheckpoint: 10_000,
     };
     /// A bulk writer's pool (the analytics storing a fleet's telemetry): 2 connections
@@ -193,7 +194,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tether.db");
         for (tuning, cache, checkpoint) in [
-            (FileTuning::SHARED, -16_384, 10_000),
+            (FileTuning::SHARED, -2_000, 10_000),
             (FileTuning::BULK_WRITER, -16_384, 10_000),
         ] {
             let store = SqliteStore::open_tuned(&path, tuning).await.unwrap();
