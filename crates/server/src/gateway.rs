@@ -517,6 +517,9 @@ impl Session {
             let Some(frame) = frame? else {
                 return Ok(());
             };
+            if self.refused_while_behind(&frame).await {
+                continue;
+            }
             // The sequence high-water mark lives only as long as this session: it is not
             // persisted or resumed across sessions yet, so a frame replayed into a *new*
             // session passes here and is caught downstream by its message_id (telemetry

@@ -162,24 +162,39 @@ async fn telemetry_is_refused_while_the_analytics_are_too_far_behind() {
 
     // The backlog as the watcher reads it when the analytics are far behind. The watcher
     // rewrites it with the real backlog once a second: if that lands between the store
-    // and the gateway's check, the sample is accepted and the test tries again.
-    let mut accepted = 0;
-    let refusal = loop {
-        assert!(accepted < 5, "never refused");
-        state.telemetry_backlog.store(u64::MAX, relaxed);
+    // and the gateway's check, the sample's signature is checked and the test tries again.
+    // The samples' signatures are broken: while behind, the gateway refuses a sample
+    // before it checks its signature (its cost is saved), and such refusals do not count
+    // towards the refused frames in a row that end a session.
+    let tampered = |agent: &mut support::FakeAgent| {
         let st = agent.stamp(srv.clock.now());
-        let frame = agent.signer.seal(st, &sample(20.0)).unwrap();
-        let id = support::live::message_id_of(&frame);
-        send_raw(&mut ws, frame).await;
-        match tokio::time::timeout(Duration::from_millis(500), read_verified(&mut ws, &srv)).await {
-            Ok(Payload::Error(e)) => break (e, id),
-            Ok(other) => panic!("expected an error frame, got {:?}", other.message_type()),
-            Err(_) => accepted += 1,
-        }
+        let good = agent.signer.seal(st, &sample(20.0)).unwrap();
+        let mut env: Value = serde_json::from_slice(&good).unwrap();
+        let mut sig = tether_proto::validate::b64url_decode(env["sig"].as_str().unwrap()).unwrap();
+        sig[7] ^= 0x01;
+        env["sig"] = json!(b64url_encode(&sig));
+        let id = support::live::message_id_of(&good);
+        let frame = tether_proto::canonical::canonicalize(&env)
+            .unwrap()
+            .into_bytes();
+        (frame, id)
     };
-    let (e, id) = refusal;
-    assert_eq!(e.code, ErrorCode::Unavailable, "{}", e.message);
-    assert_eq!(e.ref_message_id, Some(id), "the error names the sample");
+    let mut refused = 0;
+    let mut checked = 0;
+    while refused <= tether_server::gateway::MAX_REJECTED_IN_A_ROW {
+        assert!(checked < 5, "never refused before the signature check");
+        state.telemetry_backlog.store(u64::MAX, relaxed);
+        let (frame, id) = tampered(&mut agent);
+        send_raw(&mut ws, frame).await;
+        match read_verified(&mut ws, &srv).await {
+            Payload::Error(e) if e.code == ErrorCode::Unavailable => {
+                assert_eq!(e.ref_message_id, Some(id), "the error names the sample");
+                refused += 1;
+            }
+            Payload::Error(e) if e.code == ErrorCode::SignatureInvalid => checked += 1,
+            other => panic!("expected an error frame, got {:?}", other.message_type()),
+        }
+    }
 
     // Once the watcher has read the real backlog again, samples are accepted.
     eventually("the backlog to be read again", || async {
@@ -189,6 +204,9 @@ async fn telemetry_is_refused_while_the_analytics_are_too_far_behind() {
     let before = telemetry_len(&srv).await;
     agent.send(&mut ws, &srv, &sample(21.0)).await;
     wait_telemetry_len(&srv, before + 1).await;
+    // And a broken signature is checked again.
+    let (frame, _) = tampered(&mut agent);
+    expect_refused(&srv, &mut ws, frame, ErrorCode::SignatureInvalid).await;
     srv.stop().await;
 }
 

@@ -85,6 +85,50 @@ pub(crate) async fn watch_backlog(state: AppState, shutdown: tokio_util::sync::C
 }
 
 impl Session {
+    /// Whether the analytics are keeping up (see the module's "Admission").
+    fn admits_telemetry(&self) -> bool {
+        let backlog = self
+            .state
+            .telemetry_backlog
+            .load(std::sync::atomic::Ordering::Relaxed);
+        admits(backlog, self.state.config.telemetry.backlog_limit)
+    }
+
+    /// While the analytics are behind, refuses a frame that claims to be telemetry with
+    /// `UNAVAILABLE` *before* its signature is checked, and returns whether it did. At the
+    /// moment the server is short of CPU, a sample it will refuse anyway must not cost
+    /// it a signature check (the largest part of a sample's cost). Nothing of the frame
+    /// is believed: the session is already authenticated by its mTLS certificate, the
+    /// frame is not stored, does not move the sequence high-water mark and does not count
+    /// as a refused frame in a row; the reply only tells the agent that the message it
+    /// names was not kept. A frame without a readable message id goes on to the checks.
+    pub(super) async fn refused_while_behind(&mut self, frame: &[u8]) -> bool {
+        if self.admits_telemetry() {
+            return false;
+        }
+        let claimed = Claimed::peek(frame);
+        let (Some(MessageType::Telemetry), Some(message_id)) =
+            (claimed.msg_type, claimed.message_id)
+        else {
+            return false;
+        };
+        self.refuse_while_behind(message_id).await;
+        true
+    }
+
+    /// Tells the agent that the sample `message_id` was not kept because the analytics
+    /// are behind, so it sends it again later.
+    async fn refuse_while_behind(&mut self, message_id: MessageId) {
+        crate::prom::telemetry_rejected(ErrorCode::Unavailable);
+        let _ = self
+            .send(&ErrorFrame {
+                code: ErrorCode::Unavailable,
+                message: "the server is behind on storing telemetry; send it again later".into(),
+                ref_message_id: Some(message_id),
+            })
+            .await;
+    }
+
     /// Hands a verified telemetry message to the pipeline. A bus failure is answered with
     /// `UNAVAILABLE` naming the message, so the agent knows it was not kept.
     pub(super) async fn accept_telemetry(
@@ -94,19 +138,8 @@ impl Session {
         body: Telemetry,
     ) {
         let state = self.state.clone();
-        let backlog = state
-            .telemetry_backlog
-            .load(std::sync::atomic::Ordering::Relaxed);
-        if !admits(backlog, state.config.telemetry.backlog_limit) {
-            crate::prom::telemetry_rejected(ErrorCode::Unavailable);
-            let _ = self
-                .send(&ErrorFrame {
-                    code: ErrorCode::Unavailable,
-                    message: "the server is behind on storing telemetry; send it again later"
-                        .into(),
-                    ref_message_id: Some(header.message_id.clone()),
-                })
-                .await;
+        if !self.admits_telemetry() {
+            self.refuse_while_behind(header.message_id.clone()).await;
             return;
         }
         let record = TelemetryRecord {
