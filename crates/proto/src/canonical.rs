@@ -64,6 +64,22 @@ pub fn to_canonical_vec<T: serde::Serialize + ?Sized>(
     canonicalize(&v).map(String::into_bytes)
 }
 
+/// Appends `value`'s RFC 8785 form to `out`, as a value nested `depth` levels deep (a
+/// member of a top-level object is at depth 1): the same bytes, and the same
+/// [`MAX_DEPTH`] limit, as that value would have inside [`canonicalize`]'s output.
+pub(crate) fn write_nested(
+    out: &mut String,
+    value: &Value,
+    depth: usize,
+) -> Result<(), CanonicalError> {
+    write_value(out, value, depth)
+}
+
+/// Appends the RFC 8785 form of the string `s` to `out`.
+pub(crate) fn write_str(out: &mut String, s: &str) {
+    write_string(out, s);
+}
+
 fn write_value(out: &mut String, value: &Value, depth: usize) -> Result<(), CanonicalError> {
     match value {
         Value::Null => out.push_str("null"),

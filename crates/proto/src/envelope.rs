@@ -35,9 +35,9 @@ use std::fmt;
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::canonical::{MAX_SAFE_INTEGER, canonicalize};
+use crate::canonical::{MAX_SAFE_INTEGER, write_nested, write_str};
 use crate::clock::{Clock, UnixMillis};
 use crate::error::ProtoError;
 use crate::ids::{KeyId, MessageId, TraceId};
@@ -197,17 +197,15 @@ impl EnvelopeSigner {
         };
         let header =
             serde_json::to_value(&header).map_err(|e| ProtoError::Malformed(e.to_string()))?;
-        let mut env = Map::new();
-        env.insert("v".into(), Value::from(VERSION));
-        env.insert("header".into(), header);
-        env.insert("body".into(), body);
-        let mut env = Value::Object(env);
-        let unsigned = canonicalize(&env)?;
+        let (unsigned, sig_member) =
+            canonical_envelope(&body, &header, None, &Value::from(VERSION), 512)?;
         let sig = self.key.sign(&signing_input(&unsigned));
-        if let Value::Object(m) = &mut env {
-            m.insert("sig".into(), Value::String(b64url_encode(&sig.to_bytes())));
-        }
-        let wire = canonicalize(&env)?.into_bytes();
+        let mut member = String::with_capacity(96);
+        member.push_str(",\"sig\":");
+        write_str(&mut member, &b64url_encode(&sig.to_bytes()));
+        let mut wire = unsigned;
+        wire.insert_str(sig_member.start, &member);
+        let wire = wire.into_bytes();
         if wire.len() > msg_type.max_frame_bytes() {
             return Err(ProtoError::FrameTooLarge {
                 size: wire.len(),
@@ -216,6 +214,35 @@ impl EnvelopeSigner {
         }
         Ok(wire)
     }
+}
+
+/// The canonical (RFC 8785) form of an envelope, written member by member without
+/// building the object (the members sort as body, header, sig, v; each is nested one
+/// level deep), and the byte range of its `sig` member with its leading comma (an
+/// empty range where it would go, when `sig` is `None`). Removing that range from the
+/// sealed form gives the form without `sig`, which is what is signed.
+fn canonical_envelope(
+    body: &Value,
+    header: &Value,
+    sig: Option<&str>,
+    v: &Value,
+    capacity: usize,
+) -> Result<(String, std::ops::Range<usize>), ProtoError> {
+    let mut out = String::with_capacity(capacity);
+    out.push_str("{\"body\":");
+    write_nested(&mut out, body, 1)?;
+    out.push_str(",\"header\":");
+    write_nested(&mut out, header, 1)?;
+    let sig_at = out.len();
+    if let Some(sig) = sig {
+        out.push_str(",\"sig\":");
+        write_str(&mut out, sig);
+    }
+    let sig_end = out.len();
+    out.push_str(",\"v\":");
+    write_nested(&mut out, v, 1)?;
+    out.push('}');
+    Ok((out, sig_at..sig_end))
 }
 
 fn signing_input(unsigned_canonical: &str) -> Vec<u8> {
@@ -356,6 +383,8 @@ struct RawEnvelope {
     body: Value,
     kid: KeyId,
     sig: String,
+    /// The canonical form of the envelope without its `sig` member: what was signed.
+    unsigned: String,
 }
 
 impl RawEnvelope {
@@ -389,35 +418,26 @@ impl RawEnvelope {
             return Err(ProtoError::Malformed("header.kid must be a string".into()));
         };
         let kid = KeyId::parse(kid).map_err(ProtoError::Malformed)?;
-        let raw = RawEnvelope {
+        // Check 3: only the canonical spelling of signed content is accepted. The
+        // envelope's canonical form, written member by member (RFC 8785 sorts them:
+        // body, header, sig, v), without copying them into a new object; the same form
+        // without `sig` is what was signed.
+        let (mut canonical, sig_member) =
+            canonical_envelope(&body, &header, Some(&sig), &v, frame.len())?;
+        if canonical.as_bytes() != frame {
+            return Err(ProtoError::SignatureInvalid(
+                "the frame is not in canonical form",
+            ));
+        }
+        canonical.replace_range(sig_member, "");
+        Ok(RawEnvelope {
             v,
             header,
             body,
             kid,
             sig,
-        };
-        // Check 3: only the canonical spelling of signed content is accepted.
-        if raw.canonical_with_sig()?.as_bytes() != frame {
-            return Err(ProtoError::SignatureInvalid(
-                "the frame is not in canonical form",
-            ));
-        }
-        Ok(raw)
-    }
-
-    fn members(&self, with_sig: bool) -> Value {
-        let mut m = Map::new();
-        m.insert("v".into(), self.v.clone());
-        m.insert("header".into(), self.header.clone());
-        m.insert("body".into(), self.body.clone());
-        if with_sig {
-            m.insert("sig".into(), Value::String(self.sig.clone()));
-        }
-        Value::Object(m)
-    }
-
-    fn canonical_with_sig(&self) -> Result<String, ProtoError> {
-        Ok(canonicalize(&self.members(true))?)
+            unsigned: canonical,
+        })
     }
 
     fn verify_signature(&self, key: &VerifyingKey) -> Result<(), ProtoError> {
@@ -428,8 +448,7 @@ impl RawEnvelope {
             .try_into()
             .map_err(|_| ProtoError::SignatureInvalid("sig is not 64 bytes"))?;
         let sig = Signature::from_bytes(&bytes);
-        let unsigned = canonicalize(&self.members(false))?;
-        key.verify_strict(&signing_input(&unsigned), &sig)
+        key.verify_strict(&signing_input(&self.unsigned), &sig)
             .map_err(|_| ProtoError::SignatureInvalid("Ed25519 verification failed"))
     }
 

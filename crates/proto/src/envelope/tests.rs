@@ -10,6 +10,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::canonical::canonicalize;
 use crate::clock::ManualClock;
 use crate::error::ErrorCode;
 use crate::examples;
@@ -108,6 +109,44 @@ fn wire_form_is_canonical_and_has_the_documented_shape() {
     assert!(text.ends_with(r#","v":1}"#));
     let v: Value = serde_json::from_slice(&frame).unwrap();
     assert_eq!(canonicalize(&v).unwrap().as_bytes(), frame.as_slice());
+}
+
+#[test]
+fn sealing_writes_the_bytes_of_the_canonical_envelope_object() {
+    // The signer writes the envelope member by member; the bytes and the signature are
+    // those of canonicalizing the whole object, with and then without `sig`.
+    let f = Fixture::new();
+    for &t in MessageType::ALL {
+        let frame = f.signer.seal_value(t, stamp(1), examples::body(t)).unwrap();
+        let mut v: Value = serde_json::from_slice(&frame).unwrap();
+        v.as_object_mut().unwrap().remove("sig");
+        assert_eq!(f.sign_raw(v), frame, "{}", t.name());
+    }
+}
+
+#[test]
+fn an_envelope_nested_past_the_canonical_depth_is_1008() {
+    // The envelope object is one level; a body of `k` nested arrays makes `k + 1`.
+    let f = Fixture::new();
+    let nested = |k: usize| {
+        let mut body = json!([]);
+        for _ in 1..k {
+            body = json!([body]);
+        }
+        let mut env = f.heartbeat_value();
+        env["body"] = body;
+        env["sig"] = json!(b64url_encode(&[0; 64]));
+        serde_json::to_vec(&env).unwrap()
+    };
+    // At the limit the frame is canonical and fails only at its (made-up) signature.
+    assert_eq!(
+        f.code(&nested(crate::canonical::MAX_DEPTH - 1)),
+        ErrorCode::SignatureInvalid
+    );
+    assert_eq!(
+        f.code(&nested(crate::canonical::MAX_DEPTH)),
+        ErrorCode::NotCanonicalizable
+    );
 }
 
 #[test]
