@@ -28,7 +28,10 @@
 //! separate step: [`SequenceTracker::accept`].
 //!
 //! The signature is checked before any header field other than `kid` is believed: a
-//! verified header was written by the key holder, and an unverified one is not read.
+//! verified header was written by the key holder, and an unverified one is not read
+//! here. (A receiver may still peek at a frame's claimed type and message id to refuse
+//! it cheaply without believing it: the gateway does so while overloaded, see
+//! docs/protocol.md, section 4.3.)
 
 use std::collections::HashMap;
 use std::fmt;

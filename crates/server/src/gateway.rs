@@ -517,7 +517,14 @@ impl Session {
             let Some(frame) = frame? else {
                 return Ok(());
             };
-            if self.refused_while_behind(&frame).await {
+            // While the analytics are behind, a sample is refused before its signature
+            // is checked, but only while this session has had a heartbeat or sample
+            // verified within a heartbeat interval: the revocation check and presence
+            // refresh that ride on those keep their pace, and a session that sends
+            // nothing verifiable soon meets the full checks (and their count).
+            if checked_at.is_some_and(|t| t.elapsed() < telemetry_recheck)
+                && self.refused_while_behind(&frame).await
+            {
                 continue;
             }
             // The sequence high-water mark lives only as long as this session: it is not

@@ -179,6 +179,11 @@ async fn telemetry_is_refused_while_the_analytics_are_too_far_behind() {
             .into_bytes();
         (frame, id)
     };
+    // A verified sample first: the shortcut is taken only by a session that had a
+    // heartbeat or sample verified within a heartbeat interval.
+    let before = telemetry_len(&srv).await;
+    agent.send(&mut ws, &srv, &sample(19.0)).await;
+    wait_telemetry_len(&srv, before + 1).await;
     let mut refused = 0;
     let mut checked = 0;
     while refused <= tether_server::gateway::MAX_REJECTED_IN_A_ROW {

@@ -135,18 +135,18 @@ fn an_envelope_nested_past_the_canonical_depth_is_1008() {
         }
         let mut env = f.heartbeat_value();
         env["body"] = body;
-        env["sig"] = json!(b64url_encode(&[0; 64]));
-        serde_json::to_vec(&env).unwrap()
+        env
     };
-    // At the limit the frame is canonical and fails only at its (made-up) signature.
-    assert_eq!(
-        f.code(&nested(crate::canonical::MAX_DEPTH - 1)),
-        ErrorCode::SignatureInvalid
-    );
-    assert_eq!(
-        f.code(&nested(crate::canonical::MAX_DEPTH)),
-        ErrorCode::NotCanonicalizable
-    );
+    // At the limit the frame is canonical and well signed: it fails only at its body,
+    // which is not a heartbeat's.
+    let at_limit = f.sign_raw(nested(crate::canonical::MAX_DEPTH - 1));
+    assert_eq!(f.code(&at_limit), ErrorCode::InvalidField);
+    // One deeper cannot be canonicalized (so it cannot be signed either): its bytes are
+    // the compact form serde writes, which for this value is the canonical spelling.
+    let mut deeper = nested(crate::canonical::MAX_DEPTH);
+    deeper["sig"] = json!(b64url_encode(&[0; 64]));
+    let deeper = serde_json::to_vec(&deeper).unwrap();
+    assert_eq!(f.code(&deeper), ErrorCode::NotCanonicalizable);
 }
 
 #[test]

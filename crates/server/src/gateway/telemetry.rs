@@ -99,9 +99,12 @@ impl Session {
     /// moment the server is short of CPU, a sample it will refuse anyway must not cost
     /// it a signature check (the largest part of a sample's cost). Nothing of the frame
     /// is believed: the session is already authenticated by its mTLS certificate, the
-    /// frame is not stored, does not move the sequence high-water mark and does not count
-    /// as a refused frame in a row; the reply only tells the agent that the message it
-    /// names was not kept. A frame without a readable message id goes on to the checks.
+    /// frame is not stored, does not move the sequence high-water mark, is not audited
+    /// (it is counted in `/metrics` as refused with 9002) and does not count as a refused
+    /// frame in a row; the reply only tells the agent that the message it names was not
+    /// kept. A frame without a readable message id goes on to the checks. The caller
+    /// takes this path only while the session has had a heartbeat or sample verified
+    /// within a heartbeat interval.
     pub(super) async fn refused_while_behind(&mut self, frame: &[u8]) -> bool {
         if self.admits_telemetry() {
             return false;
