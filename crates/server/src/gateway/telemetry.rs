@@ -10,6 +10,8 @@
 //! `UNAVAILABLE` instead of accepted: the telemetry stream is capped, and a sample
 //! accepted into a backlog past the cap could be trimmed before it is stored. The agent
 //! is told the sample was not kept, instead of it being lost after it was accepted.
+//! From a session that had a heartbeat or sample verified within a heartbeat interval,
+//! such a sample is refused before its signature is checked (`refused_while_behind`).
 
 use serde_json::{Value, json};
 use tether_proto::envelope::Header;
