@@ -42,7 +42,10 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AssertSqlSafe, Database, Pool, SqlSafeStr};
 use tether_proto::UnixMillis;
 
+use crate::sqlite::AuditWriter;
 use crate::{StoreError, StoreResult};
+
+pub(crate) use audit::append_audit_on;
 
 /// What differs between the SQL dialects. Sealed: the crate implements it for
 /// [`SqliteDialect`](crate::SqliteDialect) and [`MysqlDialect`](crate::MysqlDialect) only.
@@ -91,6 +94,9 @@ mod sealed {
 /// [`SqliteStore`](crate::SqliteStore) and [`MysqlStore`](crate::MysqlStore).
 pub struct SqlStore<D: Dialect> {
     pool: Pool<D::Db>,
+    /// Appends audit events in groups (SQLite file and in-memory stores; see
+    /// [`AuditWriter`]); without one each event is its own `INSERT` on the pool.
+    audit_writer: Option<AuditWriter>,
     dialect: PhantomData<D>,
 }
 
@@ -107,8 +113,15 @@ impl<D: Dialect> SqlStore<D> {
     pub(crate) fn from_pool(pool: Pool<D::Db>) -> Self {
         Self {
             pool,
+            audit_writer: None,
             dialect: PhantomData,
         }
+    }
+
+    /// This store with its audit events appended by `writer`.
+    pub(crate) fn with_audit_writer(mut self, writer: AuditWriter) -> Self {
+        self.audit_writer = Some(writer);
+        self
     }
 
     pub(crate) fn pool(&self) -> &Pool<D::Db> {

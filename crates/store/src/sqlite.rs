@@ -12,6 +12,10 @@ use sqlx::sqlite::{
 use crate::StoreResult;
 use crate::sql::{Dialect, SqlStore, db_err, migrator};
 
+mod audit_writer;
+
+pub(crate) use audit_writer::AuditWriter;
+
 /// The SQLite dialect of [`SqlStore`].
 #[derive(Debug, Clone, Copy)]
 pub struct SqliteDialect;
@@ -181,7 +185,8 @@ impl SqlStore<SqliteDialect> {
             .run(&pool)
             .await
             .map_err(|e| crate::StoreError::Migration(e.to_string()))?;
-        Ok(Self::from_pool(pool))
+        let writer = AuditWriter::start(pool.clone())?;
+        Ok(Self::from_pool(pool).with_audit_writer(writer))
     }
 }
 

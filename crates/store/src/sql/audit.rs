@@ -82,6 +82,9 @@ where
     for<'q> Option<&'q str>: Encode<'q, D::Db> + Type<D::Db>,
 {
     pub(super) async fn append_audit_sql(&self, e: &NewAuditEvent) -> StoreResult<u64> {
+        if let Some(writer) = &self.audit_writer {
+            return writer.append(e.clone()).await;
+        }
         append_audit_on::<D, _>(self.pool(), e).await
     }
 
@@ -152,7 +155,7 @@ mod tests;
 /// Appends an audit event through `executor` (the pool, or a transaction's connection:
 /// a command's transition records its event in its own transaction) and returns its
 /// sequence number.
-pub(super) async fn append_audit_on<'c, D, E>(executor: E, e: &NewAuditEvent) -> StoreResult<u64>
+pub(crate) async fn append_audit_on<'c, D, E>(executor: E, e: &NewAuditEvent) -> StoreResult<u64>
 where
     D: Dialect,
     E: Executor<'c, Database = D::Db>,
