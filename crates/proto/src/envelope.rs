@@ -347,15 +347,71 @@ impl<'a, K: KeyResolver + ?Sized, C: Clock + ?Sized> Verifier<'a, K, C> {
 
     /// Runs checks 1–8 of the module docs.
     pub fn verify(&self, frame: &[u8]) -> Result<Verified, ProtoError> {
+        self.prepare(frame)?.check_signature()?.finish(self.clock)
+    }
+
+    /// Runs checks 1–4 of the module docs and reads `sig`: what is left is the signature
+    /// itself ([`Prepared::check_signature`], or several at once with [`check_batch`]),
+    /// then [`Checked::finish`].
+    pub fn prepare(&self, frame: &[u8]) -> Result<Prepared, ProtoError> {
         let raw = RawEnvelope::parse(frame)?;
         let key = match self.keys.resolve(&raw.kid) {
             KeyStatus::Active(k) => k,
             KeyStatus::Retired => return Err(ProtoError::KeyRetired(raw.kid.to_string())),
             KeyStatus::Unknown => return Err(ProtoError::UnknownKid(raw.kid.to_string())),
         };
-        raw.verify_signature(&key)?;
-        let header = raw.checked_header(frame.len())?;
-        check_time(&header, self.clock.now())?;
+        let sig = raw.signature()?;
+        Ok(Prepared {
+            raw,
+            key,
+            sig,
+            frame_len: frame.len(),
+        })
+    }
+}
+
+/// An envelope that passed checks 1–4 (its shape, its canonical form, its key) and whose
+/// signature is still to be checked: nothing in it is believed yet.
+#[derive(Debug)]
+pub struct Prepared {
+    raw: RawEnvelope,
+    key: VerifyingKey,
+    sig: Signature,
+    frame_len: usize,
+}
+
+impl Prepared {
+    /// The type the header claims, not believed: for choosing how to check the
+    /// signature (the gateway batches telemetry's), never for acting on the frame.
+    pub fn claimed_type(&self) -> Option<MessageType> {
+        self.raw
+            .header
+            .get("type")
+            .and_then(Value::as_str)
+            .and_then(MessageType::from_name)
+    }
+
+    /// Check 5: the signature, strictly (`verify_strict`: no small-order key or `R`,
+    /// `s` reduced).
+    pub fn check_signature(self) -> Result<Checked, ProtoError> {
+        self.key
+            .verify_strict(&self.raw.signing_input, &self.sig)
+            .map_err(|_| ProtoError::SignatureInvalid("Ed25519 verification failed"))?;
+        Ok(Checked(self))
+    }
+}
+
+/// An envelope whose signature has been checked; [`Checked::finish`] runs the checks
+/// that follow.
+#[derive(Debug)]
+pub struct Checked(Prepared);
+
+impl Checked {
+    /// Checks 6–8 of the module docs, against `clock`.
+    pub fn finish<C: Clock + ?Sized>(self, clock: &C) -> Result<Verified, ProtoError> {
+        let raw = &self.0.raw;
+        let header = raw.checked_header(self.0.frame_len)?;
+        check_time(&header, clock.now())?;
         let payload = Payload::decode(header.msg_type, &raw.body)?;
         Ok(Verified { header, payload })
     }
@@ -386,8 +442,9 @@ struct RawEnvelope {
     body: Value,
     kid: KeyId,
     sig: String,
-    /// The canonical form of the envelope without its `sig` member: what was signed.
-    unsigned: String,
+    /// What was signed: [`SIGNING_CONTEXT`] and the canonical form of the envelope
+    /// without its `sig` member.
+    signing_input: Vec<u8>,
 }
 
 impl RawEnvelope {
@@ -439,20 +496,19 @@ impl RawEnvelope {
             body,
             kid,
             sig,
-            unsigned: canonical,
+            signing_input: signing_input(&canonical),
         })
     }
 
-    fn verify_signature(&self, key: &VerifyingKey) -> Result<(), ProtoError> {
+    /// `sig` as a signature: 64 bytes of unpadded base64url.
+    fn signature(&self) -> Result<Signature, ProtoError> {
         let bytes = b64url_decode(&self.sig).ok_or(ProtoError::SignatureInvalid(
             "sig is not unpadded base64url",
         ))?;
         let bytes: [u8; 64] = bytes
             .try_into()
             .map_err(|_| ProtoError::SignatureInvalid("sig is not 64 bytes"))?;
-        let sig = Signature::from_bytes(&bytes);
-        key.verify_strict(&signing_input(&self.unsigned), &sig)
-            .map_err(|_| ProtoError::SignatureInvalid("Ed25519 verification failed"))
+        Ok(Signature::from_bytes(&bytes))
     }
 
     fn checked_header(&self, frame_len: usize) -> Result<Header, ProtoError> {
@@ -539,6 +595,10 @@ impl<S: std::hash::Hash + Eq + Clone> SequenceTracker<S> {
         self.last.get(stream).copied()
     }
 }
+
+mod batch;
+
+pub use batch::check_batch;
 
 #[cfg(test)]
 mod tests;

@@ -394,6 +394,10 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
     let (webhook, webhook_worker) =
         crate::alerts::Webhook::from_config(&config.alerts, Arc::clone(&clock))
             .map_err(|e| StartError::Other(e.to_string()))?;
+    let signatures = crate::gateway::SignatureChecker::start()
+        .map_err(|e| StartError::Other(format!("starting the signature checker: {e}")))?;
+    let session_reads = crate::offload::Offload::start("tether-session-reads")
+        .map_err(|e| StartError::Other(format!("starting the session reads' thread: {e}")))?;
     let state = AppState::new(Inner {
         config: config.clone(),
         public_url: public_url.clone(),
@@ -413,6 +417,8 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         objects,
         live: crate::live::LiveHub::new(),
         telemetry_backlog: std::sync::atomic::AtomicU64::new(0),
+        signatures,
+        session_reads,
     });
 
     let shutdown = CancellationToken::new();

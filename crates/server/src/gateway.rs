@@ -17,6 +17,7 @@
 //! authenticated session is dropped and answered with an `error` frame naming it, and the
 //! session goes on (see `gateway/telemetry.rs`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Extension;
@@ -46,7 +47,10 @@ use crate::state::AppState;
 
 mod owner_keys;
 mod policy;
+mod signatures;
 pub(crate) mod telemetry;
+
+pub use signatures::SignatureChecker;
 
 pub use policy::relay_policy;
 pub use telemetry::{FRAME_REJECTED, TELEMETRY_REJECTED};
@@ -125,6 +129,11 @@ struct Session {
 const SWEEP_AFTER: Duration = Duration::from_millis(50);
 
 type Refusal = (ErrorCode, String);
+
+/// The refusal when a session's store read could not run (its thread stopped).
+fn store_unavailable() -> Refusal {
+    (ErrorCode::Internal, "store unavailable".to_owned())
+}
 
 fn refusal(e: &ProtoError) -> Refusal {
     (e.code(), e.to_string())
@@ -346,10 +355,12 @@ impl Session {
                     "unreadable client certificate".to_owned(),
                 )
             })?;
+        let store = Arc::clone(&state.store);
         let device = state
-            .store
-            .device_by_cert_serial(&serial)
+            .session_reads
+            .run(async move { store.device_by_cert_serial(&serial).await })
             .await
+            .ok_or_else(store_unavailable)?
             .map_err(|e| (e.code(), "store unavailable".to_owned()))?
             .ok_or_else(|| {
                 (
@@ -421,8 +432,12 @@ impl Session {
         let _counted = crate::prom::AgentSession::open();
         // Read after registering: a policy saved from now on reaches the mailbox, one
         // saved before is what the store says.
-        let (policy_version, policy_update) = policy::in_force(&state)
+        let reads = state.clone();
+        let (policy_version, policy_update) = state
+            .session_reads
+            .run(async move { policy::in_force(&reads).await })
             .await
+            .ok_or_else(store_unavailable)?
             .map_err(|e| (e.code(), "store unavailable".to_owned()))?;
         self.policy_sent = auth.policy_version.unwrap_or(0);
         // The commands waiting for this device are taken (moved to `sent`) before the
@@ -430,7 +445,12 @@ impl Session {
         // session is registered reaches it through its mailbox (handed over, or woken to
         // read the stream) as well, and only one of the two moves it to `sent`.
         self.claimed_at = state.now();
-        let waiting = crate::commands::agent::on_connect(&state, &device.id).await;
+        let (reads, id) = (state.clone(), device.id.clone());
+        let waiting = state
+            .session_reads
+            .run(async move { crate::commands::agent::on_connect(&reads, &id).await })
+            .await
+            .unwrap_or_default();
         self.send(&Connected {
             session_id: session_id.clone(),
             heartbeat_interval_s: state.config.gateway.heartbeat_interval_s,
@@ -446,7 +466,13 @@ impl Session {
         }
         // The owner's key changes the agent missed, before any command they may sign.
         self.owner_keys_sent = auth.owner_keys_version.unwrap_or(0);
-        for update in owner_keys::pending(&state, &device, self.owner_keys_sent).await {
+        let (reads, of, applied) = (state.clone(), device.clone(), self.owner_keys_sent);
+        let pending = state
+            .session_reads
+            .run(async move { owner_keys::pending(&reads, &of, applied).await })
+            .await
+            .unwrap_or_default();
+        for update in pending {
             self.send_owner_keys(&device.id, &update).await?;
         }
 
@@ -531,8 +557,22 @@ impl Session {
             // persisted or resumed across sessions yet, so a frame replayed into a *new*
             // session passes here and is caught downstream by its message_id (telemetry
             // is stored once per message_id).
-            let checked = Verifier::new(keys, &*state.clock)
-                .verify(&frame)
+            // A sample's signature is checked in a batch with other sessions' samples
+            // (`signatures`); any other frame's here.
+            let checked = match Verifier::new(keys, &*state.clock).prepare(&frame) {
+                Ok(p) if p.claimed_type() == Some(MessageType::Telemetry) => {
+                    state.signatures.check(p).await.ok_or_else(|| {
+                        (
+                            ErrorCode::Internal,
+                            "the signature checker stopped".to_owned(),
+                        )
+                    })?
+                }
+                Ok(p) => p.check_signature(),
+                Err(e) => Err(e),
+            };
+            let checked = checked
+                .and_then(|c| c.finish(&*state.clock))
                 .and_then(|v| seqs.accept(&(), v.header.seq).map(|()| v));
             let v = match checked {
                 Ok(v) => {
@@ -563,7 +603,17 @@ impl Session {
                     checked_at = Some(tokio::time::Instant::now());
                     // A revocation ends the session at the next heartbeat at the latest
                     // (new handshakes already fail on the CRL).
-                    match state.store.device(&device.id).await {
+                    let (store, id) = (Arc::clone(&state.store), device.id.clone());
+                    let status = state
+                        .session_reads
+                        .run(async move { store.device(&id).await })
+                        .await
+                        .unwrap_or_else(|| {
+                            Err(tether_store::StoreError::Database(
+                                "the session reads' thread stopped".into(),
+                            ))
+                        });
+                    match status {
                         Ok(Some(d)) if d.status == DeviceStatus::Revoked => {
                             return Err((
                                 ErrorCode::DeviceRevoked,

@@ -19,6 +19,7 @@ pub mod events;
 pub mod extract;
 pub mod gateway;
 pub mod live;
+pub mod offload;
 pub mod owner_keys;
 pub mod policy;
 pub mod prom;

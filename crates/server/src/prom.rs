@@ -52,6 +52,11 @@ pub const TELEMETRY_STORED: &str = "tether_telemetry_stored_total";
 pub const LIVE_DROPPED: &str = "tether_live_events_dropped_total";
 /// Telemetry frames refused, by error `code` name.
 pub const TELEMETRY_REJECTED: &str = "tether_telemetry_rejected_total";
+/// Batches of telemetry signatures the gateway's signature checker checked.
+pub const SIGNATURE_BATCHES: &str = "tether_signature_batches_total";
+/// Telemetry signatures the gateway's signature checker checked (divided by
+/// [`SIGNATURE_BATCHES`]: the mean batch size).
+pub const SIGNATURES_BATCHED: &str = "tether_signatures_batched_total";
 /// Live-view (SSE) streams open on this process.
 pub const LIVE_SUBSCRIBERS: &str = "tether_live_subscribers";
 
@@ -167,6 +172,16 @@ fn describe() {
         Unit::Count,
         "Telemetry frames refused, by error code."
     );
+    describe_counter!(
+        SIGNATURE_BATCHES,
+        Unit::Count,
+        "Batches of telemetry signatures checked."
+    );
+    describe_counter!(
+        SIGNATURES_BATCHED,
+        Unit::Count,
+        "Telemetry signatures checked by the batch checker."
+    );
     describe_gauge!(
         LIVE_SUBSCRIBERS,
         Unit::Count,
@@ -189,6 +204,8 @@ fn describe() {
     metrics::counter!(TELEMETRY_ACCEPTED).increment(0);
     metrics::counter!(TELEMETRY_STORED).increment(0);
     metrics::counter!(LIVE_DROPPED).increment(0);
+    metrics::counter!(SIGNATURE_BATCHES).increment(0);
+    metrics::counter!(SIGNATURES_BATCHED).increment(0);
     metrics::gauge!(AGENTS_CONNECTED).increment(0.0);
     metrics::gauge!(LIVE_SUBSCRIBERS).increment(0.0);
 }
@@ -283,6 +300,12 @@ pub fn telemetry_accepted() {
 /// `n` telemetry samples stored.
 pub fn telemetry_stored(n: usize) {
     metrics::counter!(TELEMETRY_STORED).increment(u64::try_from(n).unwrap_or(u64::MAX));
+}
+
+/// A batch of `n` telemetry signatures checked.
+pub fn signature_batch(n: usize) {
+    metrics::counter!(SIGNATURE_BATCHES).increment(1);
+    metrics::counter!(SIGNATURES_BATCHED).increment(u64::try_from(n).unwrap_or(u64::MAX));
 }
 
 /// A live event not relayed to other processes.

@@ -61,6 +61,10 @@ pub struct Inner {
     /// The telemetry stream's backlog as last read (by the `telemetry-backlog` worker,
     /// once a second), for the gateway's admission of samples.
     pub telemetry_backlog: std::sync::atomic::AtomicU64,
+    /// Checks the telemetry samples' signatures in batches, on a thread of its own.
+    pub signatures: crate::gateway::SignatureChecker,
+    /// Where the agent sessions' store reads run (see [`crate::offload`]).
+    pub session_reads: crate::offload::Offload,
 }
 
 impl AppState {

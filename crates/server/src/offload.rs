@@ -1,0 +1,126 @@
+//! [`Offload`]: a runtime on a thread of its own for the agent sessions' store reads.
+//!
+//! sqlx hands a statement to its connection and wakes the waiting task when the answer is
+//! there; the connection goes back to the pool only when that task runs again. On the
+//! server's runtime, with tens of thousands of sessions ready to run, that is a turn of
+//! all of them: tens to hundreds of milliseconds under load. So each store read of a
+//! session held one of the shared pool's 8 connections that long, the pool served a few
+//! dozen reads a second, and the heartbeats' status checks alone ask 600 a second at
+//! 18,000 agents: sessions, the API's logins and the live views waited 10–20 s for a
+//! connection (docs/benchmarks.md). Run here, where nothing else waits to run, a read
+//! holds its connection about as long as SQLite takes.
+//!
+//! What the sessions read at connect (their device, the policy in force, their
+//! commands in flight, their owner's keys) and at each heartbeat (their device's status)
+//! runs here. A command's way through a session stays in place: a hand-over costs two
+//! thread switches, which an idle command round trip of a few milliseconds would feel.
+//!
+//! Dropping an operation's future cancels the operation, as it would in place: its task
+//! here is aborted.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use tokio::runtime::Handle;
+use tokio::task::JoinHandle;
+
+/// A single-threaded runtime on a thread of its own; the thread stops when this is
+/// dropped.
+#[derive(Debug)]
+pub struct Offload {
+    handle: Handle,
+    /// Dropped with this: ends the thread's runtime.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Offload {
+    /// Starts the thread (named `name`) and its runtime.
+    pub fn start(name: &str) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        // A runtime may not be dropped in async code, as the caller's may be: should the
+        // thread not start, the runtime is taken back and shut down in the background.
+        let slot = Arc::new(Mutex::new(Some(runtime)));
+        let taken = Arc::clone(&slot);
+        let started = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || {
+                if let Some(runtime) = take(&taken) {
+                    let _ = runtime.block_on(stopped);
+                }
+            });
+        if let Err(e) = started {
+            if let Some(runtime) = take(&slot) {
+                runtime.shutdown_background();
+            }
+            return Err(e);
+        }
+        Ok(Self {
+            handle,
+            _stop: stop,
+        })
+    }
+
+    /// Runs `op` on this runtime and waits for its outcome; `None` if it panicked.
+    pub async fn run<T, F>(&self, op: F) -> Option<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = T> + Send + 'static,
+    {
+        AbortOnDrop(self.handle.spawn(op)).await.ok()
+    }
+}
+
+/// What a shared slot holds, taken out (a poisoned lock still holds it).
+fn take<T>(slot: &Mutex<Option<T>>) -> Option<T> {
+    slot.lock().unwrap_or_else(PoisonError::into_inner).take()
+}
+
+/// A task that is aborted if whoever waits for it stops waiting.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        // A no-op once the task has finished.
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Offload;
+
+    #[tokio::test]
+    async fn an_operation_runs_on_the_thread_of_its_own() {
+        let offload = Offload::start("tether-test-offload").unwrap();
+        let name = offload
+            .run(async { std::thread::current().name().map(str::to_owned) })
+            .await;
+        assert_eq!(name, Some(Some("tether-test-offload".to_owned())));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_operation_is_none() {
+        let offload = Offload::start("tether-test-offload").unwrap();
+        let outcome: Option<()> = offload.run(async { panic!("on purpose") }).await;
+        assert_eq!(outcome, None);
+        assert_eq!(
+            offload.run(async { 7 }).await,
+            Some(7),
+            "the runtime goes on"
+        );
+    }
+}
