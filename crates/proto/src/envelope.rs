@@ -27,6 +27,10 @@
 //! The sequence check \[2006\] needs the receiver's memory of the sender, so it is a
 //! separate step: [`SequenceTracker::accept`].
 //!
+//! [`Verifier::verify`] runs checks 1–8 in one go. [`Verifier::prepare`] runs 1–4, so that
+//! check 5 may run for several envelopes at once ([`check_batch`]) before
+//! [`Checked::finish`] runs 6–8 on each.
+//!
 //! The signature is checked before any header field other than `kid` is believed: a
 //! verified header was written by the key holder, and an unverified one is not read
 //! here. (A receiver may still peek at a frame's claimed type and message id to refuse

@@ -19,12 +19,10 @@
 //! here is aborted.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
 
 use tokio::runtime::Handle;
-use tokio::task::JoinHandle;
+use tokio_util::task::AbortOnDropHandle;
 
 /// A single-threaded runtime on a thread of its own; the thread stops when this is
 /// dropped.
@@ -72,31 +70,13 @@ impl Offload {
         T: Send + 'static,
         F: Future<Output = T> + Send + 'static,
     {
-        AbortOnDrop(self.handle.spawn(op)).await.ok()
+        AbortOnDropHandle::new(self.handle.spawn(op)).await.ok()
     }
 }
 
 /// What a shared slot holds, taken out (a poisoned lock still holds it).
 fn take<T>(slot: &Mutex<Option<T>>) -> Option<T> {
     slot.lock().unwrap_or_else(PoisonError::into_inner).take()
-}
-
-/// A task that is aborted if whoever waits for it stops waiting.
-struct AbortOnDrop<T>(JoinHandle<T>);
-
-impl<T> Future for AbortOnDrop<T> {
-    type Output = Result<T, tokio::task::JoinError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.0).poll(cx)
-    }
-}
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        // A no-op once the task has finished.
-        self.0.abort();
-    }
 }
 
 #[cfg(test)]
