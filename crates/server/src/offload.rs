@@ -10,10 +10,12 @@
 //! connection (docs/benchmarks.md). Run here, where nothing else waits to run, a read
 //! holds its connection about as long as SQLite takes.
 //!
-//! What the sessions read at connect (their device, the policy in force, their
-//! commands in flight, their owner's keys) and at each heartbeat (their device's status)
-//! runs here. A command's way through a session stays in place: a hand-over costs two
-//! thread switches, which an idle command round trip of a few milliseconds would feel.
+//! What the sessions read at connect (their device, the policy in force, their owner's
+//! keys) and at each heartbeat (their device's status) runs here, and so does taking
+//! their commands in flight at connect (which moves `queued` ones to `sent`: a write,
+//! once per session). A command's way through a live session stays in place: a
+//! hand-over costs two thread switches, which an idle command round trip of a few
+//! milliseconds would feel.
 //!
 //! Dropping an operation's future cancels the operation, as it would in place: its task
 //! here is aborted.

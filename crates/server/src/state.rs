@@ -63,7 +63,8 @@ pub struct Inner {
     pub telemetry_backlog: std::sync::atomic::AtomicU64,
     /// Checks the telemetry samples' signatures in batches, on a thread of its own.
     pub signatures: crate::gateway::SignatureChecker,
-    /// Where the agent sessions' store reads run (see [`crate::offload`]).
+    /// Where the agent sessions' store work at connect and at each heartbeat runs (see
+    /// [`crate::offload`]).
     pub session_reads: crate::offload::Offload,
 }
 
