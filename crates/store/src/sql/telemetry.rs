@@ -345,15 +345,18 @@ where
                 Err(err) => return Err(db_err("telemetry event")(err)),
             }
         }
+        // Each device's latest arrival in the batch, in order of first appearance.
         let mut latest: Vec<(&str, i64)> = Vec::new();
+        let mut slot: HashMap<&str, usize> = HashMap::with_capacity(events.len());
         for e in events {
             let at = to_db_time(e.received_at);
-            match latest
-                .iter_mut()
-                .find(|(id, _)| *id == e.device_id.as_str())
-            {
+            let id = e.device_id.as_str();
+            match slot.get(id).and_then(|&i| latest.get_mut(i)) {
                 Some(seen) => seen.1 = seen.1.max(at),
-                None => latest.push((e.device_id.as_str(), at)),
+                None => {
+                    slot.insert(id, latest.len());
+                    latest.push((id, at));
+                }
             }
         }
         for chunk in latest.chunks(EVENTS_PER_STATEMENT) {
