@@ -288,7 +288,7 @@ async fn attempt(
                         }
                         Ok(v) => {
                             refused_in_a_row = 0;
-                            if let Some(end) = handle(v) {
+                            if let Some(end) = handle(v, uplink) {
                                 refusal = Some(end);
                             }
                             Ok(())
@@ -456,8 +456,9 @@ async fn send_command_reply(
 /// A frame the gateway sent during the session. Returns the refusal when it is an
 /// `error` for the session as a whole (the gateway closes the socket right after); an
 /// `error` naming one of our messages (`ref_message_id`) refuses only that message and
-/// the session goes on.
-fn handle(v: Verified) -> Option<End> {
+/// the session goes on (after a `9002`, without live telemetry for a while:
+/// [`Uplink::back_off`]).
+fn handle(v: Verified, uplink: &mut Uplink) -> Option<End> {
     match v.header.msg_type {
         MessageType::Error => match v.into_body::<ErrorFrame>() {
             Ok(ErrorFrame {
@@ -470,6 +471,9 @@ fn handle(v: Verified) -> Option<End> {
                     code.number(),
                     code.name()
                 );
+                if code == ErrorCode::Unavailable {
+                    uplink.back_off();
+                }
                 None
             }
             Ok(e) => Some(End::Refused {

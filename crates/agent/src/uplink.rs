@@ -10,8 +10,9 @@
 use std::future::Future;
 use std::time::Duration;
 
+use rand_core::RngCore;
 use tether_client::WsStream;
-use tether_proto::messages::session::Telemetry;
+use tether_proto::messages::session::{Telemetry, telemetry_backoff};
 use tether_proto::{Clock, UnixMillis};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -50,6 +51,50 @@ pub struct Uplink {
     online: bool,
     queued_this_outage: u64,
     dropped_this_outage: u64,
+    /// Live samples skipped after a `9002` ([`Self::back_off`]).
+    pause: Pause,
+}
+
+/// A pause of live telemetry: until when, and how many samples it skipped so far.
+#[derive(Debug, Default)]
+struct Pause {
+    until: Option<tokio::time::Instant>,
+    skipped: u64,
+}
+
+/// What a pause says about a sample due now.
+#[derive(Debug, PartialEq, Eq)]
+enum Due {
+    /// Send it.
+    Send,
+    /// Skip it: paused.
+    Skip,
+    /// Send it: the pause just ended, having skipped this many.
+    Resume(u64),
+}
+
+impl Pause {
+    /// Pauses until `length` after `now` (a later refusal pushes the end on); true when
+    /// no pause was on.
+    fn start(&mut self, now: tokio::time::Instant, length: Duration) -> bool {
+        let fresh = self.until.is_none();
+        self.until = Some(now.checked_add(length).unwrap_or(now));
+        fresh
+    }
+
+    fn due(&mut self, now: tokio::time::Instant) -> Due {
+        match self.until {
+            None => Due::Send,
+            Some(until) if now < until => {
+                self.skipped = self.skipped.saturating_add(1);
+                Due::Skip
+            }
+            Some(_) => {
+                self.until = None;
+                Due::Resume(std::mem::take(&mut self.skipped))
+            }
+        }
+    }
 }
 
 impl Uplink {
@@ -74,6 +119,7 @@ impl Uplink {
             online: false,
             queued_this_outage: 0,
             dropped_this_outage: 0,
+            pause: Pause::default(),
         };
         u.interval.send_replace(u.offline_period());
         u
@@ -238,15 +284,40 @@ impl Uplink {
         }
     }
 
-    /// Seals and sends a sample now.
+    /// Seals and sends a sample now; while paused ([`Self::back_off`]) the sample is
+    /// skipped instead.
     pub async fn send_live(
         &mut self,
         outbox: &mut Outbox,
         ws: &mut WsStream,
         sample: &Telemetry,
     ) -> Result<(), AgentError> {
+        match self.pause.due(tokio::time::Instant::now()) {
+            Due::Send => {}
+            Due::Skip => return Ok(()),
+            Due::Resume(skipped) => say!(
+                "sending telemetry again ({skipped} samples skipped while the server was behind)"
+            ),
+        }
         let frame = outbox.seal(sample)?;
         socket::send(ws, frame).await
+    }
+
+    /// The gateway refused one of this agent's messages with `9002 UNAVAILABLE` (it is
+    /// behind on storing telemetry, or one of its backends failed): live samples are
+    /// skipped for 3 to 5 of the server's telemetry intervals
+    /// ([`telemetry_backoff`]; docs/protocol.md 4.3, "Back-off"), counted from the
+    /// latest refusal, so that an overloaded server is not sent samples it would refuse.
+    pub fn back_off(&mut self) {
+        let mut spread = [0u8; 1];
+        rand_core::OsRng.fill_bytes(&mut spread);
+        let pause = telemetry_backoff(self.server_interval, spread[0]);
+        if self.pause.start(tokio::time::Instant::now(), pause) {
+            say!(
+                "the server is behind on telemetry: skipping samples for {} s",
+                pause.as_secs()
+            );
+        }
     }
 
     /// What the queue holds (zero if it cannot be read).
@@ -331,5 +402,27 @@ mod tests {
         let v = verify(frame.as_bytes(), &keys, &SystemClock).unwrap();
         assert_eq!(v.header.seq, seq);
         assert_eq!(v.into_body::<Telemetry>().unwrap(), body);
+    }
+
+    #[test]
+    fn a_pause_skips_samples_until_it_ends_and_a_later_refusal_extends_it() {
+        let t0 = tokio::time::Instant::now();
+        let s = Duration::from_secs;
+        let mut pause = Pause::default();
+        assert_eq!(pause.due(t0), Due::Send, "no pause: samples go");
+        assert!(pause.start(t0, s(30)), "the first refusal starts a pause");
+        assert_eq!(pause.due(t0 + s(10)), Due::Skip);
+        assert!(
+            !pause.start(t0 + s(10), s(30)),
+            "a later one pushes its end on"
+        );
+        assert_eq!(pause.due(t0 + s(35)), Due::Skip, "still paused at 35 s");
+        assert_eq!(
+            pause.due(t0 + s(40)),
+            Due::Resume(2),
+            "ends at 40 s, two skipped"
+        );
+        assert_eq!(pause.due(t0 + s(41)), Due::Send);
+        assert!(pause.start(t0 + s(50), s(30)), "a new pause after the end");
     }
 }

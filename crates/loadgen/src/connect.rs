@@ -23,10 +23,10 @@ use serde::Serialize;
 use tether_client::WsStream;
 use tether_proto::envelope::EnvelopeSigner;
 use tether_proto::messages::session::{
-    Auth, DiskUsage, Heartbeat, HeartbeatStatus, NetUsage, Telemetry,
+    Auth, DiskUsage, Heartbeat, HeartbeatStatus, NetUsage, Telemetry, telemetry_backoff,
 };
 use tether_proto::validate::b64url_encode;
-use tether_proto::{Clock, MAX_FRAME_BYTES, Payload, StaticKeys};
+use tether_proto::{Clock, ErrorCode, MAX_FRAME_BYTES, Payload, StaticKeys};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
@@ -129,6 +129,10 @@ pub struct ConnectReport {
     /// the frame, such as a sample refused with 9002 while the server is behind on
     /// storing telemetry); the session goes on. Reasons in `errors`.
     pub frames_refused: usize,
+    /// Times a session paused its telemetry after a `9002` naming one of its frames,
+    /// for 3 to 5 telemetry intervals (`tether_proto`'s `telemetry_backoff`), as
+    /// Tether's agent does.
+    pub telemetry_pauses: u64,
     /// Heartbeats sent while the sessions were held.
     pub heartbeats_sent: u64,
     /// The server's heartbeat interval, from `connected`.
@@ -224,6 +228,7 @@ struct Shared {
     failed: AtomicUsize,
     dropped: AtomicUsize,
     refused: AtomicUsize,
+    telemetry_pauses: AtomicU64,
     heartbeats: AtomicU64,
     telemetry: AtomicU64,
     telemetry_every: Option<Duration>,
@@ -293,6 +298,7 @@ pub async fn run(
         failed: AtomicUsize::new(0),
         dropped: AtomicUsize::new(0),
         refused: AtomicUsize::new(0),
+        telemetry_pauses: AtomicU64::new(0),
         heartbeats: AtomicU64::new(0),
         telemetry: AtomicU64::new(0),
         telemetry_every: opts.telemetry_every.filter(|d| !d.is_zero()),
@@ -478,6 +484,7 @@ pub async fn run(
     report.failed = shared.failed.load(Ordering::Relaxed);
     report.dropped = shared.dropped.load(Ordering::Relaxed);
     report.frames_refused = shared.refused.load(Ordering::Relaxed);
+    report.telemetry_pauses = shared.telemetry_pauses.load(Ordering::Relaxed);
     report.heartbeats_sent = shared.heartbeats.load(Ordering::Relaxed);
     report.heartbeat_interval_s = shared.interval_s.load(Ordering::Relaxed);
     report.bytes_per_connection = match (report.rss_before_kib, report.rss_held_peak_kib) {
@@ -693,12 +700,18 @@ async fn held(
                     let why = match verify_gateway_payload(t.as_bytes(), &shared.keys, &*shared.clock) {
                         Err(e) => e.to_string(),
                         // One of our frames refused (a sample while the server is
-                        // behind, 9002): the agent keeps it and goes on.
+                        // behind, 9002): the session goes on; after a 9002 it sends no
+                        // telemetry for 3 to 5 intervals, as Tether's agent does.
                         Ok(Payload::Error(e)) if e.ref_message_id.is_some() => {
                             shared.record(
                                 &shared.refused,
                                 format!("a frame refused: {} {}", e.code.number(), e.code.name()),
                             );
+                            if e.code == ErrorCode::Unavailable && sending {
+                                let pause = telemetry_backoff(every, random::<1>()[0]);
+                                telemetry.reset_at(later(pause));
+                                shared.telemetry_pauses.fetch_add(1, Ordering::Relaxed);
+                            }
                             continue;
                         }
                         Ok(Payload::Error(e)) => format!(

@@ -487,6 +487,12 @@ fn print_report(r: &ConnectReport) {
         for (code, n) in &r.telemetry_rejected {
             println!("  {n} refused: {code}");
         }
+        if r.telemetry_pauses > 0 {
+            println!(
+                "telemetry paused:        {} times (after a 9002, for 3 to 5 intervals)",
+                r.telemetry_pauses
+            );
+        }
     }
     if let Some(cpu) = r.server_cpu_pct {
         println!("server CPU while held:   {cpu:.0} % of one core");

@@ -124,6 +124,17 @@ pub struct NetUsage {
     pub tx_total_bytes: u64,
 }
 
+/// How long an agent sends no telemetry after the gateway refused one of its messages
+/// with `9002 UNAVAILABLE` (docs/protocol.md 4.3, "Back-off"): between 3 and 5 of its
+/// telemetry intervals, placed by `spread` (a random byte), so that a fleet refused at
+/// the same moment does not come back at the same moment. An overloaded server thereby
+/// sheds samples at their source instead of receiving, refusing and answering each.
+pub fn telemetry_backoff(interval: std::time::Duration, spread: u8) -> std::time::Duration {
+    let factor = 3.0 + 2.0 * f64::from(spread) / 255.0;
+    std::time::Duration::try_from_secs_f64(interval.as_secs_f64() * factor)
+        .unwrap_or(std::time::Duration::MAX)
+}
+
 /// agent → gateway, every `telemetry_interval_s`. Signed by the device key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -163,5 +174,24 @@ impl Validate for Telemetry {
         }
         validate::range("body.net.rx_bps", self.net.rx_bps, 0.0, 1e12)?;
         validate::range("body.net.tx_bps", self.net.tx_bps, 0.0, 1e12)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::telemetry_backoff;
+
+    #[test]
+    fn the_telemetry_backoff_is_three_to_five_intervals() {
+        let ten = Duration::from_secs(10);
+        assert_eq!(telemetry_backoff(ten, 0), Duration::from_secs(30));
+        assert_eq!(telemetry_backoff(ten, 255), Duration::from_secs(50));
+        let mid = telemetry_backoff(ten, 128);
+        assert!(mid > Duration::from_secs(39) && mid < Duration::from_secs(41), "{mid:?}");
+        // The longest interval a server can name does not overflow.
+        let longest = Duration::from_secs(u64::from(u32::MAX));
+        assert!(telemetry_backoff(longest, 255) >= longest);
     }
 }
