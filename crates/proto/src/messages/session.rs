@@ -189,7 +189,10 @@ mod tests {
         assert_eq!(telemetry_backoff(ten, 0), Duration::from_secs(30));
         assert_eq!(telemetry_backoff(ten, 255), Duration::from_secs(50));
         let mid = telemetry_backoff(ten, 128);
-        assert!(mid > Duration::from_secs(39) && mid < Duration::from_secs(41), "{mid:?}");
+        assert!(
+            mid > Duration::from_secs(39) && mid < Duration::from_secs(41),
+            "{mid:?}"
+        );
         // The longest interval a server can name does not overflow.
         let longest = Duration::from_secs(u64::from(u32::MAX));
         assert!(telemetry_backoff(longest, 255) >= longest);
