@@ -557,10 +557,15 @@ impl Session {
             // persisted or resumed across sessions yet, so a frame replayed into a *new*
             // session passes here and is caught downstream by its message_id (telemetry
             // is stored once per message_id).
-            // A sample's signature is checked in a batch with other sessions' samples
-            // (`signatures`); any other frame's here.
+            // A sample's or a heartbeat's signature is checked in a batch with other
+            // sessions' frames (`signatures`); any other frame's here.
             let checked = match Verifier::new(keys, &*state.clock).prepare(&frame) {
-                Ok(p) if p.claimed_type() == Some(MessageType::Telemetry) => {
+                Ok(p)
+                    if matches!(
+                        p.claimed_type(),
+                        Some(MessageType::Telemetry | MessageType::Heartbeat)
+                    ) =>
+                {
                     state.signatures.check(p).await.ok_or_else(|| {
                         (
                             ErrorCode::Internal,

@@ -216,6 +216,55 @@ async fn telemetry_is_refused_while_the_analytics_are_too_far_behind() {
 }
 
 #[tokio::test]
+async fn a_heartbeat_with_a_bad_signature_is_refused_and_the_session_goes_on() {
+    // Heartbeats are checked in batches with the samples (`gateway::signatures`): a
+    // broken one is still refused on its own, and the next good one is accepted.
+    let srv = TestServer::start().await;
+    let (alice, _, _) = srv.user("alice@lab.example").await;
+    let mut agent = pair_for(&srv, &alice).await;
+    let (mut ws, _) = online(&srv, &mut agent).await;
+    let beat = Heartbeat {
+        status: HeartbeatStatus::Alive,
+        uptime_s: 5,
+        queue_depth: 0,
+    };
+    let st = agent.stamp(srv.clock.now());
+    let good = agent.signer.seal(st, &beat).unwrap();
+    let mut env: Value = serde_json::from_slice(&good).unwrap();
+    let mut sig = tether_proto::validate::b64url_decode(env["sig"].as_str().unwrap()).unwrap();
+    sig[11] ^= 0x01;
+    env["sig"] = json!(b64url_encode(&sig));
+    let tampered = tether_proto::canonical::canonicalize(&env)
+        .unwrap()
+        .into_bytes();
+    expect_refused(&srv, &mut ws, tampered, ErrorCode::SignatureInvalid).await;
+
+    let device_id = agent.device_id.clone().unwrap();
+    let (_, device): (u16, Value) = alice
+        .get(&format!("/api/devices/{device_id}"))
+        .await
+        .unwrap();
+    assert!(
+        device["uptime_s"].is_null(),
+        "no heartbeat accepted yet: {device}"
+    );
+    agent.send(&mut ws, &srv, &beat).await;
+    // The good one was checked and recorded: the device shows the uptime it reported.
+    eventually("the heartbeat's uptime shown", || async {
+        let (_, device): (u16, Value) = alice
+            .get(&format!("/api/devices/{device_id}"))
+            .await
+            .unwrap();
+        (device["uptime_s"].as_u64() >= Some(5)).then_some(())
+    })
+    .await;
+    let before = telemetry_len(&srv).await;
+    agent.send(&mut ws, &srv, &sample(30.0)).await;
+    wait_telemetry_len(&srv, before + 1).await;
+    srv.stop().await;
+}
+
+#[tokio::test]
 async fn bad_telemetry_is_dropped_with_its_code_and_the_session_goes_on() {
     let srv = TestServer::start().await;
     let (alice, _, _) = srv.user("alice@lab.example").await;

@@ -1,5 +1,5 @@
-//! [`SignatureChecker`]: the telemetry samples' signatures, checked in batches on a thread
-//! of their own.
+//! [`SignatureChecker`]: the signatures of telemetry samples and heartbeats, checked in
+//! batches on a thread of their own.
 //!
 //! Checking an Ed25519 signature is the largest part of what a telemetry sample costs
 //! the gateway (a fifth of the server's CPU at 10,000 samples a second). Checked in a
@@ -11,9 +11,12 @@
 //! is idle is checked at once, on its own, and batches form by themselves exactly when
 //! samples arrive faster than they are checked one by one.
 //!
-//! Only telemetry goes here. A command's frames and heartbeats are checked in place: a
-//! hand-over to the thread costs their session a wake-up on the shared runtime, which
-//! is tens of milliseconds when tens of thousands of sessions are ready to run.
+//! Telemetry and heartbeats go here: nobody waits for either, and at 18,000 agents the
+//! heartbeats alone are 600 signatures a second, which cost the sessions' runtime about
+//! 45 µs each when checked one at a time. A command's frames are checked in place: a
+//! hand-over to the thread costs their session a wake-up on the shared runtime, which is
+//! tens of milliseconds when tens of thousands of sessions are ready to run, and a
+//! command's round trip waits for each of them.
 
 use std::sync::mpsc;
 
