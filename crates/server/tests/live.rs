@@ -151,6 +151,17 @@ async fn the_stream_ends_when_the_access_token_expires() {
     srv.stop().await;
 }
 
+/// `frame` (a sealed envelope) with one byte of its signature changed.
+fn broken_signature(frame: &[u8]) -> Vec<u8> {
+    let mut env: Value = serde_json::from_slice(frame).unwrap();
+    let mut sig = tether_proto::validate::b64url_decode(env["sig"].as_str().unwrap()).unwrap();
+    sig[7] ^= 0x01;
+    env["sig"] = json!(b64url_encode(&sig));
+    tether_proto::canonical::canonicalize(&env)
+        .unwrap()
+        .into_bytes()
+}
+
 #[tokio::test]
 async fn telemetry_is_refused_while_the_analytics_are_too_far_behind() {
     let srv = TestServer::start().await;
@@ -169,15 +180,7 @@ async fn telemetry_is_refused_while_the_analytics_are_too_far_behind() {
     let tampered = |agent: &mut support::FakeAgent| {
         let st = agent.stamp(srv.clock.now());
         let good = agent.signer.seal(st, &sample(20.0)).unwrap();
-        let mut env: Value = serde_json::from_slice(&good).unwrap();
-        let mut sig = tether_proto::validate::b64url_decode(env["sig"].as_str().unwrap()).unwrap();
-        sig[7] ^= 0x01;
-        env["sig"] = json!(b64url_encode(&sig));
-        let id = support::live::message_id_of(&good);
-        let frame = tether_proto::canonical::canonicalize(&env)
-            .unwrap()
-            .into_bytes();
-        (frame, id)
+        (broken_signature(&good), support::live::message_id_of(&good))
     };
     // A verified sample first: the shortcut is taken only by a session that had a
     // heartbeat or sample verified within a heartbeat interval.
@@ -229,14 +232,7 @@ async fn a_heartbeat_with_a_bad_signature_is_refused_and_the_session_goes_on() {
         queue_depth: 0,
     };
     let st = agent.stamp(srv.clock.now());
-    let good = agent.signer.seal(st, &beat).unwrap();
-    let mut env: Value = serde_json::from_slice(&good).unwrap();
-    let mut sig = tether_proto::validate::b64url_decode(env["sig"].as_str().unwrap()).unwrap();
-    sig[11] ^= 0x01;
-    env["sig"] = json!(b64url_encode(&sig));
-    let tampered = tether_proto::canonical::canonicalize(&env)
-        .unwrap()
-        .into_bytes();
+    let tampered = broken_signature(&agent.signer.seal(st, &beat).unwrap());
     expect_refused(&srv, &mut ws, tampered, ErrorCode::SignatureInvalid).await;
 
     let device_id = agent.device_id.clone().unwrap();
@@ -276,14 +272,7 @@ async fn bad_telemetry_is_dropped_with_its_code_and_the_session_goes_on() {
 
     // A bad signature: one byte of a valid signature changed.
     let st = agent.stamp(srv.clock.now());
-    let good = agent.signer.seal(st, &sample(10.0)).unwrap();
-    let mut env: Value = serde_json::from_slice(&good).unwrap();
-    let mut sig = tether_proto::validate::b64url_decode(env["sig"].as_str().unwrap()).unwrap();
-    sig[7] ^= 0x01;
-    env["sig"] = json!(b64url_encode(&sig));
-    let tampered = tether_proto::canonical::canonicalize(&env)
-        .unwrap()
-        .into_bytes();
+    let tampered = broken_signature(&agent.signer.seal(st, &sample(10.0)).unwrap());
     expect_refused(&srv, &mut ws, tampered, ErrorCode::SignatureInvalid).await;
 
     // A replayed sequence number: accepted once, then the same seq again.
