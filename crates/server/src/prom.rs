@@ -52,9 +52,10 @@ pub const TELEMETRY_STORED: &str = "tether_telemetry_stored_total";
 pub const LIVE_DROPPED: &str = "tether_live_events_dropped_total";
 /// Telemetry frames refused, by error `code` name.
 pub const TELEMETRY_REJECTED: &str = "tether_telemetry_rejected_total";
-/// Batches of telemetry signatures the gateway's signature checker checked.
+/// Batches of signatures (telemetry samples' and heartbeats') the gateway's signature
+/// checker checked.
 pub const SIGNATURE_BATCHES: &str = "tether_signature_batches_total";
-/// Telemetry signatures the gateway's signature checker checked (divided by
+/// Signatures the gateway's signature checker checked (divided by
 /// [`SIGNATURE_BATCHES`]: the mean batch size).
 pub const SIGNATURES_BATCHED: &str = "tether_signatures_batched_total";
 /// Live-view (SSE) streams open on this process.
@@ -175,12 +176,12 @@ fn describe() {
     describe_counter!(
         SIGNATURE_BATCHES,
         Unit::Count,
-        "Batches of telemetry signatures checked."
+        "Batches of signatures (telemetry and heartbeats) checked."
     );
     describe_counter!(
         SIGNATURES_BATCHED,
         Unit::Count,
-        "Telemetry signatures checked by the batch checker."
+        "Signatures (telemetry and heartbeats) checked by the batch checker."
     );
     describe_gauge!(
         LIVE_SUBSCRIBERS,
@@ -302,7 +303,7 @@ pub fn telemetry_stored(n: usize) {
     metrics::counter!(TELEMETRY_STORED).increment(u64::try_from(n).unwrap_or(u64::MAX));
 }
 
-/// A batch of `n` telemetry signatures checked.
+/// A batch of `n` signatures checked.
 pub fn signature_batch(n: usize) {
     metrics::counter!(SIGNATURE_BATCHES).increment(1);
     metrics::counter!(SIGNATURES_BATCHED).increment(u64::try_from(n).unwrap_or(u64::MAX));
