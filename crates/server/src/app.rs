@@ -417,6 +417,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         objects,
         live: crate::live::LiveHub::new(),
         telemetry_backlog: std::sync::atomic::AtomicU64::new(0),
+        telemetry_out: crate::gateway::TelemetryBatcher::default(),
         signatures,
         session_reads,
     });

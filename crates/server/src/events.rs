@@ -1,13 +1,18 @@
 //! What flows between the server's roles over the bus. Every name and payload shape here is
 //! shared by the gateway (which publishes), the workers (which consume) and the live view.
 //!
-//! - [`TELEMETRY_STREAM`]: one entry per accepted telemetry message, as a
-//!   [`TelemetryRecord`] (JSON). Consumer group [`ANALYTICS_GROUP`] (the AnalyticsWorker)
-//!   reads it; any number of server processes share the group.
-//! - [`LIVE_STREAM`]: one entry per event a user's live clients or an agent session may
-//!   need right now, as a [`LiveEvent`] (JSON). Every server process reads it with a
-//!   fan-out read from its own position (no consumer group), so each process sees every
-//!   event and fans it out to its own connections.
+//! - [`TELEMETRY_STREAM`]: accepted telemetry messages, up to
+//!   [`RECORDS_PER_ENTRY`] an entry, as a JSON array of [`TelemetryRecord`]s (the
+//!   samples a process's sessions accepted while its previous entry was being appended;
+//!   an entry of an earlier build is one record, a JSON object: [`records_of`] reads
+//!   both). Consumer group [`ANALYTICS_GROUP`] (the AnalyticsWorker) reads it; any number
+//!   of server processes share the group. Capped at [`TELEMETRY_MAX_LEN`] entries.
+//! - [`LIVE_STREAM`]: events a user's live clients or an agent session may need right
+//!   now, as a [`LiveEvent`] (JSON) an entry, or a batch of them
+//!   (`{"origin": node, "events": [...]}`: what one process published within a few
+//!   milliseconds). Every server process reads it with a fan-out read from its own
+//!   position (no consumer group), so each process sees every event and fans it out to
+//!   its own connections. Capped at [`LIVE_MAX_LEN`] entries.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -23,8 +28,22 @@ pub const TELEMETRY_STREAM: &str = "telemetry";
 pub const ANALYTICS_GROUP: &str = "analytics";
 /// The bus stream of live events.
 pub const LIVE_STREAM: &str = "live";
-/// Approximate bound on each stream's length (oldest acknowledged entries are trimmed).
+/// Approximate bound on each stream's length (oldest acknowledged entries are trimmed),
+/// for streams of one item an entry (commands, dead letters).
 pub const STREAM_MAX_LEN: u64 = 100_000;
+/// The most telemetry records one entry of [`TELEMETRY_STREAM`] holds.
+pub const RECORDS_PER_ENTRY: usize = 128;
+/// Approximate bound on [`TELEMETRY_STREAM`]'s length in entries (up to
+/// [`RECORDS_PER_ENTRY`] records each, about 70 KiB): at 10,000 samples a second about
+/// 13 s of history, and at most about 80 MiB of the bus.
+pub const TELEMETRY_MAX_LEN: u64 = 1024;
+/// The analytics' backlog in entries at which the gateway refuses samples whatever their
+/// estimated count: an eighth under [`TELEMETRY_MAX_LEN`], so that no entry the group
+/// has not read is trimmed (see `gateway::telemetry`'s admission).
+pub const TELEMETRY_ENTRY_LIMIT: u64 = TELEMETRY_MAX_LEN - TELEMETRY_MAX_LEN / 8;
+/// Approximate bound on [`LIVE_STREAM`]'s length in entries. Live events matter only
+/// while someone listens, and every reader keeps up within milliseconds.
+pub const LIVE_MAX_LEN: u64 = 4096;
 
 /// A telemetry message the gateway verified and accepted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,6 +105,40 @@ pub struct LiveEvent {
     pub at: UnixMillis,
     /// Kind-specific content.
     pub data: Value,
+}
+
+/// The records of one [`TELEMETRY_STREAM`] entry: a JSON array of them, or one record
+/// (an entry of an earlier build).
+pub fn records_of(payload: &[u8]) -> Result<Vec<TelemetryRecord>, serde_json::Error> {
+    let array = payload
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|&b| b == b'[');
+    if array {
+        serde_json::from_slice(payload)
+    } else {
+        serde_json::from_slice(payload).map(|r| vec![r])
+    }
+}
+
+/// The live events of one [`LIVE_STREAM`] entry, in order: a batch
+/// (`{"origin", "events": [...]}`) or one event. The publisher's `origin` (beside the
+/// event's fields in each) is not a field of an event, and is ignored.
+pub fn live_events_of(payload: &[u8]) -> Result<Vec<LiveEvent>, serde_json::Error> {
+    #[derive(Deserialize)]
+    struct Shape {
+        #[serde(default)]
+        events: Option<serde::de::IgnoredAny>,
+    }
+    #[derive(Deserialize)]
+    struct Batch {
+        events: Vec<LiveEvent>,
+    }
+    if serde_json::from_slice::<Shape>(payload)?.events.is_some() {
+        serde_json::from_slice::<Batch>(payload).map(|b| b.events)
+    } else {
+        serde_json::from_slice::<LiveEvent>(payload).map(|e| vec![e])
+    }
 }
 
 /// Publishes a live event for every server process to fan out (this one at once; the

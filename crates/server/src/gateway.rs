@@ -53,7 +53,7 @@ pub(crate) mod telemetry;
 pub use signatures::SignatureChecker;
 
 pub use policy::relay_policy;
-pub use telemetry::{FRAME_REJECTED, TELEMETRY_REJECTED};
+pub use telemetry::{FRAME_REJECTED, TELEMETRY_REJECTED, TelemetryBatcher};
 
 /// How long a new socket may take to send its first frame.
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(15);

@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alerts::AlertView;
 use crate::error::ApiError;
-use crate::events::{LIVE_STREAM, LiveEvent, LiveKind, STREAM_MAX_LEN};
+use crate::events::{LIVE_MAX_LEN, LIVE_STREAM, LiveEvent, LiveKind};
 use crate::state::AppState;
 
 /// How many events a slow live-view subscriber may fall behind before it misses some.
@@ -315,10 +315,7 @@ impl LiveHub {
         } else {
             bytes
         };
-        state
-            .bus
-            .append(LIVE_STREAM, &bytes, STREAM_MAX_LEN)
-            .await?;
+        state.bus.append(LIVE_STREAM, &bytes, LIVE_MAX_LEN).await?;
         Ok(())
     }
 
@@ -335,10 +332,7 @@ impl LiveHub {
             .relaying
             .load(std::sync::atomic::Ordering::Acquire)
         {
-            state
-                .bus
-                .append(LIVE_STREAM, &bytes, STREAM_MAX_LEN)
-                .await?;
+            state.bus.append(LIVE_STREAM, &bytes, LIVE_MAX_LEN).await?;
             return Ok(());
         }
         if state.live.outbox.try_send(bytes).is_err() {
@@ -406,8 +400,7 @@ impl LiveHub {
     }
 
     /// Appends the outbox's events to the bus, oldest first, until `shutdown`; then
-    /// appends what is still queued. Each batch is appended with its appends started in
-    /// order, so the bus commits them together and in order.
+    /// appends what is still queued. Each batch is one entry, its events in order.
     async fn relay(
         state: &AppState,
         mut outbox: mpsc::Receiver<Vec<u8>>,
@@ -445,14 +438,16 @@ impl LiveHub {
         }
     }
 
+    /// Appends a batch of this process's events (each an [`OnBus`]) as one entry (see
+    /// [`batch_entry`]): an entry costs the bus the same whatever it holds, and a fleet's
+    /// telemetry publishes thousands of events a second.
     async fn append_all(state: &AppState, batch: &[Vec<u8>]) {
-        let appends = batch
-            .iter()
-            .map(|bytes| state.bus.append(LIVE_STREAM, bytes, STREAM_MAX_LEN));
-        for r in futures_util::future::join_all(appends).await {
-            if let Err(e) = r {
-                tracing::warn!(error = %e, "live hub: a live event was not appended to the bus");
-            }
+        let entry = match batch {
+            [one] => one.clone(),
+            _ => batch_entry(&state.node_id, batch),
+        };
+        if let Err(e) = state.bus.append(LIVE_STREAM, &entry, LIVE_MAX_LEN).await {
+            tracing::warn!(error = %e, events = batch.len(), "live hub: live events were not appended to the bus");
         }
     }
 
@@ -493,12 +488,17 @@ impl LiveHub {
             for entry in entries {
                 // Published here: delivered here already. Only the origin is read (the
                 // rest skipped unparsed): in one process that is every event.
-                let own = serde_json::from_slice::<OriginOnly>(&entry.payload)
-                    .is_ok_and(|o| o.origin.as_deref() == Some(state.node_id.as_str()));
+                let head = serde_json::from_slice::<Head>(&entry.payload).ok();
+                let own = head
+                    .as_ref()
+                    .is_some_and(|h| h.origin.as_deref() == Some(state.node_id.as_str()));
                 if !own {
-                    // `origin` is not a field of the event, and is ignored.
-                    match serde_json::from_slice::<LiveEvent>(&entry.payload) {
-                        Ok(e) => Self::deliver(state, e).await,
+                    match crate::events::live_events_of(&entry.payload) {
+                        Ok(events) => {
+                            for e in events {
+                                Self::deliver(state, e).await;
+                            }
+                        }
                         Err(e) => {
                             tracing::warn!(id = %entry.id, error = %e, "live hub: skipping an unreadable live event");
                         }
@@ -522,12 +522,34 @@ struct OnBus<'a> {
     event: &'a LiveEvent,
 }
 
-/// Just the publisher of a live event read from the bus (absent: published by an earlier
-/// build); its other fields are skipped.
+/// Just the publisher of a live entry read from the bus (absent: published by an earlier
+/// build); the rest is skipped unparsed.
 #[derive(Deserialize)]
-struct OriginOnly<'a> {
+struct Head<'a> {
     #[serde(default, borrow)]
     origin: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// The entry holding `events` (each an [`OnBus`] of this process):
+/// `{"origin": node, "events": [...]}`.
+fn batch_entry(node_id: &str, events: &[Vec<u8>]) -> Vec<u8> {
+    let origin = serde_json::Value::from(node_id).to_string();
+    let len = events
+        .iter()
+        .map(|e| e.len().saturating_add(1))
+        .sum::<usize>();
+    let mut entry = Vec::with_capacity(len.saturating_add(origin.len()).saturating_add(24));
+    entry.extend_from_slice(b"{\"origin\":");
+    entry.extend_from_slice(origin.as_bytes());
+    entry.extend_from_slice(b",\"events\":[");
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            entry.push(b',');
+        }
+        entry.extend_from_slice(e);
+    }
+    entry.extend_from_slice(b"]}");
+    entry
 }
 
 /// Waits [`RETRY_AFTER`]; true when shutdown came first.

@@ -61,6 +61,9 @@ pub struct Inner {
     /// The telemetry stream's backlog as last read (by the `telemetry-backlog` worker,
     /// once a second), for the gateway's admission of samples.
     pub telemetry_backlog: std::sync::atomic::AtomicU64,
+    /// Appends the samples this process's sessions accept to the telemetry stream, many
+    /// an entry.
+    pub telemetry_out: crate::gateway::TelemetryBatcher,
     /// Checks the telemetry samples' signatures in batches, on a thread of its own.
     pub signatures: crate::gateway::SignatureChecker,
     /// Where the agent sessions' store work at connect and at each heartbeat runs (see

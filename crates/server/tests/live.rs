@@ -27,7 +27,9 @@ use tether_proto::messages::notify::Severity;
 use tether_proto::messages::session::{DiskUsage, Heartbeat, HeartbeatStatus, Telemetry};
 use tether_proto::validate::b64url_encode;
 use tether_proto::{Clock, ErrorCode, Message, MessageType, Payload, UnixMillis};
-use tether_server::events::{LIVE_STREAM, TELEMETRY_STREAM, TelemetryRecord};
+use tether_server::events::{
+    LIVE_STREAM, TELEMETRY_STREAM, TelemetryRecord, live_events_of, records_of,
+};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 #[tokio::test]
@@ -58,7 +60,10 @@ async fn accepted_telemetry_reaches_the_bus_and_the_owners_live_view() {
         .read_group(TELEMETRY_STREAM, "test-reader", "t", 10, Duration::ZERO)
         .await
         .unwrap();
-    let record: TelemetryRecord = serde_json::from_slice(&entries[0].payload).unwrap();
+    // The sample's entry holds it alone (nothing else was being appended).
+    let records: Vec<TelemetryRecord> = records_of(&entries[0].payload).unwrap();
+    assert_eq!(records.len(), 1);
+    let record = &records[0];
     assert_eq!(record.device_id, device_id);
     assert_eq!(record.owner_id, t.owner_id);
     assert_eq!(record.seq, seq);
@@ -488,7 +493,18 @@ async fn an_alert_is_pushed_to_the_devices_agent_and_its_owners_live_view() {
     // Fanned out here at once, the events reach the bus for other processes through the
     // hub's outbox, a moment later.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while srv.state().bus.stream_len(LIVE_STREAM).await.unwrap() < 2 {
+    let bus = &srv.state().bus;
+    let mut on_bus = 0;
+    let mut after = "0-0".to_owned();
+    while on_bus < 2 {
+        for entry in bus
+            .read_after(LIVE_STREAM, &after, 100, Duration::ZERO)
+            .await
+            .unwrap()
+        {
+            on_bus += live_events_of(&entry.payload).unwrap().len();
+            after = entry.id;
+        }
         assert!(
             std::time::Instant::now() < deadline,
             "the live events never reached the bus"

@@ -29,7 +29,7 @@ use tether_server::auth::Caller;
 use tether_server::config::Secret;
 use tether_server::events::{
     ANALYTICS_GROUP, LIVE_STREAM, LiveEvent, LiveKind, STREAM_MAX_LEN, TELEMETRY_STREAM,
-    TelemetryRecord,
+    TelemetryRecord, live_events_of,
 };
 use tether_server::routes::devices::presence_key;
 use tether_server::workers::offline::OfflineWorker;
@@ -176,7 +176,7 @@ async fn live_events(srv: &TestServer) -> Vec<LiveEvent> {
         }
         quiet_since = tokio::time::Instant::now();
         for e in entries {
-            out.push(serde_json::from_slice(&e.payload).unwrap());
+            out.extend(live_events_of(&e.payload).unwrap());
         }
     }
 }
@@ -407,6 +407,53 @@ async fn a_steady_series_raises_nothing() {
             .is_err(),
         "no webhook call"
     );
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn an_entry_of_many_records_is_stored_record_by_record_and_acknowledged_once() {
+    let srv = TestServer::start().await;
+    let (api, _) = alice(&srv).await;
+    let (one, two) = (pair(&srv, &api).await, pair(&srv, &api).await);
+    let now = srv.clock.now();
+    let record = |device: &str, seq: u64, cpu: f64| TelemetryRecord {
+        device_id: device.to_owned(),
+        owner_id: None,
+        message_id: format!("{device}-{seq}"),
+        seq,
+        received_at: now,
+        body: body(UnixMillis(now.0 - 1_000 + seq), cpu),
+    };
+    // As the gateway appends them: a JSON array, here with one record that fails
+    // validation (a CPU over 100 %) between good ones of two devices.
+    let records = vec![
+        record(&one, 1, 5.0),
+        record(&two, 1, 6.0),
+        record(&one, 2, 150.0),
+        record(&one, 3, 7.0),
+    ];
+    srv.state()
+        .bus
+        .append(
+            TELEMETRY_STREAM,
+            &serde_json::to_vec(&records).unwrap(),
+            STREAM_MAX_LEN,
+        )
+        .await
+        .unwrap();
+    processed(&srv, &one, 2).await;
+    processed(&srv, &two, 1).await;
+    let stored: Vec<u64> = srv
+        .state()
+        .store
+        .telemetry_events(&one, UnixMillis(0), 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.event.seq)
+        .collect();
+    assert_eq!(stored.len(), 2);
+    assert!(stored.contains(&1) && stored.contains(&3), "{stored:?}");
     srv.stop().await;
 }
 

@@ -6,9 +6,11 @@
 //! published as live events here too.
 //!
 //! Admission: while the analytics workers are `telemetry.backlog_limit` samples or more
-//! behind (read once a second by [`watch_backlog`]), a sample is refused with
-//! `UNAVAILABLE` instead of accepted: the telemetry stream is capped, and a sample
-//! accepted into a backlog past the cap could be trimmed before it is stored. The agent
+//! behind (read once a second by [`watch_backlog`]: the entries they have not read, times
+//! the samples an entry lately held; or [`TELEMETRY_ENTRY_LIMIT`] entries, whatever they
+//! hold), a sample is refused with `UNAVAILABLE` instead of accepted: the telemetry
+//! stream is capped, and a sample accepted into a backlog past the cap could be trimmed
+//! before it is stored. The agent
 //! is told the sample was not kept, instead of it being lost after it was accepted.
 //! From a session that had a heartbeat or sample verified within a heartbeat interval,
 //! such a sample is refused before its signature is checked (`refused_while_behind`).
@@ -23,14 +25,17 @@ use tether_store::Device;
 use super::Session;
 use crate::audit::{self, Outcome};
 use crate::events::{
-    ANALYTICS_GROUP, LiveEvent, LiveKind, STREAM_MAX_LEN, TELEMETRY_STREAM, TelemetryRecord,
+    ANALYTICS_GROUP, LiveEvent, LiveKind, TELEMETRY_ENTRY_LIMIT, TELEMETRY_STREAM, TelemetryRecord,
     publish_live,
 };
 use crate::routes::devices::presence_key;
 use crate::state::AppState;
 
+mod batcher;
 #[cfg(test)]
 mod tests;
+
+pub use batcher::TelemetryBatcher;
 
 /// The audit action of a refused telemetry frame.
 pub const TELEMETRY_REJECTED: &str = "telemetry.rejected";
@@ -47,14 +52,32 @@ pub(crate) fn admits(backlog: u64, limit: u64) -> bool {
     backlog < limit
 }
 
+/// The analytics' backlog in samples as admission counts it, from the entries they have
+/// not read: each stands for the samples an entry lately held; at
+/// [`TELEMETRY_ENTRY_LIMIT`] entries or more, at least `limit` (full).
+pub(crate) fn backlog_samples(entries: u64, batcher: &TelemetryBatcher, limit: u64) -> u64 {
+    let samples = batcher.samples_in(entries);
+    if entries >= TELEMETRY_ENTRY_LIMIT {
+        samples.max(limit)
+    } else {
+        samples
+    }
+}
+
 /// Reads the analytics group's backlog on the telemetry stream into
-/// [`AppState::telemetry_backlog`] once a second, until `shutdown`. A failed read keeps
-/// the last value (a missing group, before the analytics worker made it, reads as 0).
+/// [`AppState::telemetry_backlog`] (in samples, [`backlog_samples`]) once a second, until
+/// `shutdown`. A failed read keeps the last value (a missing group, before the analytics
+/// worker made it, reads as 0).
 pub(crate) async fn watch_backlog(state: AppState, shutdown: tokio_util::sync::CancellationToken) {
     let mut was_full = false;
     loop {
         match state.bus.backlog(TELEMETRY_STREAM, ANALYTICS_GROUP).await {
-            Ok(n) => {
+            Ok(entries) => {
+                let n = backlog_samples(
+                    entries,
+                    &state.telemetry_out,
+                    state.config.telemetry.backlog_limit,
+                );
                 state
                     .telemetry_backlog
                     .store(n, std::sync::atomic::Ordering::Relaxed);
@@ -63,6 +86,7 @@ pub(crate) async fn watch_backlog(state: AppState, shutdown: tokio_util::sync::C
                     if full {
                         tracing::warn!(
                             backlog = n,
+                            entries,
                             limit = state.config.telemetry.backlog_limit,
                             "telemetry backlog at its limit: refusing samples until the analytics catch up"
                         );
@@ -134,8 +158,10 @@ impl Session {
             .await;
     }
 
-    /// Hands a verified telemetry message to the pipeline. A bus failure is answered with
-    /// `UNAVAILABLE` naming the message, so the agent knows it was not kept.
+    /// Hands a verified telemetry message to the pipeline (the telemetry stream, in an
+    /// entry with the other samples accepted meanwhile: [`TelemetryBatcher`]). A bus
+    /// failure is answered with `UNAVAILABLE` naming the message, so the agent knows it
+    /// was not kept.
     pub(super) async fn accept_telemetry(
         &mut self,
         device: &Device,
@@ -156,11 +182,7 @@ impl Session {
             body,
         };
         let stored = match serde_json::to_vec(&record) {
-            Ok(bytes) => state
-                .bus
-                .append(TELEMETRY_STREAM, &bytes, STREAM_MAX_LEN)
-                .await
-                .map_err(|e| e.to_string()),
+            Ok(bytes) => state.telemetry_out.append(state.bus.as_ref(), bytes).await,
             Err(e) => Err(e.to_string()),
         };
         if let Err(e) = stored {

@@ -6,14 +6,16 @@
 //!    seen at the record's arrival;
 //! 3. publishes a [`LiveKind::Telemetry`] event (the body plus `risk_score`);
 //! 4. runs the alert rules ([`crate::alerts::rules`]) and raises what fires;
-//! 5. acknowledges the entry.
+//! 5. acknowledges the entry once all of its records (an entry holds many, see
+//!    [`crate::events`]) are done.
 //!
-//! Work is never lost: an entry is acknowledged only after its store writes (and alerts)
-//! succeeded. One that failed stays pending and comes back through `claim_stale` (at start
+//! Work is never lost: an entry is acknowledged only after its records' store writes
+//! (and alerts) succeeded. One that failed stays pending and comes back through `claim_stale` (at start
 //! and every 30 s, for entries idle more than 30 s, from this or a dead consumer);
 //! everything it does is idempotent (stored once by message id, at most one open alert
-//! per kind). An entry that cannot ever succeed is acknowledged with a log line: one that
-//! is not a valid record, or whose device does not exist; one that failed
+//! per kind). A record that cannot ever succeed counts as done, with a log line: one that
+//! is not valid, or whose device does not exist (an entry that is not JSON records is
+//! acknowledged and dropped); one that failed
 //! [`MAX_DELIVERIES`] times is first copied to [`DEAD_LETTER_STREAM`].
 
 use std::collections::HashMap;
@@ -36,6 +38,7 @@ use crate::analytics::{Assessment, DeviceModel, HISTORY, Sample};
 use crate::error::ApiError;
 use crate::events::{
     ANALYTICS_GROUP, LiveEvent, LiveKind, STREAM_MAX_LEN, TELEMETRY_STREAM, TelemetryRecord,
+    records_of,
 };
 use crate::state::AppState;
 
@@ -43,14 +46,15 @@ use crate::state::AppState;
 pub const DEAD_LETTER_STREAM: &str = "telemetry-dead";
 /// Deliveries after which an entry goes to the dead-letter stream.
 pub const MAX_DELIVERIES: u64 = 20;
-/// Entries per read (and per store transaction). A read's store transaction costs a
+/// Records per read (and per store transaction; a read takes as many entries as hold
+/// about this many). A read's store transaction costs a
 /// few statements whatever its size, and each statement a hand-over to the database's
 /// thread, which under a saturated CPU waits its turn: tens of milliseconds a read. Big
 /// reads keep that wait from capping the rate at which a fleet's telemetry is stored.
 const BATCH: usize = 1024;
 /// How long a read waits for entries.
 const BLOCK: Duration = Duration::from_secs(1);
-/// After a read that found entries but fewer than [`BATCH`], the worker waits this long
+/// After a read that found entries but fewer than a full read, the worker waits this long
 /// before the next, so that under load a read takes many samples at once (one store
 /// transaction, one bus read and acknowledgement for all) instead of one or two; a
 /// sample is stored at most this much later than it would be otherwise.
@@ -111,9 +115,16 @@ pub struct AnalyticsWorker {
     consumer: String,
     thresholds: Thresholds,
     devices: HashMap<String, Tracked>,
+    /// Records per entry in the last read (entries hold many, see [`crate::events`]).
+    records_per_entry: usize,
 }
 
 impl AnalyticsWorker {
+    /// Entries per read: about [`BATCH`] records.
+    fn read_count(&self) -> usize {
+        BATCH.checked_div(self.records_per_entry).unwrap_or(BATCH).max(1)
+    }
+
     /// A worker consuming as this process's node id, storing through `store` (the same
     /// database as `state.store`).
     pub fn new(state: AppState, store: Arc<dyn Store>) -> Self {
@@ -123,6 +134,7 @@ impl AnalyticsWorker {
             thresholds: Thresholds::from(&state.config.alerts),
             state,
             devices: HashMap::new(),
+            records_per_entry: 1,
         }
     }
 
@@ -156,7 +168,7 @@ impl AnalyticsWorker {
             let started = Instant::now();
             let read = tokio::select! {
                 () = shutdown.cancelled() => return,
-                r = self.state.bus.read_group(TELEMETRY_STREAM, ANALYTICS_GROUP, &self.consumer, BATCH, BLOCK) => r,
+                r = self.state.bus.read_group(TELEMETRY_STREAM, ANALYTICS_GROUP, &self.consumer, self.read_count(), BLOCK) => r,
             };
             match read {
                 Ok(entries) => {
@@ -171,7 +183,7 @@ impl AnalyticsWorker {
                         );
                     }
                     if !entries.is_empty()
-                        && entries.len() < BATCH
+                        && entries.len() < self.read_count()
                         && !pause(&shutdown, LINGER).await
                     {
                         return;
@@ -198,7 +210,7 @@ impl AnalyticsWorker {
                     ANALYTICS_GROUP,
                     &self.consumer,
                     CLAIM_IDLE,
-                    BATCH,
+                    self.read_count(),
                 )
                 .await;
             match claimed {
@@ -208,7 +220,7 @@ impl AnalyticsWorker {
                         entries = entries.len(),
                         "took over pending telemetry entries"
                     );
-                    let full = entries.len() >= BATCH;
+                    let full = entries.len() >= self.read_count();
                     self.process(&entries).await;
                     if !full {
                         return;
@@ -222,30 +234,46 @@ impl AnalyticsWorker {
         }
     }
 
-    /// Handles a batch and acknowledges what is done: the valid records together
-    /// ([`batch`]: one store transaction), or one by one when that fails.
+    /// Handles a read and acknowledges what is done: the valid records of all its
+    /// entries together ([`batch`]: one store transaction), or one by one when that
+    /// fails. An entry is acknowledged once each of its records is done.
     async fn process(&mut self, entries: &[Entry]) {
         let mut done = Vec::with_capacity(entries.len());
         let mut records = Vec::with_capacity(entries.len());
+        // Per entry with records to do: how many.
+        let mut expected: HashMap<&str, usize> = HashMap::new();
         for entry in entries {
-            match parse(entry) {
-                None => done.push(entry.id.clone()),
-                Some(record) if entry.deliveries > MAX_DELIVERIES => {
-                    if self.dead_letter(entry, &record).await {
-                        done.push(entry.id.clone());
-                    }
-                }
-                Some(record) => records.push((entry, record)),
-            }
-        }
-        let together = records.len() > 1 && self.record_batch(&records, &mut done).await;
-        if !together {
-            for (entry, record) in &records {
-                if self.handle_record(entry, record).await {
+            let parsed = parse(entry);
+            if parsed.is_empty() {
+                done.push(entry.id.clone());
+            } else if entry.deliveries > MAX_DELIVERIES {
+                if self.dead_letter(entry, &parsed).await {
                     done.push(entry.id.clone());
                 }
+            } else {
+                expected.insert(entry.id.as_str(), parsed.len());
+                records.extend(parsed.into_iter().map(|r| (entry, r)));
             }
         }
+        let mut recorded = Vec::with_capacity(records.len());
+        let together = records.len() > 1 && self.record_batch(&records, &mut recorded).await;
+        if !together {
+            recorded.clear();
+            for (entry, record) in &records {
+                if self.handle_record(entry, record).await {
+                    recorded.push(entry.id.clone());
+                }
+            }
+        }
+        for id in recorded {
+            if let Some(left) = expected.get_mut(id.as_str()) {
+                *left = left.saturating_sub(1);
+                if *left == 0 {
+                    done.push(id);
+                }
+            }
+        }
+        self.records_per_entry = records.len().div_ceil(expected.len().max(1)).max(1);
         if done.is_empty() {
             return;
         }
@@ -282,8 +310,10 @@ impl AnalyticsWorker {
         }
     }
 
-    /// Copies an entry that keeps failing to the dead-letter stream; true once copied.
-    async fn dead_letter(&self, entry: &Entry, record: &TelemetryRecord) -> bool {
+    /// Copies an entry that keeps failing to the dead-letter stream (whole, with all its
+    /// records); true once copied.
+    async fn dead_letter(&self, entry: &Entry, records: &[TelemetryRecord]) -> bool {
+        let devices: Vec<&str> = records.iter().map(|r| r.device_id.as_str()).collect();
         match self
             .state
             .bus
@@ -291,7 +321,7 @@ impl AnalyticsWorker {
             .await
         {
             Ok(id) => {
-                tracing::error!(entry = %entry.id, device = %record.device_id, dead_letter = %id, deliveries = entry.deliveries, "telemetry entry failed too often: moved to the dead-letter stream");
+                tracing::error!(entry = %entry.id, ?devices, dead_letter = %id, deliveries = entry.deliveries, "telemetry entry failed too often: moved to the dead-letter stream");
                 true
             }
             Err(e) => {
@@ -443,21 +473,25 @@ fn new_event(
     }
 }
 
-/// The entry's record, or `None` (logged) when it is malformed or invalid: such an entry
-/// is acknowledged and dropped.
-fn parse(entry: &Entry) -> Option<TelemetryRecord> {
-    let record: TelemetryRecord = match serde_json::from_slice(&entry.payload) {
+/// The entry's valid records (see [`records_of`]). A malformed entry, or a record
+/// that fails validation, is logged and left out: an entry with none is acknowledged
+/// and dropped.
+fn parse(entry: &Entry) -> Vec<TelemetryRecord> {
+    let mut records = match records_of(&entry.payload) {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(entry = %entry.id, error = %e, "malformed telemetry entry dropped");
-            return None;
+            return Vec::new();
         }
     };
-    if let Err(e) = record.body.validate() {
-        tracing::warn!(entry = %entry.id, device = %record.device_id, error = %e, "invalid telemetry entry dropped");
-        return None;
-    }
-    Some(record)
+    records.retain(|record| match record.body.validate() {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(entry = %entry.id, device = %record.device_id, error = %e, "invalid telemetry record dropped");
+            false
+        }
+    });
+    records
 }
 
 /// Publishes the live telemetry event: the body plus `risk_score` (and `message_id`, so a

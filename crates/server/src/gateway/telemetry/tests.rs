@@ -5,7 +5,11 @@ use serde_json::json;
 use tether_proto::ErrorCode;
 use tokio::time::Instant;
 
-use super::{FRAME_REJECTED, REFUSAL_AUDIT_EVERY, RefusalTally, TELEMETRY_REJECTED, admits};
+use super::{
+    FRAME_REJECTED, REFUSAL_AUDIT_EVERY, RefusalTally, TELEMETRY_REJECTED, TelemetryBatcher,
+    admits, backlog_samples,
+};
+use crate::events::TELEMETRY_ENTRY_LIMIT;
 
 fn detail(n: u32) -> serde_json::Value {
     json!({ "n": n })
@@ -69,4 +73,21 @@ fn samples_are_refused_from_the_limit_on() {
     assert!(admits(49_999, 50_000));
     assert!(!admits(50_000, 50_000));
     assert!(!admits(u64::MAX, 1));
+}
+
+#[test]
+fn the_backlog_counts_samples_and_is_full_near_the_streams_cap_in_entries() {
+    // Nothing appended yet: an entry stands for one sample.
+    let batcher = TelemetryBatcher::default();
+    assert_eq!(backlog_samples(0, &batcher, 50_000), 0);
+    assert_eq!(backlog_samples(700, &batcher, 50_000), 700);
+    // However few samples the entries hold, the stream's cap in entries is not reached.
+    assert!(!admits(
+        backlog_samples(TELEMETRY_ENTRY_LIMIT, &batcher, 50_000),
+        50_000
+    ));
+    assert!(admits(
+        backlog_samples(TELEMETRY_ENTRY_LIMIT - 1, &batcher, 50_000),
+        50_000
+    ));
 }

@@ -1,0 +1,244 @@
+//! The telemetry samples this process's sessions accept, appended to the bus's
+//! telemetry stream together: one entry for many samples.
+//!
+//! A stream entry costs the bus the same whatever it holds — the entry's row and its
+//! index, its pending row and that one's index when the analytics read it, their removal
+//! when they acknowledge it, the entry's removal when the stream is trimmed — so one
+//! entry per sample cost the embedded bus 22.5 µs of CPU a sample and one per 100
+//! samples 5.8 µs (`cargo run --release -p tether-bus --example
+//! telemetry_stream_speed`, docs/benchmarks.md). Redis likewise counts commands, not
+//! bytes.
+//!
+//! It works like a group commit: a session queues its sample and waits for its turn;
+//! whoever has the turn appends everything queued (up to [`RECORDS_PER_ENTRY`]) as one
+//! entry and tells each sample's session the outcome. Alone a sample is appended at
+//! once; under load the samples that arrive while one entry is being appended go in the
+//! next. A session learns whether its own sample was kept, so a failure is still answered
+//! with `UNAVAILABLE` naming it.
+
+use std::sync::PoisonError;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::oneshot;
+
+use crate::events::{RECORDS_PER_ENTRY, TELEMETRY_MAX_LEN, TELEMETRY_STREAM};
+
+/// One sample waiting for its turn (a serialized [`crate::events::TelemetryRecord`]),
+/// and where its outcome goes.
+#[derive(Debug)]
+struct Queued {
+    record: Vec<u8>,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct TelemetryBatcher {
+    queued: std::sync::Mutex<Vec<Queued>>,
+    /// Held by the one task appending queued samples.
+    turn: tokio::sync::Mutex<()>,
+    /// Records per entry lately, in thousandths (a moving mean over about the last eight
+    /// entries): how many samples an entry of the analytics' backlog stands for.
+    mean_milli: AtomicU64,
+}
+
+impl Default for TelemetryBatcher {
+    fn default() -> Self {
+        Self {
+            queued: std::sync::Mutex::new(Vec::new()),
+            turn: tokio::sync::Mutex::new(()),
+            mean_milli: AtomicU64::new(1000),
+        }
+    }
+}
+
+impl TelemetryBatcher {
+    /// Appends `record` (a serialized [`crate::events::TelemetryRecord`]) to the
+    /// telemetry stream, in an entry with whatever other samples are queued; returns once
+    /// that entry is committed, or why it was not.
+    pub async fn append(&self, bus: &dyn tether_bus::Bus, record: Vec<u8>) -> Result<(), String> {
+        let (done, mut outcome) = oneshot::channel();
+        self.queue().push(Queued { record, done });
+        loop {
+            let _turn = self.turn.lock().await;
+            match outcome.try_recv() {
+                // An earlier turn appended it.
+                Ok(r) => return r,
+                Err(oneshot::error::TryRecvError::Empty) => {}
+                Err(oneshot::error::TryRecvError::Closed) => return Err(abandoned()),
+            }
+            let batch: Vec<Queued> = {
+                let mut queue = self.queue();
+                let n = queue.len().min(RECORDS_PER_ENTRY);
+                queue.drain(..n).collect()
+            };
+            if batch.is_empty() {
+                // Taken by a turn that was cancelled before it answered.
+                return Err(abandoned());
+            }
+            let (records, senders): (Vec<_>, Vec<_>) =
+                batch.into_iter().map(|q| (q.record, q.done)).unzip();
+            let appended = bus
+                .append(TELEMETRY_STREAM, &entry_of(&records), TELEMETRY_MAX_LEN)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            if appended.is_ok() {
+                self.count_entry(records.len());
+            }
+            for done in senders {
+                let _ = done.send(appended.clone());
+            }
+            // Ours may have been beyond this entry's share: the loop looks again.
+        }
+    }
+
+    /// How many samples `entries` entries of the stream stand for, by the records per
+    /// entry of the latest ones this process appended (at least one each).
+    pub fn samples_in(&self, entries: u64) -> u64 {
+        let mean = self.mean_milli.load(Ordering::Relaxed).max(1000);
+        entries.saturating_mul(mean).div_ceil(1000)
+    }
+
+    /// Folds an entry of `records` records into the moving mean.
+    fn count_entry(&self, records: usize) {
+        let records = u64::try_from(records)
+            .unwrap_or(u64::MAX)
+            .saturating_mul(1000);
+        let _ = self
+            .mean_milli
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |m| {
+                Some(m.saturating_mul(7).saturating_add(records) / 8)
+            });
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, Vec<Queued>> {
+        // Pushing and draining a Vec cannot leave it half-changed: a poisoned lock is fine.
+        self.queued.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The entry holding `records`: a JSON array of them (each already JSON).
+fn entry_of(records: &[Vec<u8>]) -> Vec<u8> {
+    let len = records
+        .iter()
+        .map(|r| r.len().saturating_add(1))
+        .sum::<usize>();
+    let mut entry = Vec::with_capacity(len.saturating_add(2));
+    entry.push(b'[');
+    for (i, r) in records.iter().enumerate() {
+        if i > 0 {
+            entry.push(b',');
+        }
+        entry.extend_from_slice(r);
+    }
+    entry.push(b']');
+    entry
+}
+
+/// The outcome of a sample whose turn was cancelled before it appended it.
+fn abandoned() -> String {
+    "the sample's append was abandoned before it was committed".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tether_bus::{Bus, EmbeddedBus};
+    use tether_proto::SystemClock;
+
+    use super::*;
+    use crate::events::records_of;
+
+    fn record(i: u64) -> crate::events::TelemetryRecord {
+        crate::events::TelemetryRecord {
+            device_id: format!("dev-{i}"),
+            owner_id: None,
+            message_id: format!("msg-{i}"),
+            seq: i,
+            received_at: tether_proto::UnixMillis(1_700_000_000_000),
+            body: serde_json::from_value(serde_json::json!({
+                "collected_at": 1_700_000_000_000u64, "cpu_pct": 12.5,
+                "mem_used_bytes": 1u64 << 30, "mem_total_bytes": 8u64 << 30,
+                "disks": [{"mount": "C:\\", "used_bytes": 40, "total_bytes": 100}],
+                "net": {"rx_bps": 10.0, "tx_bps": 20.0, "rx_total_bytes": 1, "tx_total_bytes": 2}
+            }))
+            .unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_samples_share_entries_and_every_one_is_appended_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let bus: Arc<dyn Bus> = Arc::new(
+            EmbeddedBus::open(&dir.path().join("bus.sqlite"), "t", Arc::new(SystemClock))
+                .await
+                .unwrap(),
+        );
+        bus.ensure_group(TELEMETRY_STREAM, "g").await.unwrap();
+        let batcher = Arc::new(TelemetryBatcher::default());
+        // More than one entry holds, all at once.
+        let n = u64::try_from(RECORDS_PER_ENTRY * 3).unwrap();
+        let tasks: Vec<_> = (0..n)
+            .map(|i| {
+                let (bus, batcher) = (Arc::clone(&bus), Arc::clone(&batcher));
+                tokio::spawn(async move {
+                    let bytes = serde_json::to_vec(&record(i)).unwrap();
+                    batcher.append(bus.as_ref(), bytes).await
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let entries = bus
+            .read_group(TELEMETRY_STREAM, "g", "c", 10_000, Duration::ZERO)
+            .await
+            .unwrap();
+        assert!(
+            entries.len() < RECORDS_PER_ENTRY * 3,
+            "{} entries",
+            entries.len()
+        );
+        let mut seqs: Vec<u64> = entries
+            .iter()
+            .flat_map(|e| {
+                let records = records_of(&e.payload).unwrap();
+                assert!(records.len() <= RECORDS_PER_ENTRY);
+                records
+            })
+            .map(|r| r.seq)
+            .collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (0..n).collect::<Vec<_>>());
+        // The backlog estimate follows the entries' size.
+        assert!(batcher.samples_in(10) > 10);
+    }
+
+    #[tokio::test]
+    async fn a_failed_append_is_reported_to_each_of_its_samples() {
+        let dir = tempfile::tempdir().unwrap();
+        let embedded =
+            EmbeddedBus::open(&dir.path().join("bus.sqlite"), "t", Arc::new(SystemClock))
+                .await
+                .unwrap();
+        embedded.close().await;
+        let batcher = TelemetryBatcher::default();
+        let bytes = serde_json::to_vec(&record(1)).unwrap();
+        let err = batcher.append(&embedded, bytes).await.unwrap_err();
+        assert!(err.contains("embedded bus"), "{err}");
+        assert_eq!(batcher.samples_in(3), 3);
+    }
+
+    #[test]
+    fn an_entry_of_records_and_an_entry_of_one_record_both_read() {
+        let one = serde_json::to_vec(&record(7)).unwrap();
+        let two = entry_of(&[one.clone(), serde_json::to_vec(&record(8)).unwrap()]);
+        assert_eq!(records_of(&one).unwrap(), vec![record(7)]);
+        assert_eq!(records_of(&two).unwrap(), vec![record(7), record(8)]);
+        assert!(records_of(b"[{}]").is_err());
+        assert!(records_of(b"").is_err());
+    }
+}
