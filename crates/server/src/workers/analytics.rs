@@ -122,7 +122,10 @@ pub struct AnalyticsWorker {
 impl AnalyticsWorker {
     /// Entries per read: about [`BATCH`] records.
     fn read_count(&self) -> usize {
-        BATCH.checked_div(self.records_per_entry).unwrap_or(BATCH).max(1)
+        BATCH
+            .checked_div(self.records_per_entry)
+            .unwrap_or(BATCH)
+            .max(1)
     }
 
     /// A worker consuming as this process's node id, storing through `store` (the same

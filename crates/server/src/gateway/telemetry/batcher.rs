@@ -10,10 +10,10 @@
 //! bytes.
 //!
 //! It works like a group commit: a session queues its sample and waits for its turn;
-//! whoever has the turn appends everything queued (up to [`RECORDS_PER_ENTRY`]) as one
-//! entry and tells each sample's session the outcome. Alone a sample is appended at
-//! once; under load the samples that arrive while one entry is being appended go in the
-//! next. A session learns whether its own sample was kept, so a failure is still answered
+//! whoever has the turn appends everything queued, in entries of up to
+//! [`RECORDS_PER_ENTRY`] appended together (one bus commit), and tells each sample's
+//! session the outcome. Alone a sample is appended at once; under load the samples that
+//! arrive while one turn's entries are being appended go in the next turn's. A session learns whether its own sample was kept, so a failure is still answered
 //! with `UNAVAILABLE` naming it.
 
 use std::sync::PoisonError;
@@ -59,38 +59,43 @@ impl TelemetryBatcher {
     pub async fn append(&self, bus: &dyn tether_bus::Bus, record: Vec<u8>) -> Result<(), String> {
         let (done, mut outcome) = oneshot::channel();
         self.queue().push(Queued { record, done });
-        loop {
-            let _turn = self.turn.lock().await;
-            match outcome.try_recv() {
-                // An earlier turn appended it.
-                Ok(r) => return r,
-                Err(oneshot::error::TryRecvError::Empty) => {}
-                Err(oneshot::error::TryRecvError::Closed) => return Err(abandoned()),
-            }
-            let batch: Vec<Queued> = {
-                let mut queue = self.queue();
-                let n = queue.len().min(RECORDS_PER_ENTRY);
-                queue.drain(..n).collect()
-            };
-            if batch.is_empty() {
-                // Taken by a turn that was cancelled before it answered.
-                return Err(abandoned());
-            }
-            let (records, senders): (Vec<_>, Vec<_>) =
-                batch.into_iter().map(|q| (q.record, q.done)).unzip();
+        let turn = self.turn.lock().await;
+        match outcome.try_recv() {
+            // An earlier turn appended it.
+            Ok(r) => return r,
+            Err(oneshot::error::TryRecvError::Empty) => {}
+            Err(oneshot::error::TryRecvError::Closed) => return Err(abandoned()),
+        }
+        let batch = std::mem::take(&mut *self.queue());
+        // Everything queued, in entries of up to RECORDS_PER_ENTRY started together: the
+        // bus commits concurrent appends as one, so a turn costs one commit however many
+        // samples waited for it.
+        let mut senders = Vec::with_capacity(batch.len());
+        let mut records = Vec::with_capacity(batch.len());
+        for q in batch {
+            senders.push(q.done);
+            records.push(q.record);
+        }
+        let appends = records.chunks(RECORDS_PER_ENTRY).map(|chunk| async move {
             let appended = bus
-                .append(TELEMETRY_STREAM, &entry_of(&records), TELEMETRY_MAX_LEN)
+                .append(TELEMETRY_STREAM, &entry_of(chunk), TELEMETRY_MAX_LEN)
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string());
             if appended.is_ok() {
-                self.count_entry(records.len());
+                self.count_entry(chunk.len());
             }
-            for done in senders {
+            (chunk.len(), appended)
+        });
+        let mut senders = senders.into_iter();
+        for (n, appended) in futures_util::future::join_all(appends).await {
+            for done in senders.by_ref().take(n) {
                 let _ = done.send(appended.clone());
             }
-            // Ours may have been beyond this entry's share: the loop looks again.
         }
+        drop(turn);
+        // Ours was in the queue this turn took (or an earlier one answered it).
+        outcome.await.unwrap_or_else(|_| Err(abandoned()))
     }
 
     /// How many samples `entries` entries of the stream stand for, by the records per
