@@ -124,6 +124,10 @@ struct Session {
     refusals: telemetry::RefusalTally,
 }
 
+/// How long a session that ended waits for its samples still on their way to the
+/// telemetry stream (longer than the bus's own time limit on a write).
+const APPENDS_DRAIN: Duration = Duration::from_secs(10);
+
 /// How long after a hand-over a session looks for other waiting commands (several
 /// hand-overs in this time share one look).
 const SWEEP_AFTER: Duration = Duration::from_millis(50);
@@ -480,9 +484,27 @@ impl Session {
         for out in &waiting {
             self.deliver(out).await?;
         }
+        let mut appending = telemetry::Appending::default();
         let result = self
-            .session_loop(&keys, &mut seqs, &mut device, &session_id, &mut mailbox)
+            .session_loop(
+                &keys,
+                &mut seqs,
+                &mut device,
+                &session_id,
+                &mut mailbox,
+                &mut appending,
+            )
             .await;
+        // The samples still on their way: each is kept or the agent is told (while its
+        // socket is still open), within the bus's own time limits.
+        let drain = async {
+            while let Some(done) = appending.next().await {
+                self.appended(&device.id, done).await;
+            }
+        };
+        if tokio::time::timeout(APPENDS_DRAIN, drain).await.is_err() {
+            tracing::warn!(device = %device.id, "telemetry appends still unfinished at the session's end");
+        }
         drop(mailbox);
         self.record_folded_refusals(&device.id).await;
         telemetry::end_presence(&state, &device, &session_id).await;
@@ -510,6 +532,7 @@ impl Session {
         device: &mut Device,
         session_id: &str,
         mailbox: &mut AgentMailbox,
+        appending: &mut telemetry::Appending,
     ) -> Result<(), Refusal> {
         let state = self.state.clone();
         let gw = &state.config.gateway;
@@ -530,6 +553,10 @@ impl Session {
                 f = self.next_frame(idle) => f,
                 Some(push) = mailbox.recv() => {
                     self.on_push(&device.id, push).await?;
+                    continue;
+                }
+                Some(done) = appending.next(), if appending.len() > 0 => {
+                    self.appended(&device.id, done).await;
                     continue;
                 }
                 () = tokio::time::sleep_until(sweep.unwrap_or_else(tokio::time::Instant::now)),
@@ -601,7 +628,8 @@ impl Session {
                     if checked_at.is_some_and(|t| t.elapsed() < telemetry_recheck) =>
                 {
                     if let Payload::Telemetry(body) = v.payload {
-                        self.accept_telemetry(device, &v.header, body).await;
+                        self.accept_telemetry(device, &v.header, body, appending)
+                            .await;
                     }
                 }
                 MessageType::Heartbeat | MessageType::Telemetry => {
@@ -642,7 +670,8 @@ impl Session {
                     }
                     match v.payload {
                         Payload::Telemetry(body) => {
-                            self.accept_telemetry(device, &v.header, body).await;
+                            self.accept_telemetry(device, &v.header, body, appending)
+                                .await;
                         }
                         Payload::Heartbeat(hb) => {
                             // Fleet health shows uptime and an exact last-seen while the

@@ -74,6 +74,22 @@ async fn main() {
     let other_writes = env_usize("OTHER_WRITES", 1) != 0;
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("tether.db");
+    // Measuring what the page size does: `PAGE_SIZE=1024` (SQLite's default is 4096),
+    // set on the empty file before the store creates its tables.
+    if let Some(page_size) = std::env::var("PAGE_SIZE").ok().and_then(|v| v.parse::<u32>().ok()) {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .pragma("page_size", page_size.to_string());
+        let pool = sqlx::SqlitePool::connect_with(options)
+            .await
+            .expect("raw connection");
+        sqlx::query("CREATE TABLE page_size_probe (x INTEGER); DROP TABLE page_size_probe")
+            .execute(&pool)
+            .await
+            .expect("page size");
+        pool.close().await;
+    }
     let shared = SqliteStore::open(&path).await.expect("shared store");
     let tuning = FileTuning {
         cache_kib: env_usize("CACHE_KIB", FileTuning::BULK_WRITER.cache_kib as usize) as u32,

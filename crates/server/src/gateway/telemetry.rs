@@ -42,6 +42,44 @@ pub const TELEMETRY_REJECTED: &str = "telemetry.rejected";
 /// The audit action of any other refused frame on an authenticated session.
 pub const FRAME_REJECTED: &str = "agent.frame_rejected";
 
+/// How many of a session's samples may be on their way to the telemetry stream at once.
+pub(super) const MAX_APPENDING: usize = 8;
+
+/// A sample's message id and whether its append kept it.
+pub(super) type Appended = (MessageId, Result<(), String>);
+
+/// A session's samples on their way to the telemetry stream (see
+/// [`Session::accept_telemetry`]). Empty until the first sample: an idle session holds
+/// nothing here.
+#[derive(Default)]
+pub(super) struct Appending(
+    Option<
+        futures_util::stream::FuturesUnordered<futures_util::future::BoxFuture<'static, Appended>>,
+    >,
+);
+
+impl Appending {
+    /// How many are in flight.
+    pub(super) fn len(&self) -> usize {
+        self.0
+            .as_ref()
+            .map_or(0, futures_util::stream::FuturesUnordered::len)
+    }
+
+    fn push(&mut self, append: futures_util::future::BoxFuture<'static, Appended>) {
+        self.0.get_or_insert_with(Default::default).push(append);
+    }
+
+    /// The next append to finish; `None` at once when none is in flight.
+    pub(super) async fn next(&mut self) -> Option<Appended> {
+        use futures_util::StreamExt as _;
+        match self.0.as_mut() {
+            Some(set) => set.next().await,
+            None => None,
+        }
+    }
+}
+
 /// The longest error text kept in an error frame or an audit event.
 const MAX_REASON_CHARS: usize = 200;
 /// How often the telemetry stream's backlog is read.
@@ -159,14 +197,18 @@ impl Session {
     }
 
     /// Hands a verified telemetry message to the pipeline (the telemetry stream, in an
-    /// entry with the other samples accepted meanwhile: [`TelemetryBatcher`]). A bus
-    /// failure is answered with `UNAVAILABLE` naming the message, so the agent knows it
-    /// was not kept.
+    /// entry with the other samples accepted meanwhile: [`TelemetryBatcher`]) without
+    /// waiting for it: the append goes into `appending`, and the session goes on with
+    /// its next frame or push (a command's ack or delivery is not held up behind a bus
+    /// commit). Its outcome comes back through [`Self::appended`]. At most
+    /// [`MAX_APPENDING`] samples of a session are in flight; beyond that the session waits
+    /// for the oldest outcome first.
     pub(super) async fn accept_telemetry(
         &mut self,
         device: &Device,
         header: &Header,
         body: Telemetry,
+        appending: &mut Appending,
     ) {
         let state = self.state.clone();
         if !self.admits_telemetry() {
@@ -181,22 +223,52 @@ impl Session {
             received_at: state.now(),
             body,
         };
-        let stored = match serde_json::to_vec(&record) {
-            Ok(bytes) => state.telemetry_out.append(state.bus.as_ref(), bytes).await,
-            Err(e) => Err(e.to_string()),
+        let bytes = match serde_json::to_vec(&record) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                self.appended(&device.id, (header.message_id.clone(), Err(e.to_string())))
+                    .await;
+                return;
+            }
         };
-        if let Err(e) = stored {
-            crate::prom::telemetry_rejected(ErrorCode::Unavailable);
-            tracing::warn!(device = %device.id, error = %e, "telemetry not stored");
-            let _ = self
-                .send(&ErrorFrame {
-                    code: ErrorCode::Unavailable,
-                    message: "the telemetry could not be stored; send it again later".into(),
-                    ref_message_id: Some(header.message_id.clone()),
-                })
-                .await;
-        } else {
-            crate::prom::telemetry_accepted();
+        while appending.len() >= MAX_APPENDING {
+            match appending.next().await {
+                Some(done) => self.appended(&device.id, done).await,
+                None => break,
+            }
+        }
+        // A task of its own: an append that has the batcher's turn appends for every
+        // session waiting on it, so it must go on while this session is busy with
+        // another frame (a future polled only by this session's loop would not).
+        let append =
+            tokio::spawn(
+                async move { state.telemetry_out.append(state.bus.as_ref(), bytes).await },
+            );
+        let message_id = header.message_id.clone();
+        appending.push(Box::pin(async move {
+            let kept = append
+                .await
+                .unwrap_or_else(|e| Err(format!("the sample's append failed: {e}")));
+            (message_id, kept)
+        }));
+    }
+
+    /// A sample's append is over: counted when it was kept; when it was not (the bus
+    /// failed), answered with `UNAVAILABLE` naming it, so the agent knows it was not kept.
+    pub(super) async fn appended(&mut self, device_id: &str, done: Appended) {
+        match done {
+            (_, Ok(())) => crate::prom::telemetry_accepted(),
+            (message_id, Err(e)) => {
+                crate::prom::telemetry_rejected(ErrorCode::Unavailable);
+                tracing::warn!(device = %device_id, error = %e, "telemetry not stored");
+                let _ = self
+                    .send(&ErrorFrame {
+                        code: ErrorCode::Unavailable,
+                        message: "the telemetry could not be stored; send it again later".into(),
+                        ref_message_id: Some(message_id),
+                    })
+                    .await;
+            }
         }
     }
 
