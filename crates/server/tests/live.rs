@@ -224,6 +224,54 @@ async fn telemetry_is_refused_while_the_analytics_are_too_far_behind() {
 }
 
 #[tokio::test]
+async fn a_sample_the_bus_could_not_take_is_answered_unavailable_and_the_next_is_kept() {
+    // A session does not wait for its samples' appends (`gateway::telemetry`): a failed
+    // one is still answered, later, with 9002 naming the sample.
+    let srv = TestServer::start().await;
+    let (alice, _, _) = srv.user("alice@lab.example").await;
+    let mut agent = pair_for(&srv, &alice).await;
+    let (mut ws, _) = online(&srv, &mut agent).await;
+    // A sample kept first: the next ones within a heartbeat interval go straight to
+    // their append (no presence refresh, which would wait for the bus as well).
+    let before = telemetry_len(&srv).await;
+    agent.send(&mut ws, &srv, &sample(29.0)).await;
+    wait_telemetry_len(&srv, before + 1).await;
+
+    // Another process holds the bus file's write lock for longer than the bus waits for
+    // it (5 s).
+    use sqlx::Connection as _;
+    let bus_file = srv.state().config.data_dir.join("bus.db");
+    let mut holder = sqlx::SqliteConnection::connect(&format!("sqlite://{}", bus_file.display()))
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let st = agent.stamp(srv.clock.now());
+    let frame = agent.signer.seal(st, &sample(30.0)).unwrap();
+    let id = support::live::message_id_of(&frame);
+    send_raw(&mut ws, frame).await;
+    // The bus gives up on a write after 5 s, and writes queued behind one that waits
+    // wait their own 5 s after it: the answer comes after 5 to 10 s.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    match read_verified(&mut ws, &srv).await {
+        Payload::Error(e) => {
+            assert_eq!(e.code, ErrorCode::Unavailable);
+            assert_eq!(e.ref_message_id, Some(id), "the error names the sample");
+        }
+        other => panic!("expected an error frame, got {:?}", other.message_type()),
+    }
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    holder.close().await.unwrap();
+
+    // The session went on, and the next sample is kept.
+    agent.send(&mut ws, &srv, &sample(31.0)).await;
+    wait_telemetry_len(&srv, before + 2).await;
+    srv.stop().await;
+}
+
+#[tokio::test]
 async fn a_heartbeat_with_a_bad_signature_is_refused_and_the_session_goes_on() {
     // Heartbeats are checked in batches with the samples (`gateway::signatures`): a
     // broken one is still refused on its own, and the next good one is accepted.
