@@ -107,6 +107,25 @@ pub struct LiveEvent {
     pub data: Value,
 }
 
+/// `open`, then `items` (each already JSON) separated by commas, then `close`: a JSON
+/// array or object built from serialized parts without parsing them again.
+pub(crate) fn join_json(open: &[u8], items: &[Vec<u8>], close: &[u8]) -> Vec<u8> {
+    let len = items
+        .iter()
+        .map(|i| i.len().saturating_add(1))
+        .sum::<usize>();
+    let mut out = Vec::with_capacity(len.saturating_add(open.len()).saturating_add(close.len()));
+    out.extend_from_slice(open);
+    for (n, item) in items.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(item);
+    }
+    out.extend_from_slice(close);
+    out
+}
+
 /// The records of one [`TELEMETRY_STREAM`] entry: a JSON array of them, or one record
 /// (an entry of an earlier build).
 pub fn records_of(payload: &[u8]) -> Result<Vec<TelemetryRecord>, serde_json::Error> {

@@ -534,22 +534,8 @@ struct Head<'a> {
 /// `{"origin": node, "events": [...]}`.
 fn batch_entry(node_id: &str, events: &[Vec<u8>]) -> Vec<u8> {
     let origin = serde_json::Value::from(node_id).to_string();
-    let len = events
-        .iter()
-        .map(|e| e.len().saturating_add(1))
-        .sum::<usize>();
-    let mut entry = Vec::with_capacity(len.saturating_add(origin.len()).saturating_add(24));
-    entry.extend_from_slice(b"{\"origin\":");
-    entry.extend_from_slice(origin.as_bytes());
-    entry.extend_from_slice(b",\"events\":[");
-    for (i, e) in events.iter().enumerate() {
-        if i > 0 {
-            entry.push(b',');
-        }
-        entry.extend_from_slice(e);
-    }
-    entry.extend_from_slice(b"]}");
-    entry
+    let open = format!(r#"{{"origin":{origin},"events":["#);
+    crate::events::join_json(open.as_bytes(), events, b"]}")
 }
 
 /// Waits [`RETRY_AFTER`]; true when shutdown came first.

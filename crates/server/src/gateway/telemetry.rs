@@ -186,11 +186,21 @@ impl Session {
     /// Tells the agent that the sample `message_id` was not kept because the analytics
     /// are behind, so it sends it again later.
     async fn refuse_while_behind(&mut self, message_id: MessageId) {
+        self.unkept(
+            message_id,
+            "the server is behind on storing telemetry; send it again later",
+        )
+        .await;
+    }
+
+    /// Counts a sample that was not kept and answers it with `UNAVAILABLE` naming it,
+    /// saying why.
+    async fn unkept(&mut self, message_id: MessageId, why: &str) {
         crate::prom::telemetry_rejected(ErrorCode::Unavailable);
         let _ = self
             .send(&ErrorFrame {
                 code: ErrorCode::Unavailable,
-                message: "the server is behind on storing telemetry; send it again later".into(),
+                message: why.into(),
                 ref_message_id: Some(message_id),
             })
             .await;
@@ -259,15 +269,12 @@ impl Session {
         match done {
             (_, Ok(())) => crate::prom::telemetry_accepted(),
             (message_id, Err(e)) => {
-                crate::prom::telemetry_rejected(ErrorCode::Unavailable);
                 tracing::warn!(device = %device_id, error = %e, "telemetry not stored");
-                let _ = self
-                    .send(&ErrorFrame {
-                        code: ErrorCode::Unavailable,
-                        message: "the telemetry could not be stored; send it again later".into(),
-                        ref_message_id: Some(message_id),
-                    })
-                    .await;
+                self.unkept(
+                    message_id,
+                    "the telemetry could not be stored; send it again later",
+                )
+                .await;
             }
         }
     }

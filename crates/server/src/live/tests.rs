@@ -83,3 +83,31 @@ async fn an_older_sessions_drop_leaves_the_newer_registration() {
     drop(new);
     assert!(lock(&hub.agents).is_empty());
 }
+
+#[test]
+fn a_batch_entry_reads_back_as_its_events_in_order_with_its_origin() {
+    let events = [alert(raised()), alert(json!({"id": "alr_2"}))];
+    let parts: Vec<Vec<u8>> = events
+        .iter()
+        .map(|event| {
+            serde_json::to_vec(&OnBus {
+                origin: Some("node-a"),
+                event,
+            })
+            .unwrap()
+        })
+        .collect();
+    let entry = batch_entry("node-a", &parts);
+    let head: Head = serde_json::from_slice(&entry).unwrap();
+    assert_eq!(head.origin.as_deref(), Some("node-a"));
+    assert_eq!(
+        crate::events::live_events_of(&entry).unwrap(),
+        events.to_vec()
+    );
+    // One event alone, as an earlier build (or a publisher without the hub) appends it.
+    assert_eq!(
+        crate::events::live_events_of(&parts[0]).unwrap(),
+        vec![events[0].clone()]
+    );
+    assert!(crate::events::live_events_of(b"{\"events\": 3}").is_err());
+}

@@ -125,20 +125,7 @@ impl TelemetryBatcher {
 
 /// The entry holding `records`: a JSON array of them (each already JSON).
 fn entry_of(records: &[Vec<u8>]) -> Vec<u8> {
-    let len = records
-        .iter()
-        .map(|r| r.len().saturating_add(1))
-        .sum::<usize>();
-    let mut entry = Vec::with_capacity(len.saturating_add(2));
-    entry.push(b'[');
-    for (i, r) in records.iter().enumerate() {
-        if i > 0 {
-            entry.push(b',');
-        }
-        entry.extend_from_slice(r);
-    }
-    entry.push(b']');
-    entry
+    crate::events::join_json(b"[", records, b"]")
 }
 
 /// The outcome of a sample whose turn was cancelled before it appended it.
