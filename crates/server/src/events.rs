@@ -32,15 +32,17 @@ pub const LIVE_STREAM: &str = "live";
 /// for streams of one item an entry (commands, dead letters).
 pub const STREAM_MAX_LEN: u64 = 100_000;
 /// The most telemetry records one entry of [`TELEMETRY_STREAM`] holds.
-pub const RECORDS_PER_ENTRY: usize = 128;
+pub const RECORDS_PER_ENTRY: usize = 64;
 /// Approximate bound on [`TELEMETRY_STREAM`]'s length in entries (up to
-/// [`RECORDS_PER_ENTRY`] records each, about 70 KiB): at 10,000 samples a second about
-/// 13 s of history, and at most about 80 MiB of the bus.
-pub const TELEMETRY_MAX_LEN: u64 = 1024;
+/// [`RECORDS_PER_ENTRY`] records each, about 35 KiB): at most about 150 MiB of the bus.
+/// At 10,000 samples a second in full entries that is about 26 s of history; in entries
+/// of a few samples (a lighter load), a few seconds to minutes.
+pub const TELEMETRY_MAX_LEN: u64 = 4096;
 /// The analytics' backlog in entries at which the gateway refuses samples whatever their
-/// estimated count: an eighth under [`TELEMETRY_MAX_LEN`], so that no entry the group
-/// has not read is trimmed (see `gateway::telemetry`'s admission).
-pub const TELEMETRY_ENTRY_LIMIT: u64 = TELEMETRY_MAX_LEN - TELEMETRY_MAX_LEN / 8;
+/// estimated count: half of [`TELEMETRY_MAX_LEN`], so that entries appended between two
+/// reads of the backlog (by other processes too) do not reach the cap, where the ones
+/// the group has not read would be trimmed (see `gateway::telemetry`'s admission).
+pub const TELEMETRY_ENTRY_LIMIT: u64 = TELEMETRY_MAX_LEN / 2;
 /// Approximate bound on [`LIVE_STREAM`]'s length in entries. Live events matter only
 /// while someone listens, and every reader keeps up within milliseconds.
 pub const LIVE_MAX_LEN: u64 = 4096;

@@ -495,6 +495,8 @@ impl Session {
                 &mut appending,
             )
             .await;
+        // Pushes for this device go to a newer session, or nowhere, from here on.
+        drop(mailbox);
         // The samples still on their way: each is kept or the agent is told (while its
         // socket is still open), within the bus's own time limits.
         let drain = async {
@@ -505,7 +507,6 @@ impl Session {
         if tokio::time::timeout(APPENDS_DRAIN, drain).await.is_err() {
             tracing::warn!(device = %device.id, "telemetry appends still unfinished at the session's end");
         }
-        drop(mailbox);
         self.record_folded_refusals(&device.id).await;
         telemetry::end_presence(&state, &device, &session_id).await;
         let _ = audit::record(

@@ -49,8 +49,8 @@ pub(super) const MAX_APPENDING: usize = 8;
 pub(super) type Appended = (MessageId, Result<(), String>);
 
 /// A session's samples on their way to the telemetry stream (see
-/// [`Session::accept_telemetry`]). Empty until the first sample: an idle session holds
-/// nothing here.
+/// [`Session::accept_telemetry`]). Nothing while none is in flight: an idle session
+/// holds nothing here.
 #[derive(Default)]
 pub(super) struct Appending(
     Option<
@@ -70,13 +70,16 @@ impl Appending {
         self.0.get_or_insert_with(Default::default).push(append);
     }
 
-    /// The next append to finish; `None` at once when none is in flight.
+    /// The next append to finish; `None` at once when none is in flight. The set goes
+    /// when it empties, so a session between samples holds nothing here.
     pub(super) async fn next(&mut self) -> Option<Appended> {
         use futures_util::StreamExt as _;
-        match self.0.as_mut() {
-            Some(set) => set.next().await,
-            None => None,
+        let set = self.0.as_mut()?;
+        let done = set.next().await;
+        if set.is_empty() {
+            self.0 = None;
         }
+        done
     }
 }
 
@@ -111,6 +114,7 @@ pub(crate) async fn watch_backlog(state: AppState, shutdown: tokio_util::sync::C
     loop {
         match state.bus.backlog(TELEMETRY_STREAM, ANALYTICS_GROUP).await {
             Ok(entries) => {
+                state.telemetry_out.note_backlog(entries);
                 let n = backlog_samples(
                     entries,
                     &state.telemetry_out,
@@ -150,12 +154,17 @@ pub(crate) async fn watch_backlog(state: AppState, shutdown: tokio_util::sync::C
 
 impl Session {
     /// Whether the analytics are keeping up (see the module's "Admission").
+    /// The backlog as last read (once a second) and grown by the entries this process
+    /// appended since.
     fn admits_telemetry(&self) -> bool {
-        let backlog = self
-            .state
-            .telemetry_backlog
-            .load(std::sync::atomic::Ordering::Relaxed);
-        admits(backlog, self.state.config.telemetry.backlog_limit)
+        let limit = self.state.config.telemetry.backlog_limit;
+        let out = &self.state.telemetry_out;
+        let backlog = backlog_samples(out.backlog_entries(), out, limit).max(
+            self.state
+                .telemetry_backlog
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+        admits(backlog, limit)
     }
 
     /// While the analytics are behind, refuses a frame that claims to be telemetry with
@@ -212,7 +221,7 @@ impl Session {
     /// its next frame or push (a command's ack or delivery is not held up behind a bus
     /// commit). Its outcome comes back through [`Self::appended`]. At most
     /// [`MAX_APPENDING`] samples of a session are in flight; beyond that the session waits
-    /// for the oldest outcome first.
+    /// for the next outcome first.
     pub(super) async fn accept_telemetry(
         &mut self,
         device: &Device,
@@ -247,13 +256,18 @@ impl Session {
                 None => break,
             }
         }
-        // A task of its own: an append that has the batcher's turn appends for every
-        // session waiting on it, so it must go on while this session is busy with
-        // another frame (a future polled only by this session's loop would not).
-        let append =
-            tokio::spawn(
-                async move { state.telemetry_out.append(state.bus.as_ref(), bytes).await },
-            );
+        // Queued here, so that a session's samples reach the stream in the order they
+        // came; waited for in a task of its own: an append that has the batcher's turn
+        // appends for every session waiting on it, so it must go on while this session
+        // is busy with another frame (a future polled only by this session's loop
+        // would not).
+        let outcome = state.telemetry_out.enqueue(bytes);
+        let append = tokio::spawn(async move {
+            state
+                .telemetry_out
+                .appended(state.bus.as_ref(), outcome)
+                .await
+        });
         let message_id = header.message_id.clone();
         appending.push(Box::pin(async move {
             let kept = append

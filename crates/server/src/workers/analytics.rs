@@ -115,7 +115,8 @@ pub struct AnalyticsWorker {
     consumer: String,
     thresholds: Thresholds,
     devices: HashMap<String, Tracked>,
-    /// Records per entry in the last read (entries hold many, see [`crate::events`]).
+    /// Records in the fullest entry of the last read that had any (entries hold many,
+    /// see [`crate::events`]).
     records_per_entry: usize,
 }
 
@@ -137,7 +138,7 @@ impl AnalyticsWorker {
             thresholds: Thresholds::from(&state.config.alerts),
             state,
             devices: HashMap::new(),
-            records_per_entry: 1,
+            records_per_entry: crate::events::RECORDS_PER_ENTRY,
         }
     }
 
@@ -238,14 +239,19 @@ impl AnalyticsWorker {
     }
 
     /// Handles a read and acknowledges what is done: the valid records of all its
-    /// entries together ([`batch`]: one store transaction), or one by one when that
-    /// fails. An entry is acknowledged once each of its records is done.
+    /// entries together ([`batch`]: one store transaction per [`BATCH`] records), or one
+    /// by one when that fails. An entry is acknowledged once each of its records is done.
     async fn process(&mut self, entries: &[Entry]) {
         let mut done = Vec::with_capacity(entries.len());
         let mut records = Vec::with_capacity(entries.len());
         // Per entry with records to do: how many.
         let mut expected: HashMap<&str, usize> = HashMap::new();
         for entry in entries {
+            if expected.contains_key(entry.id.as_str()) {
+                // The same entry twice in one read (never from a bus that keeps its
+                // promises): its records are done once.
+                continue;
+            }
             let parsed = parse(entry);
             if parsed.is_empty() {
                 done.push(entry.id.clone());
@@ -258,25 +264,38 @@ impl AnalyticsWorker {
                 records.extend(parsed.into_iter().map(|r| (entry, r)));
             }
         }
+        // Whatever the read held, a store transaction takes at most BATCH records.
+        let mut together = false;
         let mut recorded = Vec::with_capacity(records.len());
-        let together = records.len() > 1 && self.record_batch(&records, &mut recorded).await;
-        if !together {
-            recorded.clear();
-            for (entry, record) in &records {
-                if self.handle_record(entry, record).await {
-                    recorded.push(entry.id.clone());
+        for chunk in records.chunks(BATCH) {
+            let mut chunk_recorded = Vec::with_capacity(chunk.len());
+            let batched = chunk.len() > 1 && self.record_batch(chunk, &mut chunk_recorded).await;
+            if !batched {
+                chunk_recorded.clear();
+                for (entry, record) in chunk {
+                    if self.handle_record(entry, record).await {
+                        chunk_recorded.push(entry.id.clone());
+                    }
                 }
             }
+            together |= batched;
+            recorded.append(&mut chunk_recorded);
         }
         for id in recorded {
-            if let Some(left) = expected.get_mut(id.as_str()) {
+            if let Some(left) = expected.get_mut(id.as_str())
+                && *left > 0
+            {
                 *left = left.saturating_sub(1);
                 if *left == 0 {
                     done.push(id);
                 }
             }
         }
-        self.records_per_entry = records.len().div_ceil(expected.len().max(1)).max(1);
+        // The next read's size: by the fullest entry of this one (an empty read, or one
+        // of only malformed entries, says nothing).
+        if let Some(most) = records_per_entry(&records) {
+            self.records_per_entry = most;
+        }
         if done.is_empty() {
             return;
         }
@@ -474,6 +493,14 @@ fn new_event(
         risk_score,
         body,
     }
+}
+
+/// The most records of one entry among `records` (in entry order); `None` for none.
+fn records_per_entry(records: &[(&Entry, TelemetryRecord)]) -> Option<usize> {
+    records
+        .chunk_by(|a, b| a.0.id == b.0.id)
+        .map(<[_]>::len)
+        .max()
 }
 
 /// The entry's valid records (see [`records_of`]). A malformed entry, or a record

@@ -40,7 +40,16 @@ pub struct TelemetryBatcher {
     /// Records per entry lately, in thousandths (a moving mean over about the last eight
     /// entries): how many samples an entry of the analytics' backlog stands for.
     mean_milli: AtomicU64,
+    /// Entries appended since the process started.
+    entries: AtomicU64,
+    /// The backlog in entries as last read ([`Self::note_backlog`]), and `entries` then.
+    backlog_read: AtomicU64,
+    appended_at_read: AtomicU64,
 }
+
+/// Where a queued sample's outcome comes ([`TelemetryBatcher::enqueue`]).
+#[derive(Debug)]
+pub struct Outcome(oneshot::Receiver<Result<(), String>>);
 
 impl Default for TelemetryBatcher {
     fn default() -> Self {
@@ -48,6 +57,9 @@ impl Default for TelemetryBatcher {
             queued: std::sync::Mutex::new(Vec::new()),
             turn: tokio::sync::Mutex::new(()),
             mean_milli: AtomicU64::new(1000),
+            entries: AtomicU64::new(0),
+            backlog_read: AtomicU64::new(0),
+            appended_at_read: AtomicU64::new(0),
         }
     }
 }
@@ -55,11 +67,36 @@ impl Default for TelemetryBatcher {
 impl TelemetryBatcher {
     /// Appends `record` (a serialized [`crate::events::TelemetryRecord`]) to the
     /// telemetry stream, in an entry with whatever other samples are queued; returns once
-    /// that entry is committed, or why it was not.
+    /// that entry is committed, or why it was not. [`Self::enqueue`] then
+    /// [`Self::appended`].
     pub async fn append(&self, bus: &dyn tether_bus::Bus, record: Vec<u8>) -> Result<(), String> {
-        let (done, mut outcome) = oneshot::channel();
+        let outcome = self.enqueue(record);
+        self.appended(bus, outcome).await
+    }
+
+    /// Queues `record` for the next turn, at once: samples queued in this order go to the
+    /// stream in this order. The outcome comes through [`Self::appended`], which must be
+    /// awaited for the sample to be appended unless another sample's turn takes it.
+    pub fn enqueue(&self, record: Vec<u8>) -> Outcome {
+        let (done, outcome) = oneshot::channel();
         self.queue().push(Queued { record, done });
-        let turn = self.turn.lock().await;
+        Outcome(outcome)
+    }
+
+    /// Waits for a queued sample's outcome, taking the turn (and appending everything
+    /// queued) if no one else appended it first.
+    pub async fn appended(
+        &self,
+        bus: &dyn tether_bus::Bus,
+        Outcome(mut outcome): Outcome,
+    ) -> Result<(), String> {
+        // Answered while waiting for the turn: no need to wait for the turn holder's
+        // next commit.
+        let turn = tokio::select! {
+            biased;
+            r = &mut outcome => return r.unwrap_or_else(|_| Err(abandoned())),
+            turn = self.turn.lock() => turn,
+        };
         match outcome.try_recv() {
             // An earlier turn appended it.
             Ok(r) => return r,
@@ -98,6 +135,25 @@ impl TelemetryBatcher {
         outcome.await.unwrap_or_else(|_| Err(abandoned()))
     }
 
+    /// Notes the analytics' backlog just read from the bus, in entries.
+    pub fn note_backlog(&self, entries: u64) {
+        self.backlog_read.store(entries, Ordering::Relaxed);
+        self.appended_at_read
+            .store(self.entries.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    /// The analytics' backlog in entries as last read, plus the entries this process
+    /// appended since: between two reads of the bus, the backlog grows by at least those.
+    pub fn backlog_entries(&self) -> u64 {
+        let since = self
+            .entries
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.appended_at_read.load(Ordering::Relaxed));
+        self.backlog_read
+            .load(Ordering::Relaxed)
+            .saturating_add(since)
+    }
+
     /// How many samples `entries` entries of the stream stand for, by the records per
     /// entry of the latest ones this process appended (at least one each).
     pub fn samples_in(&self, entries: u64) -> u64 {
@@ -105,8 +161,9 @@ impl TelemetryBatcher {
         entries.saturating_mul(mean).div_ceil(1000)
     }
 
-    /// Folds an entry of `records` records into the moving mean.
+    /// Counts an appended entry of `records` records, and folds it into the moving mean.
     fn count_entry(&self, records: usize) {
+        self.entries.fetch_add(1, Ordering::Relaxed);
         let records = u64::try_from(records)
             .unwrap_or(u64::MAX)
             .saturating_mul(1000);
@@ -207,6 +264,41 @@ mod tests {
         assert_eq!(seqs, (0..n).collect::<Vec<_>>());
         // The backlog estimate follows the entries' size.
         assert!(batcher.samples_in(10) > 10);
+    }
+
+    #[tokio::test]
+    async fn samples_reach_the_stream_in_the_order_they_were_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let bus: Arc<dyn Bus> = Arc::new(
+            EmbeddedBus::open(&dir.path().join("bus.sqlite"), "t", Arc::new(SystemClock))
+                .await
+                .unwrap(),
+        );
+        bus.ensure_group(TELEMETRY_STREAM, "g").await.unwrap();
+        let batcher = TelemetryBatcher::default();
+        let first = batcher.enqueue(serde_json::to_vec(&record(1)).unwrap());
+        let second = batcher.enqueue(serde_json::to_vec(&record(2)).unwrap());
+        // The later sample's wait takes the turn first: it appends both, in order.
+        batcher.appended(bus.as_ref(), second).await.unwrap();
+        batcher.appended(bus.as_ref(), first).await.unwrap();
+        let entries = bus
+            .read_group(TELEMETRY_STREAM, "g", "c", 10, Duration::ZERO)
+            .await
+            .unwrap();
+        let seqs: Vec<u64> = entries
+            .iter()
+            .flat_map(|e| records_of(&e.payload).unwrap())
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!(seqs, vec![1, 2]);
+        // Admission's view: the last backlog read plus what was appended since.
+        batcher.note_backlog(5);
+        assert_eq!(batcher.backlog_entries(), 5);
+        batcher
+            .append(bus.as_ref(), serde_json::to_vec(&record(3)).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(batcher.backlog_entries(), 6);
     }
 
     #[tokio::test]
