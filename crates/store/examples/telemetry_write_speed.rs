@@ -76,7 +76,10 @@ async fn main() {
     let path = dir.path().join("tether.db");
     // Measuring what the page size does: `PAGE_SIZE=1024` (SQLite's default is 4096),
     // set on the empty file before the store creates its tables.
-    if let Some(page_size) = std::env::var("PAGE_SIZE").ok().and_then(|v| v.parse::<u32>().ok()) {
+    if let Some(page_size) = std::env::var("PAGE_SIZE")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+    {
         let options = sqlx::sqlite::SqliteConnectOptions::new()
             .filename(&path)
             .create_if_missing(true)
