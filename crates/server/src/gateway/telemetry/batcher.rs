@@ -218,8 +218,9 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn concurrent_samples_share_entries_and_every_one_is_appended_once() {
+    /// An embedded bus in a temp dir (kept while the guard lives) with group `g` on the
+    /// telemetry stream.
+    async fn grouped_bus() -> (tempfile::TempDir, Arc<dyn Bus>) {
         let dir = tempfile::tempdir().unwrap();
         let bus: Arc<dyn Bus> = Arc::new(
             EmbeddedBus::open(&dir.path().join("bus.sqlite"), "t", Arc::new(SystemClock))
@@ -227,6 +228,12 @@ mod tests {
                 .unwrap(),
         );
         bus.ensure_group(TELEMETRY_STREAM, "g").await.unwrap();
+        (dir, bus)
+    }
+
+    #[tokio::test]
+    async fn concurrent_samples_share_entries_and_every_one_is_appended_once() {
+        let (_dir, bus) = grouped_bus().await;
         let batcher = Arc::new(TelemetryBatcher::default());
         // More than one entry holds, all at once.
         let n = u64::try_from(RECORDS_PER_ENTRY * 3).unwrap();
@@ -268,13 +275,7 @@ mod tests {
 
     #[tokio::test]
     async fn samples_reach_the_stream_in_the_order_they_were_queued() {
-        let dir = tempfile::tempdir().unwrap();
-        let bus: Arc<dyn Bus> = Arc::new(
-            EmbeddedBus::open(&dir.path().join("bus.sqlite"), "t", Arc::new(SystemClock))
-                .await
-                .unwrap(),
-        );
-        bus.ensure_group(TELEMETRY_STREAM, "g").await.unwrap();
+        let (_dir, bus) = grouped_bus().await;
         let batcher = TelemetryBatcher::default();
         let first = batcher.enqueue(serde_json::to_vec(&record(1)).unwrap());
         let second = batcher.enqueue(serde_json::to_vec(&record(2)).unwrap());
