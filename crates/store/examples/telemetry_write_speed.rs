@@ -4,9 +4,11 @@
 //!
 //!     cargo run --release -p tether-store --example telemetry_write_speed
 //!
-//! Environment: `DEVICES` (18000), `BATCH` (1024), `BATCHES` (400), `OTHER_WRITES` (1:
-//! one small commit by another connection between batches, as the server's shared pool
-//! makes, which empties the writer's page cache in WAL mode; 0: none). It prints the
+//! Environment: `DEVICES` (18000), `BATCH` (1024), `BATCHES` (400), `CONNECTIONS` (the
+//! writer's connections to the telemetry file, as `FileTuning::BULK_WRITER`),
+//! `OTHER_WRITES` (1: one small commit by another connection between batches, as the
+//! server's shared pool makes; it goes to the main file, and no longer empties the
+//! writer's page cache of the telemetry file as it did when the two were one; 0: none). It prints the
 //! median and 90th-percentile milliseconds per batch for each tenth of the run, and the
 //! CPU time the process used.
 
@@ -26,6 +28,7 @@ use std::time::Instant;
 use tether_proto::{MessageId, UnixMillis};
 use tether_store::{
     Device, DeviceStatus, FileTuning, NewAuditEvent, NewTelemetryEvent, SqliteStore, Store,
+    telemetry_path,
 };
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -81,7 +84,7 @@ async fn main() {
         .and_then(|v| v.parse::<u32>().ok())
     {
         let options = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&path)
+            .filename(telemetry_path(&path))
             .create_if_missing(true)
             .pragma("page_size", page_size.to_string());
         let pool = sqlx::SqlitePool::connect_with(options)
@@ -95,7 +98,14 @@ async fn main() {
     }
     let shared = SqliteStore::open(&path).await.expect("shared store");
     let tuning = FileTuning {
-        cache_kib: env_usize("CACHE_KIB", FileTuning::BULK_WRITER.cache_kib as usize) as u32,
+        telemetry_cache_kib: env_usize(
+            "CACHE_KIB",
+            FileTuning::BULK_WRITER.telemetry_cache_kib as usize,
+        ) as u32,
+        telemetry_connections: env_usize(
+            "CONNECTIONS",
+            FileTuning::BULK_WRITER.telemetry_connections as usize,
+        ) as u32,
         ..FileTuning::BULK_WRITER
     };
     let writer = SqliteStore::open_tuned(&path, tuning)
@@ -103,9 +113,10 @@ async fn main() {
         .expect("writer store");
     // Measuring what an index costs: `DROP_INDEXES=telemetry_events_device,…`.
     if let Ok(names) = std::env::var("DROP_INDEXES") {
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
-            .await
-            .expect("raw connection");
+        let pool =
+            sqlx::SqlitePool::connect(&format!("sqlite://{}", telemetry_path(&path).display()))
+                .await
+                .expect("raw connection");
         for name in names.split(',').filter(|n| !n.is_empty()) {
             sqlx::query(sqlx::AssertSqlSafe(format!("DROP INDEX {name}")))
                 .execute(&pool)

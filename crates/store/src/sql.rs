@@ -94,6 +94,10 @@ mod sealed {
 /// [`SqliteStore`](crate::SqliteStore) and [`MysqlStore`](crate::MysqlStore).
 pub struct SqlStore<D: Dialect> {
     pool: Pool<D::Db>,
+    /// Where `telemetry_events` lives: the same pool on MySQL; on SQLite a file of its
+    /// own, so that storing a fleet's telemetry never holds the write lock that every
+    /// other write (commands, audit, sessions) needs.
+    telemetry: Pool<D::Db>,
     /// Appends audit events in groups (SQLite file and in-memory stores; see
     /// [`AuditWriter`]); without one each event is its own `INSERT` on the pool.
     audit_writer: Option<AuditWriter>,
@@ -112,6 +116,7 @@ impl<D: Dialect> fmt::Debug for SqlStore<D> {
 impl<D: Dialect> SqlStore<D> {
     pub(crate) fn from_pool(pool: Pool<D::Db>) -> Self {
         Self {
+            telemetry: pool.clone(),
             pool,
             audit_writer: None,
             dialect: PhantomData,
@@ -124,14 +129,26 @@ impl<D: Dialect> SqlStore<D> {
         self
     }
 
+    /// This store with its telemetry events in `pool` (a SQLite file of their own).
+    pub(crate) fn with_telemetry_pool(mut self, pool: Pool<D::Db>) -> Self {
+        self.telemetry = pool;
+        self
+    }
+
     pub(crate) fn pool(&self) -> &Pool<D::Db> {
         &self.pool
+    }
+
+    /// The pool that holds `telemetry_events` (see the field).
+    pub(crate) fn telemetry_pool(&self) -> &Pool<D::Db> {
+        &self.telemetry
     }
 
     /// Closes the pool: waits for checked-out connections to come back, then closes
     /// them all. Call it on shutdown (and before dropping a test database).
     pub async fn close(&self) {
         self.pool.close().await;
+        self.telemetry.close().await;
     }
 }
 
@@ -141,7 +158,12 @@ impl<D: Dialect> SqlStore<D> {
 /// applied migrations were edited since, and on MySQL holds an advisory lock while
 /// migrating so that several server processes may start at once.
 pub(crate) fn migrator<D: Dialect>() -> Migrator {
-    let migrations = D::MIGRATIONS
+    migrator_of(D::MIGRATIONS)
+}
+
+/// A [`Migrator`] of `migrations` (`(version, description, sql)`, oldest first).
+pub(crate) fn migrator_of(migrations: &'static [(i64, &'static str, &'static str)]) -> Migrator {
+    let migrations = migrations
         .iter()
         .map(|&(version, description, sql)| {
             Migration::new(

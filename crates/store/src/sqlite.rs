@@ -1,16 +1,18 @@
-//! The embedded default backend: one SQLite file under the data dir.
+//! The embedded default backend: SQLite files under the data dir, the telemetry events
+//! in one of their own ([`telemetry_path`]).
 
-use std::path::Path;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sqlx::Sqlite;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteQueryResult,
     SqliteSynchronous,
 };
+use sqlx::{AssertSqlSafe, Connection, Sqlite};
 
-use crate::StoreResult;
-use crate::sql::{Dialect, SqlStore, db_err, migrator};
+use crate::sql::{Dialect, SqlStore, db_err, migrator, migrator_of};
+use crate::{StoreError, StoreResult};
 
 mod audit_writer;
 
@@ -88,20 +90,27 @@ pub type SqliteStore = SqlStore<SqliteDialect>;
 /// How long a writer waits for another writer before giving up with "database is locked".
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How a file store's pool is sized: its connections, and each one's page cache.
+/// How a file store's pools are sized: the main file's connections and page cache, and
+/// those of the telemetry file beside it (see [`telemetry_path`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileTuning {
-    /// Connections in the pool (WAL lets readers run beside the one writer).
+    /// Connections to the main file (WAL lets readers run beside the one writer).
     pub connections: u32,
-    /// Each connection's page cache, in KiB (SQLite's `cache_size`, as a negative number).
+    /// Each main-file connection's page cache, in KiB (SQLite's `cache_size`, as a
+    /// negative number).
     pub cache_kib: u32,
+    /// Connections to the telemetry file.
+    pub telemetry_connections: u32,
+    /// Each telemetry-file connection's page cache, in KiB.
+    pub telemetry_cache_kib: u32,
     /// Pages of write-ahead log after which a connection's commit copies the log back
-    /// into the database (`wal_autocheckpoint`).
+    /// into the database (`wal_autocheckpoint`, both files).
     pub wal_autocheckpoint: u32,
 }
 
 impl FileTuning {
-    /// The shared pool: 8 connections with SQLite's default page cache (2,000 KiB each),
+    /// The shared pools: 8 connections to the main file and 4 to the telemetry file
+    /// (the API's reads of telemetry) with SQLite's default page cache (2,000 KiB each),
     /// checkpointing every 10,000 pages of log. At SQLite's default checkpoint (1,000
     /// pages) nearly every small commit (an audit event) copied the analytics' log back
     /// into the database itself, and commands waited seconds (18,000 agents, 5,000
@@ -113,124 +122,392 @@ impl FileTuning {
     pub const SHARED: Self = Self {
         connections: 8,
         cache_kib: 2_000,
+        telemetry_connections: 4,
+        telemetry_cache_kib: 2_000,
         wal_autocheckpoint: 10_000,
     };
-    /// A bulk writer's pool (the analytics storing a fleet's telemetry): 2 connections
-    /// with 16 MiB of page cache each. Each batch writes to every device's part of the
-    /// indexes of `telemetry_events`; with the default cache most of those pages were read
-    /// from the file again at every batch. Its commits copy the log back into the database
-    /// once it holds 10,000 pages (40 MiB; SQLite's default is 1,000): a page rewritten by
-    /// many batches in between is copied once, and the copies (with their `fsync`) come a
-    /// tenth as often.
+    /// A bulk writer's pools (the analytics storing a fleet's telemetry): 2 connections to
+    /// each file, those to the telemetry file with 16 MiB of page cache each. Each batch
+    /// writes to every device's part of the indexes of `telemetry_events`; with the
+    /// default cache most of those pages were read from the file again at every batch.
+    /// Its commits copy the log back into the database once it holds 10,000 pages
+    /// (40 MiB; SQLite's default is 1,000): a page rewritten by many batches in between
+    /// is copied once, and the copies (with their `fsync`) come a tenth as often. The
+    /// main file's connections only read devices and move their last-seen times.
     pub const BULK_WRITER: Self = Self {
         connections: 2,
-        cache_kib: 16_384,
+        cache_kib: 2_000,
+        telemetry_connections: 2,
+        telemetry_cache_kib: 16_384,
         wal_autocheckpoint: 10_000,
     };
 }
 
+/// The file beside a store's `path` that holds its telemetry events: `tether.db` →
+/// `tether-telemetry.db`. A fleet's telemetry is most of what the store writes; in a file
+/// of its own, its transactions take that file's write lock only, and a command's or an
+/// audit event's write never waits behind them. Back the two files up together.
+pub fn telemetry_path(path: &Path) -> PathBuf {
+    let mut name = path.file_stem().map(OsString::from).unwrap_or_default();
+    name.push("-telemetry");
+    if let Some(ext) = path.extension() {
+        name.push(".");
+        name.push(ext);
+    }
+    path.with_file_name(name)
+}
+
+/// The telemetry file's migrations, recorded in its own `_sqlx_migrations`.
+const TELEMETRY_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "telemetry events",
+    include_str!("../migrations/sqlite/telemetry/0001_events.sql"),
+)];
+
+/// The columns of `telemetry_events` that move to the telemetry file: all but the id,
+/// which the telemetry file assigns (in the old ids' order), so that the only key a copy
+/// can meet there is the message id of an event copied already.
+const TELEMETRY_COLUMNS: &str = "device_id, message_id, seq, collected_at, received_at, \
+     cpu_pct, mem_used_bytes, mem_total_bytes, disk_used_pct, rx_bps, tx_bps, risk_score, body";
+
 impl SqlStore<SqliteDialect> {
-    /// Opens (creating it if missing) the database file at `path` and runs the pending
-    /// migrations. WAL journal, `synchronous = NORMAL` (durable across a process crash;
-    /// a power cut may lose the last commits but never corrupts the file), foreign keys
-    /// enforced, writers wait up to 5 s for each other; the pool is
-    /// [`FileTuning::SHARED`].
+    /// Opens (creating them if missing) the database file at `path` and its telemetry
+    /// file ([`telemetry_path`]) and runs the pending migrations; telemetry events a store
+    /// of an earlier version kept in the main file are moved to the telemetry file. WAL
+    /// journal, `synchronous = NORMAL` (durable across a process crash; a power cut may
+    /// lose the last commits but never corrupts the file), foreign keys enforced (within
+    /// the main file; the store checks a telemetry event's device itself), writers wait
+    /// up to 5 s for each other; the pools are [`FileTuning::SHARED`].
     pub async fn open(path: &Path) -> StoreResult<SqliteStore> {
         Self::open_tuned(path, FileTuning::SHARED).await
     }
 
-    /// [`Self::open`] with a pool sized by `tuning`.
+    /// [`Self::open`] with pools sized by `tuning`.
     pub async fn open_tuned(path: &Path, tuning: FileTuning) -> StoreResult<SqliteStore> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT)
-            .pragma("cache_size", format!("-{}", tuning.cache_kib))
-            .pragma("wal_autocheckpoint", tuning.wal_autocheckpoint.to_string());
-        // No ping before each checkout: for SQLite it is one more round trip to the
-        // connection's worker thread per statement, and a file connection does not go
-        // stale the way a network one does.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(tuning.connections.max(1))
-            .test_before_acquire(false)
-            .connect_with(options)
-            .await
-            .map_err(db_err("opening the SQLite store"))?;
-        Self::migrated(pool).await
+        let pool = file_pool(
+            path,
+            tuning.connections,
+            tuning.cache_kib,
+            tuning.wal_autocheckpoint,
+        )
+        .await?;
+        let telemetry_file = telemetry_path(path);
+        let telemetry = file_pool(
+            &telemetry_file,
+            tuning.telemetry_connections,
+            tuning.telemetry_cache_kib,
+            tuning.wal_autocheckpoint,
+        )
+        .await?;
+        Self::migrated(pool, telemetry, Some(&telemetry_file)).await
     }
 
     /// A fresh in-memory database, for tests. It lives in exactly one connection, kept
-    /// open for the life of the store, so operations are serialized.
+    /// open for the life of the store, so operations are serialized; its telemetry
+    /// events are in a second one.
     pub async fn open_in_memory() -> StoreResult<SqliteStore> {
-        let options = SqliteConnectOptions::new()
-            .in_memory(true)
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options)
-            .await
-            .map_err(db_err("opening the in-memory store"))?;
-        Self::migrated(pool).await
+        Self::migrated(memory_pool().await?, memory_pool().await?, None).await
     }
 
-    async fn migrated(pool: sqlx::SqlitePool) -> StoreResult<SqliteStore> {
+    async fn migrated(
+        pool: SqlitePool,
+        telemetry: SqlitePool,
+        telemetry_file: Option<&Path>,
+    ) -> StoreResult<SqliteStore> {
+        let migration_failed =
+            |e: sqlx::migrate::MigrateError| StoreError::Migration(e.to_string());
+        migrator_of(TELEMETRY_MIGRATIONS)
+            .run(&telemetry)
+            .await
+            .map_err(migration_failed)?;
         migrator::<SqliteDialect>()
             .run(&pool)
             .await
-            .map_err(|e| crate::StoreError::Migration(e.to_string()))?;
+            .map_err(migration_failed)?;
+        move_telemetry_out(&pool, telemetry_file).await?;
         let writer = AuditWriter::start(pool.clone())?;
-        Ok(Self::from_pool(pool).with_audit_writer(writer))
+        Ok(Self::from_pool(pool)
+            .with_telemetry_pool(telemetry)
+            .with_audit_writer(writer))
     }
+}
+
+/// A pool of `connections` to the file at `path` (see [`SqliteStore::open`]).
+async fn file_pool(
+    path: &Path,
+    connections: u32,
+    cache_kib: u32,
+    wal_autocheckpoint: u32,
+) -> StoreResult<SqlitePool> {
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(BUSY_TIMEOUT)
+        .pragma("cache_size", format!("-{cache_kib}"))
+        .pragma("wal_autocheckpoint", wal_autocheckpoint.to_string());
+    // No ping before each checkout: for SQLite it is one more round trip to the
+    // connection's worker thread per statement, and a file connection does not go
+    // stale the way a network one does.
+    SqlitePoolOptions::new()
+        .max_connections(connections.max(1))
+        .test_before_acquire(false)
+        .connect_with(options)
+        .await
+        .map_err(db_err("opening the SQLite store"))
+}
+
+/// One connection to a fresh in-memory database, kept for the life of the pool.
+async fn memory_pool() -> StoreResult<SqlitePool> {
+    let options = SqliteConnectOptions::new()
+        .in_memory(true)
+        .foreign_keys(true)
+        .busy_timeout(BUSY_TIMEOUT);
+    SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_with(options)
+        .await
+        .map_err(db_err("opening the in-memory store"))
+}
+
+/// Moves the telemetry events out of the main file, where schema v2 created their table
+/// (and where every store before the telemetry file kept them), into `telemetry_file`,
+/// then drops the main file's table. Done at every open, and a no-op once the table is
+/// gone. The copy commits before the drop, and a copy repeated after a crash in between
+/// skips the events it finds there already (same message id): nothing is lost or
+/// doubled. An
+/// in-memory store (no file) has nothing to move: its table is dropped.
+async fn move_telemetry_out(pool: &SqlitePool, telemetry_file: Option<&Path>) -> StoreResult<()> {
+    let present = sqlx::query_scalar::<_, i64>(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'telemetry_events'",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(db_err("telemetry event"))?;
+    if present == 0 {
+        return Ok(());
+    }
+    let Some(file) = telemetry_file else {
+        sqlx::query("DROP TABLE main.telemetry_events")
+            .execute(pool)
+            .await
+            .map_err(db_err("telemetry event"))?;
+        return Ok(());
+    };
+    let file = file
+        .to_str()
+        .ok_or_else(|| StoreError::Database("the telemetry file's path is not UTF-8".into()))?;
+    // A connection of its own, closed afterwards: it has the telemetry file attached.
+    let mut conn = pool
+        .acquire()
+        .await
+        .map_err(db_err("telemetry event"))?
+        .detach();
+    sqlx::query("ATTACH DATABASE ? AS moving")
+        .bind(file)
+        .execute(&mut conn)
+        .await
+        .map_err(db_err("attaching the telemetry file"))?;
+    let moved = sqlx::query(AssertSqlSafe(format!(
+        "INSERT OR IGNORE INTO moving.telemetry_events ({TELEMETRY_COLUMNS}) \
+         SELECT {TELEMETRY_COLUMNS} FROM main.telemetry_events ORDER BY id"
+    )))
+    .execute(&mut conn)
+    .await
+    .map_err(db_err("telemetry event"))?;
+    if moved.rows_affected() > 0 {
+        tracing::info!(
+            events = moved.rows_affected(),
+            file,
+            "moved the stored telemetry events to the telemetry file"
+        );
+    }
+    sqlx::query("DROP TABLE main.telemetry_events")
+        .execute(&mut conn)
+        .await
+        .map_err(db_err("telemetry event"))?;
+    conn.close().await.map_err(db_err("telemetry event"))?;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
+    use serde_json::json;
+
     use super::*;
+    use crate::{Device, DeviceStatus, NewTelemetryEvent, Store, UnixMillis};
+
+    async fn scalar(pool: &SqlitePool, statement: &'static str) -> i64 {
+        sqlx::query_scalar::<_, i64>(statement)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    }
+
+    fn device(id: &str) -> Device {
+        Device {
+            id: id.into(),
+            name: "lab pc".into(),
+            hwid_hash: format!("hw-{id}"),
+            agent_pub: format!("pub-{id}"),
+            os: "windows".into(),
+            owner_id: None,
+            status: DeviceStatus::Active,
+            cert_serial: Some(format!("serial-{id}")),
+            cert_pem: None,
+            created_at: UnixMillis(1_000),
+            paired_at: Some(UnixMillis(1_000)),
+        }
+    }
+
+    fn sample(device: &str, message_id: &str, at: u64) -> NewTelemetryEvent {
+        NewTelemetryEvent {
+            device_id: device.into(),
+            message_id: message_id.into(),
+            seq: 1,
+            collected_at: UnixMillis(at),
+            received_at: UnixMillis(at),
+            cpu_pct: 12.5,
+            mem_used_bytes: 1,
+            mem_total_bytes: 2,
+            disk_used_pct: None,
+            rx_bps: 0.0,
+            tx_bps: 0.0,
+            risk_score: 0.0,
+            body: json!({ "cpu_pct": 12.5 }),
+        }
+    }
+
+    #[test]
+    fn the_telemetry_file_is_named_after_the_store_file() {
+        assert_eq!(
+            telemetry_path(Path::new("/data/tether.db")),
+            Path::new("/data/tether-telemetry.db")
+        );
+        assert_eq!(
+            telemetry_path(Path::new("store")),
+            Path::new("store-telemetry")
+        );
+    }
 
     #[tokio::test]
     async fn a_file_store_connection_has_the_cache_and_checkpoint_it_is_given() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tether.db");
-        for (tuning, cache, checkpoint) in [
-            (FileTuning::SHARED, -2_000, 10_000),
-            (FileTuning::BULK_WRITER, -16_384, 10_000),
-        ] {
+        for tuning in [FileTuning::SHARED, FileTuning::BULK_WRITER] {
             let store = SqliteStore::open_tuned(&path, tuning).await.unwrap();
-            assert_eq!(
-                store.pool().options().get_max_connections(),
-                tuning.connections
-            );
-            let mut conn = store.pool().acquire().await.unwrap();
-            let scalar = |name: &'static str| sqlx::query_scalar::<_, i64>(name);
-            assert_eq!(
-                scalar("PRAGMA cache_size")
-                    .fetch_one(&mut *conn)
-                    .await
-                    .unwrap(),
-                cache
-            );
-            assert_eq!(
-                scalar("PRAGMA wal_autocheckpoint")
-                    .fetch_one(&mut *conn)
-                    .await
-                    .unwrap(),
-                checkpoint
-            );
-            assert_eq!(
-                scalar("PRAGMA synchronous")
-                    .fetch_one(&mut *conn)
-                    .await
-                    .unwrap(),
-                1,
-                "NORMAL"
-            );
+            for (pool, connections, cache) in [
+                (store.pool(), tuning.connections, tuning.cache_kib),
+                (
+                    store.telemetry_pool(),
+                    tuning.telemetry_connections,
+                    tuning.telemetry_cache_kib,
+                ),
+            ] {
+                assert_eq!(pool.options().get_max_connections(), connections);
+                assert_eq!(scalar(pool, "PRAGMA cache_size").await, -i64::from(cache));
+                assert_eq!(scalar(pool, "PRAGMA wal_autocheckpoint").await, 10_000);
+                assert_eq!(scalar(pool, "PRAGMA synchronous").await, 1, "NORMAL");
+            }
+            store.close().await;
         }
+        assert!(telemetry_path(&path).exists());
+    }
+
+    /// A store of an earlier version kept its telemetry events in the main file: opening
+    /// it moves them to the telemetry file, once.
+    #[tokio::test]
+    async fn events_kept_in_the_main_file_are_moved_to_the_telemetry_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tether.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        store.insert_device(&device("dev_a")).await.unwrap();
+        store
+            .insert_telemetry_event(&sample("dev_a", "new-1", 5_000))
+            .await
+            .unwrap();
+        // The main file as the earlier version left it: its own table, with events.
+        let v2 = include_str!("../migrations/sqlite/0002_telemetry.sql");
+        let table = &v2[v2.find("CREATE TABLE telemetry_events").unwrap()
+            ..v2.find("CREATE TABLE device_metrics_hourly").unwrap()];
+        sqlx::raw_sql(AssertSqlSafe(table.to_owned()))
+            .execute(store.pool())
+            .await
+            .unwrap();
+        for (id, message) in [(1, "old-1"), (2, "old-2")] {
+            sqlx::query(
+                "INSERT INTO main.telemetry_events (id, device_id, message_id, seq, \
+                 collected_at, received_at, cpu_pct, mem_used_bytes, mem_total_bytes, \
+                 rx_bps, tx_bps, risk_score, body) \
+                 VALUES (?, 'dev_a', ?, 1, ?, ?, 50.0, 1, 2, 0.0, 0.0, 0.0, '{}')",
+            )
+            .bind(id)
+            .bind(message)
+            .bind(id * 1_000)
+            .bind(id * 1_000)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        }
+        store.close().await;
+
+        for _ in 0..2 {
+            let store = SqliteStore::open(&path).await.unwrap();
+            let events = store
+                .telemetry_events("dev_a", UnixMillis(0), 10)
+                .await
+                .unwrap();
+            let messages: Vec<&str> = events.iter().map(|e| e.event.message_id.as_str()).collect();
+            assert_eq!(messages, ["new-1", "old-2", "old-1"]);
+            assert_eq!(
+                scalar(
+                    store.pool(),
+                    "SELECT count(*) FROM sqlite_master WHERE name = 'telemetry_events'"
+                )
+                .await,
+                0,
+                "the main file's table is gone"
+            );
+            store.close().await;
+        }
+    }
+
+    /// What the telemetry file is for: a transaction that holds its write lock (the
+    /// analytics storing a batch) does not hold up a write to the main file.
+    #[tokio::test]
+    async fn a_telemetry_transaction_does_not_hold_up_other_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tether.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        let mut holder = store
+            .telemetry_pool()
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM telemetry_events WHERE 0")
+            .execute(&mut *holder)
+            .await
+            .unwrap();
+        let started = Instant::now();
+        store.insert_device(&device("dev_b")).await.unwrap();
+        assert!(
+            started.elapsed() < BUSY_TIMEOUT / 2,
+            "the main file's write waited {:?}",
+            started.elapsed()
+        );
+        holder.rollback().await.unwrap();
+        // Nor does the telemetry write skip its device check.
+        let orphan = store
+            .insert_telemetry_events(&[sample("dev_none", "m-1", 1_000)])
+            .await;
+        assert!(matches!(orphan, Err(StoreError::NotFound(_))), "{orphan:?}");
+        store.close().await;
     }
 }

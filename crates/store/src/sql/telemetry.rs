@@ -253,19 +253,56 @@ where
         &self,
         e: &NewTelemetryEvent,
     ) -> StoreResult<bool> {
+        EventRow::new(e)?;
+        self.devices_last_seen(&[e.device_id.as_str()]).await?;
         let mut conn = self
-            .pool()
+            .telemetry_pool()
             .acquire()
             .await
             .map_err(db_err("telemetry event"))?;
         insert_event_on::<D>(&mut conn, e).await
     }
 
-    /// [`Store::insert_telemetry_events`](crate::Store::insert_telemetry_events): one
-    /// transaction for the whole batch, in a few statements whatever its size: one look
-    /// for the message ids stored already, multi-row inserts of the rest
-    /// ([`EVENTS_PER_STATEMENT`] rows each), and one update of the devices' last-seen
-    /// times (each moved to the latest of its events, never backwards).
+    /// The stored last-seen time of each of `devices` (distinct), in their order; an
+    /// unknown one fails with [`StoreError::NotFound`]. Read from the main file: a
+    /// telemetry event's device is checked here, not by a foreign key, because on SQLite
+    /// the events are in a file of their own.
+    async fn devices_last_seen(&self, devices: &[&str]) -> StoreResult<Vec<Option<i64>>> {
+        let mut found: HashMap<String, Option<i64>> = HashMap::with_capacity(devices.len());
+        for chunk in devices.chunks(EVENTS_PER_STATEMENT) {
+            let statement = format!(
+                "SELECT id, last_seen_at FROM devices WHERE id IN ({})",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            // Built from a constant and a row count only: no input in the text.
+            let mut q = sqlx::query(AssertSqlSafe(statement));
+            for &id in chunk {
+                q = q.bind(id);
+            }
+            for row in q.fetch_all(self.pool()).await.map_err(db_err("device"))? {
+                found.insert(row.text("id")?, row.opt_int("last_seen_at")?);
+            }
+        }
+        devices
+            .iter()
+            .map(|&id| {
+                found.get(id).copied().ok_or_else(|| {
+                    StoreError::NotFound("a record that telemetry event refers to".into())
+                })
+            })
+            .collect()
+    }
+
+    /// [`Store::insert_telemetry_events`](crate::Store::insert_telemetry_events), in a few
+    /// statements whatever the batch's size. First, on the main file: one read of the
+    /// batch's devices (all must exist) and one update of the last-seen times that move
+    /// (each to the latest of its events, never backwards). Then one transaction on the
+    /// telemetry file: one look for the message ids stored already, and multi-row inserts
+    /// of the rest ([`EVENTS_PER_STATEMENT`] rows each). The last-seen times go first: if
+    /// the events' transaction then fails, the batch is retried and its events are not
+    /// yet stored (had it gone the other way, a retry would have found them all stored
+    /// and taken them for redeliveries); a device's time moved early is still a time it
+    /// was heard from.
     pub(super) async fn insert_telemetry_events_sql(
         &self,
         events: &[NewTelemetryEvent],
@@ -275,11 +312,12 @@ where
             .iter()
             .map(EventRow::new)
             .collect::<StoreResult<Vec<_>>>()?;
+        self.move_last_seen(events).await?;
         // It reads before it writes: the write lock is taken up front (see
         // `Dialect::BEGIN_WRITE`), or a write by any other connection in between would
         // fail the whole batch at once with "database is locked".
         let mut tx = self
-            .pool()
+            .telemetry_pool()
             .begin_with(D::BEGIN_WRITE)
             .await
             .map_err(db_err("telemetry event"))?;
@@ -345,6 +383,13 @@ where
                 Err(err) => return Err(db_err("telemetry event")(err)),
             }
         }
+        tx.commit().await.map_err(db_err("telemetry event"))?;
+        Ok(inserted)
+    }
+
+    /// The main file's part of a batch: checks that every event's device exists and moves
+    /// the last-seen times that lag a step or more behind the batch's latest arrival.
+    async fn move_last_seen(&self, events: &[NewTelemetryEvent]) -> StoreResult<()> {
         // Each device's latest arrival in the batch, in order of first appearance.
         let mut latest: Vec<(&str, i64)> = Vec::new();
         let mut slot: HashMap<&str, usize> = HashMap::with_capacity(events.len());
@@ -359,10 +404,20 @@ where
                 }
             }
         }
-        for chunk in latest.chunks(EVENTS_PER_STATEMENT) {
-            // `CASE id WHEN ? THEN ? …`: each device's own time, in one statement.
+        let ids: Vec<&str> = latest.iter().map(|&(id, _)| id).collect();
+        let stored = self.devices_last_seen(&ids).await?;
+        // Only where it moves by a step or more (see `LAST_SEEN_STEP_MS`): a fleet's
+        // batch usually moves few.
+        let moving: Vec<(&str, i64)> = latest
+            .into_iter()
+            .zip(stored)
+            .filter(|&((_, at), seen)| seen.is_none_or(|seen| seen <= at - LAST_SEEN_STEP_MS))
+            .map(|(device, _)| device)
+            .collect();
+        for chunk in moving.chunks(EVENTS_PER_STATEMENT) {
+            // `CASE id WHEN ? THEN ? …`: each device's own time, in one statement. The
+            // step is checked again: another writer may have moved a time since the read.
             let cases = vec!["WHEN ? THEN ?"; chunk.len()].join(" ");
-            // Only where it moves by a step or more (see `LAST_SEEN_STEP_MS`).
             let statement = format!(
                 "UPDATE devices SET last_seen_at = CASE id {cases} END \
                  WHERE id IN ({}) AND (last_seen_at IS NULL \
@@ -380,10 +435,9 @@ where
             for &(id, at) in chunk {
                 q = q.bind(id).bind(at);
             }
-            q.execute(&mut *tx).await.map_err(db_err("device"))?;
+            q.execute(self.pool()).await.map_err(db_err("device"))?;
         }
-        tx.commit().await.map_err(db_err("telemetry event"))?;
-        Ok(inserted)
+        Ok(())
     }
 
     pub(super) async fn telemetry_events_sql(
@@ -396,7 +450,7 @@ where
             .bind(device_id)
             .bind(to_db_time(since))
             .bind(i64::from(limit))
-            .fetch_all(self.pool())
+            .fetch_all(self.telemetry_pool())
             .await
             .map_err(db_err("telemetry event"))?;
         found.iter().map(event).collect()
@@ -418,7 +472,7 @@ where
                 q = q.bind(id).bind(i64::from(per_device));
             }
             let rows = q
-                .fetch_all(self.pool())
+                .fetch_all(self.telemetry_pool())
                 .await
                 .map_err(db_err("telemetry event"))?;
             for row in &rows {
@@ -449,7 +503,7 @@ where
             .bind(device_id)
             .bind(to_db_time(from))
             .bind(to_db_time(to))
-            .fetch_all(self.pool())
+            .fetch_all(self.telemetry_pool())
             .await
             .map_err(db_err("telemetry event"))?;
         found.iter().map(point).collect()
@@ -458,7 +512,7 @@ where
     pub(super) async fn prune_telemetry_before_sql(&self, before: UnixMillis) -> StoreResult<u64> {
         let done = sqlx::query("DELETE FROM telemetry_events WHERE collected_at < ?")
             .bind(to_db_time(before))
-            .execute(self.pool())
+            .execute(self.telemetry_pool())
             .await
             .map_err(db_err("telemetry event"))?;
         Ok(D::rows_affected(&done))
