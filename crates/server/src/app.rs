@@ -113,7 +113,7 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
     open_store_tuned(config, FileTuning::SHARED).await
 }
 
-/// Opens the store the configuration names; a SQLite file with a pool sized by `tuning`
+/// Opens the store the configuration names; SQLite files with pools sized by `tuning`
 /// (the analytics, which write a fleet's telemetry, use [`FileTuning::BULK_WRITER`]).
 pub async fn open_store_tuned(
     config: &Config,

@@ -48,7 +48,8 @@ fn default_roles() -> Vec<Role> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "backend", rename_all = "snake_case", deny_unknown_fields)]
 pub enum StoreConfig {
-    /// A SQLite file (default: `<data_dir>/tether.db`).
+    /// A SQLite file (default: `<data_dir>/tether.db`), and its telemetry events in a
+    /// second one beside it (`tether-telemetry.db`).
     Sqlite {
         /// The file; relative paths are under the data dir.
         #[serde(default = "default_sqlite_path")]

@@ -4,7 +4,7 @@
 //!
 //! The server holds an `Arc<dyn Store>`. Two backends implement it with the same
 //! behaviour (the same test suite runs against both): [`SqliteStore`] (the embedded
-//! default, one file under the data dir) and [`MysqlStore`] (MySQL/MariaDB for
+//! default: a file under the data dir, and its telemetry events in a second file beside it) and [`MysqlStore`] (MySQL/MariaDB for
 //! deployments with several server processes). Each has its own embedded migration tree,
 //! run on open. Operations that must be atomic across processes (consuming a pair token,
 //! rotating a refresh token, using a TOTP step, claiming a once-only key) are single
@@ -228,9 +228,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// by one, and moves each device's last-seen time to its latest `received_at` when
     /// that is at least 30 s past the stored one, or none is stored (so the stored time
     /// is at most 30 s behind, and a device's row is not rewritten at every sample), all
-    /// or nothing: returns, for each event in order,
-    /// whether it was inserted. An unknown device fails the whole batch
-    /// ([`StoreError::NotFound`]).
+    /// or nothing for the events: returns, for each event in order,
+    /// whether it was inserted. An unknown device fails the whole batch before anything
+    /// is written ([`StoreError::NotFound`]). The last-seen times are moved first, on
+    /// their own: a call that fails after that (the events' transaction) may have moved
+    /// them, to times the devices were indeed heard from.
     async fn insert_telemetry_events(&self, events: &[NewTelemetryEvent])
     -> StoreResult<Vec<bool>>;
     /// A device's events collected at or after `since`, newest first, at most `limit`.

@@ -73,6 +73,11 @@ impl Dialect for SqliteDialect {
             "command transition trigger",
             include_str!("../migrations/sqlite/0007_command_transition_trigger.sql"),
         ),
+        (
+            8,
+            "telemetry file",
+            include_str!("../migrations/sqlite/0008_telemetry_file.sql"),
+        ),
     ];
 
     fn rows_affected(result: &SqliteQueryResult) -> u64 {
@@ -84,7 +89,8 @@ impl Dialect for SqliteDialect {
     }
 }
 
-/// The store over one SQLite file (or an in-memory database, for tests).
+/// The store over a SQLite file and its telemetry file (or in-memory databases, for
+/// tests).
 pub type SqliteStore = SqlStore<SqliteDialect>;
 
 /// How long a writer waits for another writer before giving up with "database is locked".
@@ -114,9 +120,10 @@ impl FileTuning {
     /// checkpointing every 10,000 pages of log. At SQLite's default checkpoint (1,000
     /// pages) nearly every small commit (an audit event) copied the analytics' log back
     /// into the database itself, and commands waited seconds (18,000 agents, 5,000
-    /// samples/s: p99 6.9 s). A larger cache does not help here: in WAL mode a
-    /// connection drops its whole cache whenever another one has committed, which the
-    /// analytics do several times a second, and 16 MiB each measured no faster under that
+    /// samples/s: p99 6.9 s; measured before the telemetry had a file of its own). A
+    /// larger cache did not help here: in WAL mode a connection drops its whole cache
+    /// whenever another one has committed to its file, which the analytics did several
+    /// times a second while they wrote to the main file, and 16 MiB each measured no faster under that
     /// load while idle sessions cost 4 KiB more each (the 8 connections each cached the
     /// devices table; docs/benchmarks.md).
     pub const SHARED: Self = Self {
@@ -220,11 +227,14 @@ impl SqlStore<SqliteDialect> {
             .run(&telemetry)
             .await
             .map_err(migration_failed)?;
+        if let Some(file) = telemetry_file {
+            copy_telemetry_out(&pool, file).await?;
+        }
+        // v8 drops the main file's table, once its events are copied.
         migrator::<SqliteDialect>()
             .run(&pool)
             .await
             .map_err(migration_failed)?;
-        move_telemetry_out(&pool, telemetry_file).await?;
         let writer = AuditWriter::start(pool.clone())?;
         Ok(Self::from_pool(pool)
             .with_telemetry_pool(telemetry)
@@ -275,14 +285,14 @@ async fn memory_pool() -> StoreResult<SqlitePool> {
         .map_err(db_err("opening the in-memory store"))
 }
 
-/// Moves the telemetry events out of the main file, where schema v2 created their table
-/// (and where every store before the telemetry file kept them), into `telemetry_file`,
-/// then drops the main file's table. Done at every open, and a no-op once the table is
-/// gone. The copy commits before the drop, and a copy repeated after a crash in between
+/// Copies the telemetry events a store before schema v8 kept in the main file (where v2
+/// created their table) into `telemetry_file`; migration v8 then drops the main file's
+/// table. A no-op once that table is gone, or before v2 made it. The copy commits (at
+/// `synchronous = FULL`) before the drop, and a copy repeated after a crash in between
 /// skips the events it finds there already (same message id): nothing is lost or
-/// doubled. An
-/// in-memory store (no file) has nothing to move: its table is dropped.
-async fn move_telemetry_out(pool: &SqlitePool, telemetry_file: Option<&Path>) -> StoreResult<()> {
+/// doubled. It is one transaction, at start, before the server listens: the telemetry
+/// file's log, which holds the whole copy until then, is truncated afterwards.
+async fn copy_telemetry_out(pool: &SqlitePool, telemetry_file: &Path) -> StoreResult<()> {
     let present = sqlx::query_scalar::<_, i64>(
         "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'telemetry_events'",
     )
@@ -292,14 +302,7 @@ async fn move_telemetry_out(pool: &SqlitePool, telemetry_file: Option<&Path>) ->
     if present == 0 {
         return Ok(());
     }
-    let Some(file) = telemetry_file else {
-        sqlx::query("DROP TABLE main.telemetry_events")
-            .execute(pool)
-            .await
-            .map_err(db_err("telemetry event"))?;
-        return Ok(());
-    };
-    let file = file
+    let file = telemetry_file
         .to_str()
         .ok_or_else(|| StoreError::Database("the telemetry file's path is not UTF-8".into()))?;
     // A connection of its own, closed afterwards: it has the telemetry file attached.
@@ -313,29 +316,33 @@ async fn move_telemetry_out(pool: &SqlitePool, telemetry_file: Option<&Path>) ->
         .execute(&mut conn)
         .await
         .map_err(db_err("attaching the telemetry file"))?;
-    let moved = sqlx::query(AssertSqlSafe(format!(
-        "INSERT OR IGNORE INTO moving.telemetry_events ({TELEMETRY_COLUMNS}) \
-         SELECT {TELEMETRY_COLUMNS} FROM main.telemetry_events ORDER BY id"
+    tracing::info!(
+        file,
+        "copying the stored telemetry events to the telemetry file (once)"
+    );
+    let moved = sqlx::raw_sql(AssertSqlSafe(format!(
+        "PRAGMA moving.synchronous = FULL; \
+         INSERT OR IGNORE INTO moving.telemetry_events ({TELEMETRY_COLUMNS}) \
+         SELECT {TELEMETRY_COLUMNS} FROM main.telemetry_events ORDER BY id; \
+         PRAGMA moving.wal_checkpoint(TRUNCATE)"
     )))
     .execute(&mut conn)
     .await
     .map_err(db_err("telemetry event"))?;
-    if moved.rows_affected() > 0 {
-        tracing::info!(
-            events = moved.rows_affected(),
-            file,
-            "moved the stored telemetry events to the telemetry file"
-        );
-    }
-    sqlx::query("DROP TABLE main.telemetry_events")
-        .execute(&mut conn)
-        .await
-        .map_err(db_err("telemetry event"))?;
+    tracing::info!(
+        events = moved.rows_affected(),
+        file,
+        "copied the stored telemetry events to the telemetry file"
+    );
     conn.close().await.map_err(db_err("telemetry event"))?;
     Ok(())
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::arithmetic_side_effects,
+    reason = "test arithmetic on small constants"
+)]
 mod tests {
     use std::time::Instant;
 
@@ -422,7 +429,7 @@ mod tests {
     }
 
     /// A store of an earlier version kept its telemetry events in the main file: opening
-    /// it moves them to the telemetry file, once.
+    /// it moves them to the telemetry file, once, and records schema v8.
     #[tokio::test]
     async fn events_kept_in_the_main_file_are_moved_to_the_telemetry_file() {
         let dir = tempfile::tempdir().unwrap();
@@ -433,14 +440,16 @@ mod tests {
             .insert_telemetry_event(&sample("dev_a", "new-1", 5_000))
             .await
             .unwrap();
-        // The main file as the earlier version left it: its own table, with events.
+        // The main file as the earlier version (v7) left it: its own table, with events.
         let v2 = include_str!("../migrations/sqlite/0002_telemetry.sql");
         let table = &v2[v2.find("CREATE TABLE telemetry_events").unwrap()
             ..v2.find("CREATE TABLE device_metrics_hourly").unwrap()];
-        sqlx::raw_sql(AssertSqlSafe(table.to_owned()))
-            .execute(store.pool())
-            .await
-            .unwrap();
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "{table}\nDELETE FROM _sqlx_migrations WHERE version = 8"
+        )))
+        .execute(store.pool())
+        .await
+        .unwrap();
         for (id, message) in [(1, "old-1"), (2, "old-2")] {
             sqlx::query(
                 "INSERT INTO main.telemetry_events (id, device_id, message_id, seq, \
@@ -474,6 +483,10 @@ mod tests {
                 .await,
                 0,
                 "the main file's table is gone"
+            );
+            assert_eq!(
+                scalar(store.pool(), "SELECT max(version) FROM _sqlx_migrations").await,
+                8
             );
             store.close().await;
         }

@@ -411,7 +411,9 @@ where
         let moving: Vec<(&str, i64)> = latest
             .into_iter()
             .zip(stored)
-            .filter(|&((_, at), seen)| seen.is_none_or(|seen| seen <= at - LAST_SEEN_STEP_MS))
+            .filter(|&((_, at), seen)| {
+                seen.is_none_or(|seen| seen <= at.saturating_sub(LAST_SEEN_STEP_MS))
+            })
             .map(|(device, _)| device)
             .collect();
         for chunk in moving.chunks(EVENTS_PER_STATEMENT) {

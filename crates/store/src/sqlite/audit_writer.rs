@@ -2,8 +2,8 @@
 //! their own.
 //!
 //! An audit event is one `INSERT`, and on SQLite every write waits for the database's one
-//! write lock. While the analytics store a fleet's telemetry they hold that lock for tens
-//! of milliseconds at a time, several times a second, and SQLite's busy handler makes a
+//! write lock. While the analytics stored a fleet's telemetry in the main file (before it
+//! had a file of its own) they held that lock for tens of milliseconds at a time, several times a second, and SQLite's busy handler makes a
 //! waiting writer sleep (up to 100 ms between tries) while it holds one of the pool's
 //! connections. Appended one by one, the audit events of a reconnect storm (a
 //! `device.connect` and a `device.disconnect` per session) tied up every connection of
