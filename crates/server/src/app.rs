@@ -335,6 +335,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
     // agent sessions waiting for connections in the shared pool, a worker storing
     // thousands of samples a second must not queue behind them.
     let analytics_store = open_store_tuned(&config, FileTuning::BULK_WRITER).await?;
+    let session_store = open_store_tuned(&config, FileTuning::SESSION_READS).await?;
     let bus = open_bus(&config, Arc::clone(&clock)).await?;
 
     let listener = TcpListener::bind(config.listen)
@@ -403,6 +404,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         public_url: public_url.clone(),
         clock: Arc::clone(&clock),
         store,
+        session_store,
         bus,
         keystore,
         ca,

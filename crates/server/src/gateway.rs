@@ -359,7 +359,7 @@ impl Session {
                     "unreadable client certificate".to_owned(),
                 )
             })?;
-        let store = Arc::clone(&state.store);
+        let store = Arc::clone(&state.session_store);
         let device = state
             .session_reads
             .run(async move { store.device_by_cert_serial(&serial).await })
@@ -637,7 +637,7 @@ impl Session {
                     checked_at = Some(tokio::time::Instant::now());
                     // A revocation ends the session at the next heartbeat at the latest
                     // (new handshakes already fail on the CRL).
-                    let (store, id) = (Arc::clone(&state.store), device.id.clone());
+                    let (store, id) = (Arc::clone(&state.session_store), device.id.clone());
                     let status = state
                         .session_reads
                         .run(async move { store.device(&id).await })

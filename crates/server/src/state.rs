@@ -31,6 +31,11 @@ pub struct Inner {
     pub clock: Arc<dyn Clock>,
     /// The durable store.
     pub store: Arc<dyn Store>,
+    /// The same store through pools of its own, for the agent sessions' reads of their
+    /// device (at connect and at each heartbeat, on `session_reads`): a fleet's
+    /// heartbeats arriving together queue there, not in front of commands and the API
+    /// ([`tether_store::FileTuning::SESSION_READS`]).
+    pub session_store: Arc<dyn Store>,
     /// The bus.
     pub bus: Arc<dyn Bus>,
     /// Keys and sealed blobs.

@@ -148,6 +148,21 @@ impl FileTuning {
         telemetry_cache_kib: 16_384,
         wal_autocheckpoint: 10_000,
     };
+    /// The agent sessions' reads (the device at connect and at each heartbeat): 4
+    /// connections to the main file, 1 to the telemetry file (which they do not read).
+    /// A pool of their own, so that a fleet's heartbeats arriving together (thousands at
+    /// the same second after a restart or a reconnect storm) queue behind each other and
+    /// not in front of commands and the API, whose writes and reads the shared pool
+    /// serves: 18,000 agents' burst of heartbeat reads held the shared pool's 8
+    /// connections for 2.5 s and every command in flight with them
+    /// (docs/benchmarks.md).
+    pub const SESSION_READS: Self = Self {
+        connections: 4,
+        cache_kib: 2_000,
+        telemetry_connections: 1,
+        telemetry_cache_kib: 2_000,
+        wal_autocheckpoint: 10_000,
+    };
 }
 
 /// The file beside a store's `path` that holds its telemetry events: `tether.db` →
