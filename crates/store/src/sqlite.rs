@@ -423,7 +423,11 @@ mod tests {
     async fn a_file_store_connection_has_the_cache_and_checkpoint_it_is_given() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tether.db");
-        for tuning in [FileTuning::SHARED, FileTuning::BULK_WRITER] {
+        for tuning in [
+            FileTuning::SHARED,
+            FileTuning::BULK_WRITER,
+            FileTuning::SESSION_READS,
+        ] {
             let store = SqliteStore::open_tuned(&path, tuning).await.unwrap();
             for (pool, connections, cache) in [
                 (store.pool(), tuning.connections, tuning.cache_kib),
