@@ -399,6 +399,8 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         .map_err(|e| StartError::Other(format!("starting the signature checker: {e}")))?;
     let session_reads = crate::offload::Offload::start("tether-session-reads")
         .map_err(|e| StartError::Other(format!("starting the session reads' thread: {e}")))?;
+    let device_reads =
+        crate::gateway::DeviceReads::start(Arc::clone(&session_store), &session_reads);
     let state = AppState::new(Inner {
         config: config.clone(),
         public_url: public_url.clone(),
@@ -422,6 +424,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         telemetry_out: crate::gateway::TelemetryBatcher::default(),
         signatures,
         session_reads,
+        device_reads,
     });
 
     let shutdown = CancellationToken::new();

@@ -45,11 +45,13 @@ use crate::routes::pairing::DISCOVERY_AUDIENCE;
 use crate::serve::Peer;
 use crate::state::AppState;
 
+mod device_reads;
 mod owner_keys;
 mod policy;
 mod signatures;
 pub(crate) mod telemetry;
 
+pub use device_reads::DeviceReads;
 pub use signatures::SignatureChecker;
 
 pub use policy::relay_policy;
@@ -637,17 +639,7 @@ impl Session {
                     checked_at = Some(tokio::time::Instant::now());
                     // A revocation ends the session at the next heartbeat at the latest
                     // (new handshakes already fail on the CRL).
-                    let (store, id) = (Arc::clone(&state.session_store), device.id.clone());
-                    let status = state
-                        .session_reads
-                        .run(async move { store.device(&id).await })
-                        .await
-                        .unwrap_or_else(|| {
-                            Err(tether_store::StoreError::Database(
-                                "the session reads' thread stopped".into(),
-                            ))
-                        });
-                    match status {
+                    match state.device_reads.device(&device.id).await {
                         Ok(Some(d)) if d.status == DeviceStatus::Revoked => {
                             return Err((
                                 ErrorCode::DeviceRevoked,

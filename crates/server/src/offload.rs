@@ -66,6 +66,14 @@ impl Offload {
         })
     }
 
+    /// Runs `task` on this runtime, detached: it ends by itself, or with the runtime.
+    pub fn spawn<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        drop(self.handle.spawn(task));
+    }
+
     /// Runs `op` on this runtime and waits for its outcome; `None` if it panicked.
     pub async fn run<T, F>(&self, op: F) -> Option<T>
     where

@@ -32,9 +32,9 @@ pub struct Inner {
     /// The durable store.
     pub store: Arc<dyn Store>,
     /// The same store through pools of its own, for the agent sessions' reads of their
-    /// device (at connect and at each heartbeat, on `session_reads`): a fleet's
-    /// heartbeats arriving together queue there, not in front of commands and the API
-    /// ([`tether_store::FileTuning::SESSION_READS`]).
+    /// device (at connect, on `session_reads`, and at each heartbeat, many in a query
+    /// through `device_reads`): a fleet's heartbeats arriving together queue there, not
+    /// in front of commands and the API ([`tether_store::FileTuning::SESSION_READS`]).
     pub session_store: Arc<dyn Store>,
     /// The bus.
     pub bus: Arc<dyn Bus>,
@@ -74,6 +74,9 @@ pub struct Inner {
     /// Where the agent sessions' store work at connect and at each heartbeat runs (see
     /// [`crate::offload`]).
     pub session_reads: crate::offload::Offload,
+    /// The sessions' reads of their device at each heartbeat, asked together (on
+    /// `session_reads`, from `session_store`).
+    pub device_reads: crate::gateway::DeviceReads,
 }
 
 impl AppState {

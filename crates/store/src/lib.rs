@@ -179,6 +179,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn insert_device(&self, d: &Device) -> StoreResult<()>;
     /// A device by id.
     async fn device(&self, id: &str) -> StoreResult<Option<Device>>;
+    /// The devices among `ids` that exist, in no particular order (an unknown id is left
+    /// out; a repeated one is answered once). Reads many in a few statements: the agent
+    /// sessions' status checks, asked together at each heartbeat.
+    async fn devices_by_id(&self, ids: &[&str]) -> StoreResult<Vec<Device>>;
     /// The devices a user owns, oldest first.
     async fn devices_for_owner(&self, user_id: &str) -> StoreResult<Vec<Device>>;
     /// Every device, oldest first (admin views).

@@ -83,6 +83,13 @@ pub(super) const SELECT_PAIRING: &str = concat!(
 );
 pub(super) const SELECT_DEVICE: &str =
     concat!("SELECT ", device_columns!(), " FROM devices WHERE id = ?");
+/// Followed by `(?, ?, …)`: one placeholder an id, at most [`IDS_PER_STATEMENT`].
+pub(super) const SELECT_DEVICES_IN: &str =
+    concat!("SELECT ", device_columns!(), " FROM devices WHERE id IN");
+/// The ids one `IN (…)` list binds: far below either dialect's limit on placeholders
+/// (SQLite's 32,766, MySQL's 65,535), and enough that a fleet's status checks asked
+/// together are a few statements.
+pub(super) const IDS_PER_STATEMENT: usize = 256;
 pub(super) const SELECT_DEVICES_BY_OWNER: &str = concat!(
     "SELECT ",
     device_columns!(),

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use sqlx::{Database, Encode, Executor, IntoArguments, Type};
+use sqlx::{AssertSqlSafe, Database, Encode, Executor, IntoArguments, Type};
 
 use super::rows::{self, RowExt};
 use super::statements::*;
@@ -575,6 +575,29 @@ where
             .await
             .map_err(db_err("device"))?;
         row.as_ref().map(rows::device).transpose()
+    }
+
+    async fn devices_by_id(&self, ids: &[&str]) -> StoreResult<Vec<Device>> {
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(IDS_PER_STATEMENT) {
+            // Built from a constant and a count only: no input in the text.
+            let statement = format!(
+                "{SELECT_DEVICES_IN} ({})",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(statement));
+            for &id in chunk {
+                q = q.bind(id);
+            }
+            let rows = q.fetch_all(self.pool()).await.map_err(db_err("device"))?;
+            for row in &rows {
+                found.push(rows::device(row)?);
+            }
+        }
+        Ok(found)
     }
 
     async fn devices_for_owner(&self, user_id: &str) -> StoreResult<Vec<Device>> {

@@ -70,6 +70,7 @@ behaviour!(
     pairing_concurrent_consume_one_wins,
     devices_insert_update_list,
     devices_by_cert_serial,
+    devices_read_many_by_id,
     settings,
     audit_sequence_and_paging,
     audit_query_filters,

@@ -114,3 +114,32 @@ pub(crate) async fn devices_by_cert_serial(s: Shared) {
         Some(reissued)
     );
 }
+
+pub(crate) async fn devices_read_many_by_id(s: Shared) {
+    user(&*s, "usr_a").await;
+    assert!(s.devices_by_id(&[]).await.unwrap().is_empty());
+    // More than one statement's worth of ids (256 a statement).
+    let mut made = Vec::new();
+    for n in 0..300_i64 {
+        let d = device(&format!("dev_{n:03}"), Some("usr_a"), at(n));
+        s.insert_device(&d).await.unwrap();
+        made.push(d);
+    }
+    let mut revoked = made[299].clone();
+    revoked.status = DeviceStatus::Revoked;
+    s.update_device(&revoked).await.unwrap();
+    made[299] = revoked;
+
+    // Every other device, an unknown id, and two ids asked twice (answered once).
+    let mut ids: Vec<String> = made.iter().step_by(2).map(|d| d.id.clone()).collect();
+    ids.push("dev_unknown".into());
+    ids.push("dev_000".into());
+    ids.push("dev_299".into());
+    let asked: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut found = s.devices_by_id(&asked).await.unwrap();
+    found.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut want: Vec<_> = made.iter().step_by(2).cloned().collect();
+    want.push(made[299].clone());
+    assert_eq!(found, want);
+    assert_eq!(found.last().unwrap().status, DeviceStatus::Revoked);
+}
