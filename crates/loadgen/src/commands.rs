@@ -190,6 +190,34 @@ pub async fn send_commands(
     ))
 }
 
+/// Runs the senders on a runtime of their own, on a thread of their own. A user's phone
+/// does not share its CPU with the fleet: on the load generator's runtime, the senders'
+/// live-view events and requests would wait their turn behind thousands of simulated
+/// agents' tasks, and that wait would be counted in every round trip. The outcome
+/// arrives on the returned channel (closed if the thread could not start or panicked).
+pub fn on_own_thread<F>(
+    senders: F,
+) -> tokio::sync::oneshot::Receiver<Result<CommandReport, LoadError>>
+where
+    F: Future<Output = Result<CommandReport, LoadError>> + Send + 'static,
+{
+    let (done, outcome) = tokio::sync::oneshot::channel();
+    let started = std::thread::Builder::new()
+        .name("loadgen-senders".to_owned())
+        .spawn(move || {
+            let report = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(LoadError::io("starting the senders' runtime"))
+                .and_then(|runtime| runtime.block_on(senders));
+            let _ = done.send(report);
+        });
+    if let Err(e) = started {
+        eprintln!("the command senders' thread did not start: {e}");
+    }
+    outcome
+}
+
 /// One sender: its live view, then one command at a time round its devices.
 async fn sender(shared: Arc<Senders>, devices: Vec<String>) -> Result<(), LoadError> {
     if devices.is_empty() {

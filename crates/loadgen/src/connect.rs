@@ -374,7 +374,7 @@ pub async fn run(
     shared.hold.cancel();
     let senders_stop = CancellationToken::new();
     let senders = owner.map(|(c, o)| {
-        let api = tether_client::Api::new(&target.url, &target.ca_pem);
+        let (url, ca_pem) = (target.url.clone(), target.ca_pem.clone());
         let devices: Vec<String> = file
             .devices
             .iter()
@@ -384,9 +384,10 @@ pub async fn run(
             .collect();
         let clock = Arc::clone(&shared.clock);
         let stop = senders_stop.clone();
-        tokio::spawn(
-            async move { commands::send_commands(&api?, &o, &devices, &c, clock, stop).await },
-        )
+        commands::on_own_thread(async move {
+            let api = tether_client::Api::new(&url, &ca_pem)?;
+            commands::send_commands(&api, &o, &devices, &c, clock, stop).await
+        })
     });
     let held = Instant::now();
     let mut last = None;
@@ -470,7 +471,7 @@ pub async fn run(
         match task.await {
             Ok(Ok(r)) => report.commands = Some(r),
             Ok(Err(e)) => report.commands_failed = Some(e.to_string()),
-            Err(e) => report.commands_failed = Some(format!("the command senders' task: {e}")),
+            Err(_) => report.commands_failed = Some("the command senders' thread stopped".into()),
         }
     }
     if opts.hold.is_zero() {
