@@ -373,6 +373,8 @@ pub async fn run(
     let telemetry_before = shared.telemetry.load(Ordering::Relaxed);
     shared.hold.cancel();
     let senders_stop = CancellationToken::new();
+    // The senders' thread stops with this function, however it returns.
+    let _senders_stopped = senders_stop.clone().drop_guard();
     let senders = owner.map(|(c, o)| {
         let (url, ca_pem) = (target.url.clone(), target.ca_pem.clone());
         let devices: Vec<String> = file

@@ -11,14 +11,16 @@
 //! holds its connection about as long as SQLite takes.
 //!
 //! What the sessions read at connect (their device, the policy in force, their owner's
-//! keys) and at each heartbeat (their device's status) runs here, and so does taking
+//! keys) and at each heartbeat (their device's status, many in a query:
+//! [`crate::gateway::DeviceReads`]) runs here, and so does taking
 //! their commands in flight at connect (which moves `queued` ones to `sent`: a write,
 //! once per session). A command's way through a live session stays in place: a
 //! hand-over costs two thread switches, which an idle command round trip of a few
 //! milliseconds would feel.
 //!
-//! Dropping an operation's future cancels the operation, as it would in place: its task
-//! here is aborted.
+//! Dropping the future of an operation [`Offload::run`] runs cancels the operation, as it
+//! would in place: its task here is aborted. A task [`Offload::spawn`] starts runs until
+//! it ends or the runtime stops.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};

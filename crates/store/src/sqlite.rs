@@ -151,8 +151,9 @@ impl FileTuning {
     /// The agent sessions' reads (the device at connect and at each heartbeat): 4
     /// connections to the main file, 1 to the telemetry file (which they do not read).
     /// A pool of their own, so that a fleet's heartbeats arriving together (thousands at
-    /// the same second after a restart or a reconnect storm) queue behind each other and
-    /// not in front of commands and the API, whose writes and reads the shared pool
+    /// the same second after a restart or a reconnect storm; the server reads those in
+    /// batches, [`crate::Store::devices_by_id`]) queue behind each other and not in
+    /// front of commands and the API, whose writes and reads the shared pool
     /// serves: 18,000 agents' burst of heartbeat reads held the shared pool's 8
     /// connections for 2.5 s and every command in flight with them
     /// (docs/benchmarks.md).

@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tether_store::{Device, Store, StoreError, StoreResult};
 use tokio::sync::{mpsc, oneshot};
@@ -23,6 +24,11 @@ use crate::offload::Offload;
 /// The most devices read in one query.
 const MAX_BATCH: usize = 1024;
 
+/// The longest one batch's query may take before its askers are answered with an
+/// error: a statement that never returns (a half-open connection) must not hold every
+/// session's next heartbeat. Far above what a batch takes (milliseconds).
+const READ_LIMIT: Duration = Duration::from_secs(10);
+
 /// One read and where its answer goes.
 struct Ask {
     id: String,
@@ -30,18 +36,20 @@ struct Ask {
 }
 
 /// Reads devices by id, batched with the other sessions' reads (see the module docs).
-/// The task ends when this is dropped.
+/// The task ends when this is dropped, or with the runtime it runs on.
 #[derive(Debug)]
 pub struct DeviceReads {
     asks: mpsc::UnboundedSender<Ask>,
+    /// Read from directly should the task be gone (a panic): slower, never wrong.
+    store: Arc<dyn Store>,
 }
 
 impl DeviceReads {
     /// Starts the reading task on `runtime`, reading from `store`.
     pub fn start(store: Arc<dyn Store>, runtime: &Offload) -> Self {
         let (asks, asked) = mpsc::unbounded_channel();
-        runtime.spawn(read_until_closed(store, asked));
-        Self { asks }
+        runtime.spawn(read_until_closed(Arc::clone(&store), asked));
+        Self { asks, store }
     }
 
     /// The device `id` as the store has it now (`None`: no such device). Dropping the
@@ -52,17 +60,16 @@ impl DeviceReads {
             id: id.to_owned(),
             answer,
         };
-        if self.asks.send(ask).is_err() {
-            return Err(stopped());
+        if self.asks.send(ask).is_ok()
+            && let Ok(read) = answered.await
+        {
+            return read;
         }
-        answered.await.unwrap_or_else(|_| Err(stopped()))
+        // The task is gone without an answer (it answers every ask it takes, so only a
+        // panic or a stopped runtime gets here): the read is made here, on its own. A
+        // revocation must still end the session at its next heartbeat.
+        self.store.device(id).await
     }
-}
-
-/// The error when the reading task is gone (it ends only with [`DeviceReads`], or by a
-/// panic).
-fn stopped() -> StoreError {
-    StoreError::Database("the device reads' task stopped".into())
 }
 
 /// Answers batches of reads until every [`DeviceReads`] handle is dropped.
@@ -75,10 +82,10 @@ async fn read_until_closed(store: Arc<dyn Store>, mut asked: mpsc::UnboundedRece
             continue;
         }
         let ids: Vec<&str> = batch.iter().map(|a| a.id.as_str()).collect();
-        let read = store.devices_by_id(&ids).await;
+        let read = tokio::time::timeout(READ_LIMIT, store.devices_by_id(&ids)).await;
         tracing::trace!(devices = batch.len(), "device reads answered together");
         match read {
-            Ok(found) => {
+            Ok(Ok(found)) => {
                 let by_id: HashMap<&str, &Device> =
                     found.iter().map(|d| (d.id.as_str(), d)).collect();
                 for a in batch.drain(..) {
@@ -86,15 +93,41 @@ async fn read_until_closed(store: Arc<dyn Store>, mut asked: mpsc::UnboundedRece
                     let _ = a.answer.send(Ok(device));
                 }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, devices = batch.len(), "device reads failed");
-                let why = e.to_string();
+            Ok(Err(e)) => {
+                // One row that does not decode (a status a newer node wrote, say) fails
+                // the whole query: each device is read again on its own, so only its own
+                // asker gets the error and a revoked device beside it is still seen.
+                tracing::warn!(error = %e, devices = batch.len(), "device reads failed together; reading each alone");
                 for a in batch.drain(..) {
-                    let _ = a.answer.send(Err(StoreError::Database(why.clone())));
+                    let store = Arc::clone(&store);
+                    drop(tokio::spawn(async move {
+                        let read = tokio::time::timeout(READ_LIMIT, store.device(&a.id))
+                            .await
+                            .unwrap_or_else(|_| Err(too_slow()));
+                        let _ = a.answer.send(read);
+                    }));
+                }
+            }
+            Err(_) => {
+                tracing::warn!(
+                    devices = batch.len(),
+                    limit_s = READ_LIMIT.as_secs(),
+                    "device reads took too long"
+                );
+                for a in batch.drain(..) {
+                    let _ = a.answer.send(Err(too_slow()));
                 }
             }
         }
     }
+}
+
+/// The answer to an ask whose read passed [`READ_LIMIT`].
+fn too_slow() -> StoreError {
+    StoreError::Database(format!(
+        "the device read took over {} s",
+        READ_LIMIT.as_secs()
+    ))
 }
 
 #[cfg(test)]
@@ -166,6 +199,19 @@ mod tests {
                 None => assert!(id.starts_with("dev_x"), "{id} not found"),
             }
         }
+    }
+
+    #[tokio::test]
+    async fn reads_go_on_when_the_task_is_gone() {
+        let store = store_with(&[device("dev_r", DeviceStatus::Revoked)]).await;
+        let runtime = Offload::start("tether-test-reads").unwrap();
+        let reads = DeviceReads::start(store, &runtime);
+        // Stopping the runtime ends the task with it.
+        drop(runtime);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let found = reads.device("dev_r").await.unwrap().unwrap();
+        assert_eq!(found.status, DeviceStatus::Revoked);
+        assert_eq!(reads.device("dev_unknown").await.unwrap(), None);
     }
 
     #[tokio::test]

@@ -583,13 +583,21 @@ where
         ids.dedup();
         let mut found = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(IDS_PER_STATEMENT) {
-            // Built from a constant and a count only: no input in the text.
+            // Built from a constant and a count only: no input in the text. The list is
+            // padded to a power of two (by repeating its last id, which `IN` ignores), so
+            // that a connection's statement cache holds a few such statements, not one
+            // for every batch size.
+            let placeholders = chunk.len().next_power_of_two().min(IDS_PER_STATEMENT);
             let statement = format!(
                 "{SELECT_DEVICES_IN} ({})",
-                vec!["?"; chunk.len()].join(", ")
+                vec!["?"; placeholders].join(", ")
             );
             let mut q = sqlx::query(AssertSqlSafe(statement));
-            for &id in chunk {
+            let last = chunk.last().copied().unwrap_or_default();
+            for &id in chunk.iter().chain(std::iter::repeat_n(
+                &last,
+                placeholders.saturating_sub(chunk.len()),
+            )) {
                 q = q.bind(id);
             }
             let rows = q.fetch_all(self.pool()).await.map_err(db_err("device"))?;
