@@ -11,6 +11,7 @@ pub mod analytics;
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod checkpoints;
 pub mod cli;
 pub mod commands;
 pub mod config;
