@@ -330,28 +330,12 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         ring.read().save(&*keystore)?;
     }
 
-    // The server's SQLite pools leave copying the logs back to the checkpoint loop
-    // (`checkpoints`), so that no command's or batch's commit waits for it.
-    let store = open_store_tuned(&config, FileTuning::SHARED.checkpointed_elsewhere()).await?;
+    let store = open_store(&config).await?;
     // The analytics' own connections to the same database: with tens of thousands of
     // agent sessions waiting for connections in the shared pool, a worker storing
     // thousands of samples a second must not queue behind them.
-    let analytics_store =
-        open_store_tuned(&config, FileTuning::BULK_WRITER.checkpointed_elsewhere()).await?;
-    let session_store =
-        open_store_tuned(&config, FileTuning::SESSION_READS.checkpointed_elsewhere()).await?;
-    let checkpoints = match &config.store {
-        StoreConfig::Sqlite { path } => {
-            let own = SqliteStore::open_tuned(&config.in_data_dir(path), FileTuning::CHECKPOINTER)
-                .await?;
-            Some(
-                crate::checkpoints::start(own, crate::checkpoints::EVERY).map_err(|e| {
-                    StartError::Other(format!("starting the store's checkpoint thread: {e}"))
-                })?,
-            )
-        }
-        StoreConfig::Mysql { .. } => None,
-    };
+    let analytics_store = open_store_tuned(&config, FileTuning::BULK_WRITER).await?;
+    let session_store = open_store_tuned(&config, FileTuning::SESSION_READS).await?;
     let bus = open_bus(&config, Arc::clone(&clock)).await?;
 
     let listener = TcpListener::bind(config.listen)
@@ -441,7 +425,6 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         signatures,
         session_reads,
         device_reads,
-        checkpoints,
     });
 
     let shutdown = CancellationToken::new();

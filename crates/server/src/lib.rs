@@ -11,7 +11,6 @@ pub mod analytics;
 pub mod app;
 pub mod audit;
 pub mod auth;
-pub mod checkpoints;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -77,8 +77,6 @@ pub struct Inner {
     /// The sessions' reads of their device at each heartbeat, asked together (on
     /// `session_reads`, from `session_store`).
     pub device_reads: crate::gateway::DeviceReads,
-    /// The SQLite store's checkpoint loop ([`crate::checkpoints`]); none on MySQL.
-    pub checkpoints: Option<crate::offload::Offload>,
 }
 
 impl AppState {

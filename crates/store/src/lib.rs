@@ -35,9 +35,7 @@ pub use error::StoreError;
 pub use model::*;
 pub use mysql::{MysqlDialect, MysqlStore, TestDb};
 pub use sql::{Dialect, SqlStore};
-pub use sqlite::{
-    CHECKPOINT_BACKSTOP_PAGES, Checkpointed, FileTuning, SqliteDialect, SqliteStore, telemetry_path,
-};
+pub use sqlite::{FileTuning, SqliteDialect, SqliteStore, telemetry_path};
 pub use tether_proto::UnixMillis;
 pub use tether_proto::messages::command::CommandState;
 pub use tether_proto::messages::notify::Severity;

@@ -166,44 +166,6 @@ impl FileTuning {
     };
 }
 
-/// What one [`SqliteStore::checkpoint`] did to a file's write-ahead log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Checkpointed {
-    /// Pages in the log.
-    pub log_pages: i64,
-    /// Pages of it now copied back into the database.
-    pub copied_pages: i64,
-}
-
-impl FileTuning {
-    /// The pools of a [`SqliteStore::checkpoint`] loop: one connection to each file, a
-    /// small cache (copying the log back reads the log, not through the cache).
-    pub const CHECKPOINTER: Self = Self {
-        connections: 1,
-        cache_kib: 256,
-        telemetry_connections: 1,
-        telemetry_cache_kib: 256,
-        wal_autocheckpoint: CHECKPOINT_BACKSTOP_PAGES,
-    };
-
-    /// This tuning for a process whose files a [`SqliteStore::checkpoint`] loop copies
-    /// back: a commit copies the log itself only once it holds
-    /// [`CHECKPOINT_BACKSTOP_PAGES`] (should the loop have stopped), so that no writer's
-    /// commit (a command's step, the analytics' batch) carries the copy and its `fsync`.
-    #[must_use]
-    pub const fn checkpointed_elsewhere(self) -> Self {
-        Self {
-            wal_autocheckpoint: CHECKPOINT_BACKSTOP_PAGES,
-            ..self
-        }
-    }
-}
-
-/// Pages of log after which a commit copies the log back itself when a checkpoint loop
-/// should have done so ([`FileTuning::checkpointed_elsewhere`]): 400 MiB, far more than
-/// the loop lets the log grow, and a bound on it should the loop stop.
-pub const CHECKPOINT_BACKSTOP_PAGES: u32 = 100_000;
-
 /// The file beside a store's `path` that holds its telemetry events: `tether.db` →
 /// `tether-telemetry.db`. A fleet's telemetry is most of what the store writes; in a file
 /// of its own, its transactions take that file's write lock only, and a command's or an
@@ -294,33 +256,6 @@ impl SqlStore<SqliteDialect> {
             .with_telemetry_pool(telemetry)
             .with_audit_writer(writer))
     }
-}
-
-impl SqlStore<SqliteDialect> {
-    /// Copies each file's write-ahead log back into the file as far as readers allow
-    /// (`PRAGMA wal_checkpoint(PASSIVE)`: it waits for no reader or writer, and a writer
-    /// goes on beside it). For a loop on a connection of its own
-    /// ([`FileTuning::CHECKPOINTER`]) in a process whose other pools are
-    /// [`FileTuning::checkpointed_elsewhere`]. The main file's outcome, then the
-    /// telemetry file's; an in-memory store has no log (both `-1`).
-    pub async fn checkpoint(&self) -> StoreResult<(Checkpointed, Checkpointed)> {
-        let main = checkpoint_file(self.pool()).await?;
-        let telemetry = checkpoint_file(self.telemetry_pool()).await?;
-        Ok((main, telemetry))
-    }
-}
-
-/// `PRAGMA wal_checkpoint(PASSIVE)` on one of `pool`'s connections.
-async fn checkpoint_file(pool: &SqlitePool) -> StoreResult<Checkpointed> {
-    let (_busy, log_pages, copied_pages): (i64, i64, i64) =
-        sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
-            .fetch_one(pool)
-            .await
-            .map_err(db_err("checkpointing the SQLite store"))?;
-    Ok(Checkpointed {
-        log_pages,
-        copied_pages,
-    })
 }
 
 /// A pool of `connections` to the file at `path` (see [`SqliteStore::open`]).
@@ -493,8 +428,6 @@ mod tests {
             FileTuning::SHARED,
             FileTuning::BULK_WRITER,
             FileTuning::SESSION_READS,
-            FileTuning::SHARED.checkpointed_elsewhere(),
-            FileTuning::CHECKPOINTER,
         ] {
             let store = SqliteStore::open_tuned(&path, tuning).await.unwrap();
             for (pool, connections, cache) in [
@@ -507,55 +440,12 @@ mod tests {
             ] {
                 assert_eq!(pool.options().get_max_connections(), connections);
                 assert_eq!(scalar(pool, "PRAGMA cache_size").await, -i64::from(cache));
-                assert_eq!(
-                    scalar(pool, "PRAGMA wal_autocheckpoint").await,
-                    i64::from(tuning.wal_autocheckpoint)
-                );
+                assert_eq!(scalar(pool, "PRAGMA wal_autocheckpoint").await, 10_000);
                 assert_eq!(scalar(pool, "PRAGMA synchronous").await, 1, "NORMAL");
             }
             store.close().await;
         }
         assert!(telemetry_path(&path).exists());
-    }
-
-    /// Commits leave their log to the checkpoint loop, which copies all of it back.
-    #[tokio::test]
-    async fn a_checkpoint_copies_both_logs_back() {
-        assert_eq!(
-            FileTuning::SHARED
-                .checkpointed_elsewhere()
-                .wal_autocheckpoint,
-            CHECKPOINT_BACKSTOP_PAGES
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tether.db");
-        let store = SqliteStore::open_tuned(&path, FileTuning::SHARED.checkpointed_elsewhere())
-            .await
-            .unwrap();
-        let checkpointer = SqliteStore::open_tuned(&path, FileTuning::CHECKPOINTER)
-            .await
-            .unwrap();
-        for n in 0..50 {
-            store
-                .insert_device(&device(&format!("dev_{n}")))
-                .await
-                .unwrap();
-        }
-        let (main, telemetry) = checkpointer.checkpoint().await.unwrap();
-        assert!(main.log_pages > 0, "{main:?}");
-        assert_eq!(main.copied_pages, main.log_pages, "no reader held it back");
-        assert!(telemetry.log_pages >= 0, "{telemetry:?}");
-        assert_eq!(telemetry.copied_pages, telemetry.log_pages);
-        // What a fresh connection reads is the same either way.
-        assert_eq!(
-            scalar(checkpointer.pool(), "SELECT COUNT(*) FROM devices").await,
-            50
-        );
-        let memory = SqliteStore::open_in_memory().await.unwrap();
-        let (main, _) = memory.checkpoint().await.unwrap();
-        assert_eq!(main.log_pages, -1, "an in-memory store has no log");
-        store.close().await;
-        checkpointer.close().await;
     }
 
     /// A store of an earlier version kept its telemetry events in the main file: opening
