@@ -18,6 +18,8 @@
 #   CONCURRENCY   sessions being set up at once, per process (default 128)
 #   KEEP_LOGS     a directory to copy the logs and reports to at the end
 #   SERVER_CPUS / LOADGEN_CPUS   taskset CPU lists (default: no pinning)
+#   LOADGEN_NICE  the nice value the load generator processes run at (default 0; they
+#                 stand in for machines of their own and share the server's cores)
 #   SERVER_LOG    the server's TETHER_LOG (default info,sqlx=warn; info,sqlx::query=debug
 #                 shows every statement)
 #   SERVER_BIN    a tether-server binary to measure instead of this checkout's (an A/B
@@ -68,6 +70,11 @@ cargo build --release --locked -p tether-server -p tether-loadgen
 bin="${CARGO_TARGET_DIR:-target}/release"
 server_bin="${SERVER_BIN:-$bin/tether-server}"
 pin() { if [ -n "$1" ]; then echo taskset -c "$1"; fi; }
+# The load generator's prefix: its CPUs and its nice value.
+loadgen() {
+    pin "$LOADGEN_CPUS"
+    if [ "${LOADGEN_NICE:-0}" != 0 ]; then echo nice -n "$LOADGEN_NICE"; fi
+}
 
 work=$(mktemp -d)
 server_pid=""
@@ -156,7 +163,7 @@ tele=()
 [ -z "$TELEMETRY_MS" ] || tele=(--telemetry-interval-ms "$TELEMETRY_MS")
 if [ "$B_N" -gt 0 ]; then
     # shellcheck disable=SC2046
-    $(pin "$LOADGEN_CPUS") "$bin/tether-loadgen" --ready-file "$work/ready.json" connect \
+    $(loadgen) "$bin/tether-loadgen" --ready-file "$work/ready.json" connect \
         "${common[@]}" "${tele[@]}" --offset "$STORM_N" --count "$B_N" \
         --hold-s $((HOLD_S + 3600)) --json "$work/b.json" >"$work/b.out" 2>"$work/b.err" &
     b_pid=$!
@@ -173,7 +180,7 @@ a=("$bin/tether-loadgen" --ready-file "$work/ready.json" connect "${common[@]}" 
 echo "+ ${a[*]}"
 status=0
 # shellcheck disable=SC2046
-$(pin "$LOADGEN_CPUS") "${a[@]}" || status=$?
+$(loadgen) "${a[@]}" || status=$?
 rss_all=$(jq -r '.rss_held_peak_kib // 0' "$work/a.json")
 if [ -n "$b_pid" ]; then
     kill -TERM "$b_pid" 2>/dev/null || true

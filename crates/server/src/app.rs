@@ -334,7 +334,16 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
     // The analytics' own connections to the same database: with tens of thousands of
     // agent sessions waiting for connections in the shared pool, a worker storing
     // thousands of samples a second must not queue behind them.
-    let analytics_store = open_store_tuned(&config, FileTuning::BULK_WRITER).await?;
+    // Opened on the analytics' own thread, at the priority of bulk work: the threads of
+    // its connections are started from there and inherit it (`crate::priority`).
+    let analytics_thread =
+        crate::offload::Offload::start_bulk("tether-analytics", config.telemetry.bulk_nice)
+            .map_err(|e| StartError::Other(format!("starting the analytics' thread: {e}")))?;
+    let analytics_config = config.clone();
+    let analytics_store = analytics_thread
+        .run(async move { open_store_tuned(&analytics_config, FileTuning::BULK_WRITER).await })
+        .await
+        .ok_or_else(|| StartError::Other("opening the analytics' store panicked".into()))??;
     let session_store = open_store_tuned(&config, FileTuning::SESSION_READS).await?;
     let bus = open_bus(&config, Arc::clone(&clock)).await?;
 
@@ -395,7 +404,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
     let (webhook, webhook_worker) =
         crate::alerts::Webhook::from_config(&config.alerts, Arc::clone(&clock))
             .map_err(|e| StartError::Other(e.to_string()))?;
-    let signatures = crate::gateway::SignatureChecker::start()
+    let signatures = crate::gateway::SignatureChecker::start(config.telemetry.bulk_nice)
         .map_err(|e| StartError::Other(format!("starting the signature checker: {e}")))?;
     let session_reads = crate::offload::Offload::start("tether-session-reads")
         .map_err(|e| StartError::Other(format!("starting the session reads' thread: {e}")))?;
@@ -442,8 +451,13 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
     let live_task = tokio::spawn(crate::live::LiveHub::run(state.clone(), shutdown.clone()));
 
     // The telemetry pipeline: analytics, rollups, offline alerts, the alert webhook.
-    let worker_tasks =
-        crate::workers::spawn_all(&state, analytics_store, webhook_worker, &shutdown);
+    let worker_tasks = crate::workers::spawn_all(
+        &state,
+        analytics_thread,
+        analytics_store,
+        webhook_worker,
+        &shutdown,
+    );
 
     if let Some(path) = &config.ready_file {
         write_ready_file(path, addr, &public_url, &state)?;

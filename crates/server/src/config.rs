@@ -174,6 +174,13 @@ pub struct TelemetryConfig {
     /// instead of accepting samples the stream's cap (100,000 entries) could trim before
     /// they are stored. Checked once a second. 1..=90000.
     pub backlog_limit: u64,
+    /// How much lower the CPU priority of the telemetry's bulk work (the analytics'
+    /// thread and its store connections, the signature checker's thread) is than the
+    /// rest of the server's: a nice value added to the server's own (Linux; elsewhere
+    /// ignored). On a saturated machine commands, logins and reconnecting agents then go
+    /// first, and telemetry the analytics do not keep up with is refused with `9002`
+    /// and sent again (see `crate::priority`). 0..=19; 0: the same priority.
+    pub bulk_nice: u8,
 }
 
 impl Default for TelemetryConfig {
@@ -182,6 +189,7 @@ impl Default for TelemetryConfig {
             retention_days: 30,
             rollup_every_s: 300,
             backlog_limit: 50_000,
+            bulk_nice: 10,
         }
     }
 }
@@ -634,6 +642,11 @@ impl Config {
             return Err(ConfigError(
                 "telemetry.backlog_limit must be 1..=90000 (under the stream's cap of 100000)"
                     .into(),
+            ));
+        }
+        if t.bulk_nice > 19 {
+            return Err(ConfigError(
+                "telemetry.bulk_nice must be 0..=19 (a nice value's range)".into(),
             ));
         }
         self.objects

@@ -22,6 +22,7 @@ pub mod live;
 pub mod offload;
 pub mod owner_keys;
 pub mod policy;
+pub mod priority;
 pub mod prom;
 pub mod random;
 pub mod ratelimit;

@@ -1,4 +1,5 @@
-//! [`Offload`]: a runtime on a thread of its own for the agent sessions' store reads.
+//! [`Offload`]: a runtime on a thread of its own for the agent sessions' store reads
+//! (and, at the priority of bulk work, for the analytics: [`Offload::start_bulk`]).
 //!
 //! sqlx hands a statement to its connection and wakes the waiting task when the answer is
 //! there; the connection goes back to the pool only when that task runs again. On the
@@ -40,6 +41,18 @@ pub struct Offload {
 impl Offload {
     /// Starts the thread (named `name`) and its runtime.
     pub fn start(name: &str) -> std::io::Result<Self> {
+        Self::start_with(name, 0)
+    }
+
+    /// Starts the thread (named `name`) and its runtime at the priority of bulk work
+    /// ([`crate::priority`]): it, and every thread started from it (a store
+    /// connection's opened by a task here), gives way to the server's other threads.
+    /// `nice` is how much lower (`telemetry.bulk_nice`).
+    pub fn start_bulk(name: &str, nice: u8) -> std::io::Result<Self> {
+        Self::start_with(name, nice)
+    }
+
+    fn start_with(name: &str, nice: u8) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -52,6 +65,7 @@ impl Offload {
         let started = std::thread::Builder::new()
             .name(name.to_owned())
             .spawn(move || {
+                crate::priority::lower_current_thread(nice);
                 if let Some(runtime) = take(&taken) {
                     let _ = runtime.block_on(stopped);
                 }
@@ -102,6 +116,18 @@ mod tests {
             .run(async { std::thread::current().name().map(str::to_owned) })
             .await;
         assert_eq!(name, Some(Some("tether-test-offload".to_owned())));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_bulk_runtime_runs_its_tasks_at_the_bulk_priority() {
+        let own = crate::priority::current_nice().unwrap();
+        let offload = Offload::start_bulk("tether-test-bulk", 5).unwrap();
+        let nice = offload.run(async { crate::priority::current_nice() }).await;
+        assert_eq!(nice, Some(Some((own + 5).min(19))));
+        let plain = Offload::start("tether-test-offload").unwrap();
+        let nice = plain.run(async { crate::priority::current_nice() }).await;
+        assert_eq!(nice, Some(Some(own)));
     }
 
     #[tokio::test]

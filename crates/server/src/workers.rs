@@ -15,8 +15,9 @@
 //! Every process runs all of them: the analytics share the stream's consumer group, and
 //! the other two only do idempotent writes (upserts, conditional alerts).
 //!
-//! The analytics worker runs on a thread of its own ([`spawn_dedicated`]), with store
-//! connections of its own (the caller opens a second pool on the same database). On the shared
+//! The analytics worker runs on a thread of its own (`bulk`, an [`Offload`] at the
+//! priority of bulk work: [`crate::priority`]), with store connections of its own (the
+//! caller opens a second pool on the same database, from that thread). On the shared
 //! runtime it is one task among tens of thousands of agent sessions: each of the dozen
 //! awaits of one read (bus, store, bus) waits behind every session that is ready, so
 //! with 18,000 agents sending it stored a few hundred samples a second while the
@@ -37,19 +38,21 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::alerts::webhook::WebhookWorker;
+use crate::offload::Offload;
 use crate::state::AppState;
 
 /// Starts every worker; returns their handles for the shutdown to wait on. Each runs in a
 /// tracing span named after it.
 pub fn spawn_all(
     state: &AppState,
+    bulk: Offload,
     analytics_store: Arc<dyn Store>,
     webhook: Option<WebhookWorker>,
     shutdown: &CancellationToken,
 ) -> Vec<JoinHandle<()>> {
     let analytics = analytics::AnalyticsWorker::new(state.clone(), analytics_store);
     let mut tasks = vec![
-        spawn_dedicated("tether-analytics", shutdown, move |stop| {
+        spawn_on(bulk, shutdown, move |stop| {
             analytics
                 .run(stop)
                 .instrument(tracing::info_span!("worker", name = "analytics"))
@@ -84,61 +87,29 @@ pub fn spawn_all(
     tasks
 }
 
-/// Runs a worker on a thread of its own, with a single-threaded runtime of its own, and
-/// returns a handle (a task on the calling runtime) that completes when the worker has
-/// returned. The worker is given a token that is cancelled at `shutdown`, and also when
-/// the handle's task is dropped (the calling runtime shut down, or the handle aborted),
-/// so the thread never outlives the server it works for. Should the runtime or the
-/// thread not start, the worker runs on the calling runtime instead (with a warning).
-fn spawn_dedicated<W, F>(name: &str, shutdown: &CancellationToken, worker: W) -> JoinHandle<()>
+/// Runs a worker on `runtime` (a thread of its own) and returns a handle (a task on the
+/// calling runtime) that completes when the worker has returned. The worker is given a
+/// token that is cancelled at `shutdown`, and also when the handle's task is dropped (the
+/// calling runtime shut down, or the handle aborted), so it never outlives the server it
+/// works for; the runtime's thread ends with the handle.
+fn spawn_on<W, F>(runtime: Offload, shutdown: &CancellationToken, worker: W) -> JoinHandle<()>
 where
     W: FnOnce(CancellationToken) -> F + Send + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
     let stop = shutdown.child_token();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            tracing::warn!(error = %e, worker = name, "a worker's runtime did not start; running it on the shared runtime");
-            return tokio::spawn(worker(stop));
-        }
-    };
+    let guard = stop.clone().drop_guard();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-    // Taken by the thread; left here if it could not be started.
-    // (A runtime may not be dropped in async code, as this is: the slot keeps it from
-    // being dropped with the closure when the thread does not start.)
-    let slot = Arc::new(std::sync::Mutex::new(Some((worker, stop.clone(), runtime))));
-    let taken = Arc::clone(&slot);
-    let started = std::thread::Builder::new()
-        .name(name.to_owned())
-        .spawn(move || {
-            if let Some((worker, stop, runtime)) = take(&taken) {
-                runtime.block_on(worker(stop));
-            }
-            let _ = done_tx.send(());
-        });
-    if let Err(e) = started {
-        tracing::warn!(error = %e, worker = name, "a worker's thread did not start; running it on the shared runtime");
-        if let Some((worker, stop, runtime)) = take(&slot) {
-            runtime.shutdown_background();
-            return tokio::spawn(worker(stop));
-        }
-    }
-    let guard = stop.drop_guard();
+    runtime.spawn(async move {
+        worker(stop).await;
+        let _ = done_tx.send(());
+    });
     tokio::spawn(async move {
         let _stop_when_dropped = guard;
+        // Done, or gone with a panic.
         let _ = done_rx.await;
+        drop(runtime);
     })
-}
-
-/// What a shared slot holds, taken out (a poisoned lock still holds it).
-fn take<T>(slot: &std::sync::Mutex<Option<T>>) -> Option<T> {
-    slot.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .take()
 }
 
 /// Waits `d`, or until shutdown: returns false if shutting down.

@@ -26,8 +26,13 @@ fn the_defaults_are_valid() {
     assert_eq!((a.offline_after_s, a.offline_check_s), (300, 5));
     let t = TelemetryConfig::default();
     assert_eq!(
-        (t.retention_days, t.rollup_every_s, t.backlog_limit),
-        (30, 300, 50_000)
+        (
+            t.retention_days,
+            t.rollup_every_s,
+            t.backlog_limit,
+            t.bulk_nice
+        ),
+        (30, 300, 50_000, 10)
     );
     let g = GatewayConfig::default();
     assert_eq!(
@@ -38,6 +43,24 @@ fn the_defaults_are_valid() {
         ),
         (30, 10, 60)
     );
+}
+
+#[test]
+fn the_bulk_nice_value_is_a_nice_value() {
+    let nice = |bulk_nice: u8| {
+        Config {
+            telemetry: TelemetryConfig {
+                bulk_nice,
+                ..TelemetryConfig::default()
+            },
+            ..Config::default()
+        }
+        .validate()
+    };
+    nice(0).unwrap();
+    nice(19).unwrap();
+    let err = nice(20).unwrap_err();
+    assert!(err.to_string().contains("telemetry.bulk_nice"), "{err}");
 }
 
 #[test]

@@ -1,0 +1,94 @@
+//! The CPU priority of the server's bulk work.
+//!
+//! Storing a fleet's telemetry is most of what the server does under load, and none of
+//! it is waited for by a person: a sample stored a second later is as good. A command's
+//! round trip, a login, a live view and a reconnecting agent's handshake are waited for.
+//! When the cores are saturated (18,000 agents sending on two cores), the operating
+//! system shares them out among every thread that is ready to run, and a command's
+//! store write waited behind the analytics' threads as long as behind anything else.
+//!
+//! So the threads that do bulk work run at a lower priority: the analytics worker's
+//! thread and the store connections it opens (their threads are started from it and
+//! inherit its priority), and the signature checker's thread (telemetry and heartbeats).
+//! They still get all the CPU that nothing else wants; they give way when something
+//! interactive is ready. Telemetry the analytics do not keep up with is refused at the
+//! gateway with `9002` and sent again by the agent (docs/protocol.md), so nothing is
+//! lost by their giving way.
+//!
+//! On Linux a thread's nice value is its own (`setpriority(PRIO_PROCESS, 0)` sets the
+//! calling thread's), threads started from it inherit it, and any thread may raise its
+//! own. Elsewhere this does nothing.
+
+/// The highest nice value there is.
+#[cfg(target_os = "linux")]
+const NICE_MAX: i32 = 19;
+
+/// Lowers the calling thread's CPU priority by `step` (a nice value added to its own, up
+/// to the lowest priority there is; `telemetry.bulk_nice`, 10 by default: the scheduler
+/// then gives a ready thread of the server's about nine times the CPU of a ready bulk
+/// thread); threads it starts afterwards inherit it. 0 leaves it as it is. A failure is
+/// logged and otherwise ignored: the thread works as before, at the server's priority.
+pub fn lower_current_thread(step: u8) {
+    #[cfg(target_os = "linux")]
+    if step > 0 {
+        use rustix::process::{getpriority_process, setpriority_process};
+        let lowered = getpriority_process(None).and_then(|nice| {
+            setpriority_process(None, nice.saturating_add(i32::from(step)).min(NICE_MAX))
+        });
+        if let Err(e) = lowered {
+            tracing::warn!(error = %e, thread = ?std::thread::current().name(), "could not lower a bulk thread's priority");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = step;
+}
+
+/// The calling thread's nice value (Linux; `None` elsewhere or if it cannot be read).
+pub fn current_nice() -> Option<i32> {
+    #[cfg(target_os = "linux")]
+    {
+        rustix::process::getpriority_process(None).ok()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::{NICE_MAX, current_nice, lower_current_thread};
+
+    #[test]
+    fn a_lowered_thread_and_the_threads_it_starts_run_at_the_bulk_priority() {
+        let (own, lowered, child) = std::thread::spawn(|| {
+            let own = current_nice().unwrap();
+            lower_current_thread(10);
+            let lowered = current_nice().unwrap();
+            let child = std::thread::spawn(current_nice).join().unwrap().unwrap();
+            (own, lowered, child)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(lowered, (own + 10).min(NICE_MAX));
+        assert_eq!(child, lowered);
+        // Only that thread: the test's own thread keeps its priority.
+        assert_eq!(current_nice().unwrap(), own);
+    }
+
+    #[test]
+    fn a_step_of_zero_leaves_the_thread_as_it_is_and_none_goes_past_the_lowest() {
+        let (own, unchanged, lowest) = std::thread::spawn(|| {
+            let own = current_nice().unwrap();
+            lower_current_thread(0);
+            let unchanged = current_nice().unwrap();
+            lower_current_thread(19);
+            lower_current_thread(19);
+            (own, unchanged, current_nice().unwrap())
+        })
+        .join()
+        .unwrap();
+        assert_eq!(unchanged, own);
+        assert_eq!(lowest, NICE_MAX);
+    }
+}
