@@ -336,9 +336,14 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
     // thousands of samples a second must not queue behind them.
     // Opened on the analytics' own thread, at the priority of bulk work: the threads of
     // its connections are started from there and inherit it (`crate::priority`).
-    let analytics_thread =
-        crate::offload::Offload::start_bulk("tether-analytics", config.telemetry.bulk_nice)
-            .map_err(|e| StartError::Other(format!("starting the analytics' thread: {e}")))?;
+    // Not with a Redis bus: a connection the analytics open goes back to the bus's shared
+    // pool with its driver on their runtime, and would serve the live hub from there.
+    let bulk_nice = match config.bus {
+        BusConfig::Embedded { .. } => config.telemetry.bulk_nice,
+        BusConfig::Redis { .. } => 0,
+    };
+    let analytics_thread = crate::offload::Offload::start_bulk("tether-analytics", bulk_nice)
+        .map_err(|e| StartError::Other(format!("starting the analytics' thread: {e}")))?;
     let analytics_config = config.clone();
     let analytics_store = analytics_thread
         .run(async move { open_store_tuned(&analytics_config, FileTuning::BULK_WRITER).await })
@@ -404,7 +409,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
     let (webhook, webhook_worker) =
         crate::alerts::Webhook::from_config(&config.alerts, Arc::clone(&clock))
             .map_err(|e| StartError::Other(e.to_string()))?;
-    let signatures = crate::gateway::SignatureChecker::start(config.telemetry.bulk_nice)
+    let signatures = crate::gateway::SignatureChecker::start()
         .map_err(|e| StartError::Other(format!("starting the signature checker: {e}")))?;
     let session_reads = crate::offload::Offload::start("tether-session-reads")
         .map_err(|e| StartError::Other(format!("starting the session reads' thread: {e}")))?;

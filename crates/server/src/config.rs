@@ -175,11 +175,11 @@ pub struct TelemetryConfig {
     /// they are stored. Checked once a second. 1..=90000.
     pub backlog_limit: u64,
     /// How much lower the CPU priority of the telemetry's bulk work (the analytics'
-    /// thread and its store connections, the signature checker's thread) is than the
-    /// rest of the server's: a nice value added to the server's own (Linux; elsewhere
-    /// ignored). On a saturated machine commands, logins and reconnecting agents then go
-    /// first, and telemetry the analytics do not keep up with is refused with `9002`
-    /// and sent again (see `crate::priority`). 0..=19; 0: the same priority.
+    /// thread and its store connections) is than the rest of the server's: a nice value
+    /// added to the server's own (Linux, with the embedded bus; elsewhere ignored). On a
+    /// saturated machine commands, logins and reconnecting agents then go first, and
+    /// more of the telemetry is refused with `9002` and skipped by the agents (see
+    /// `crate::priority`). 0..=19; 0: the same priority.
     pub bulk_nice: u8,
 }
 

@@ -122,9 +122,13 @@ mod tests {
     #[tokio::test]
     async fn a_bulk_runtime_runs_its_tasks_at_the_bulk_priority() {
         let own = crate::priority::current_nice().unwrap();
+        if own > 14 {
+            eprintln!("skipped: this test process already runs at nice {own}");
+            return;
+        }
         let offload = Offload::start_bulk("tether-test-bulk", 5).unwrap();
         let nice = offload.run(async { crate::priority::current_nice() }).await;
-        assert_eq!(nice, Some(Some((own + 5).min(19))));
+        assert_eq!(nice, Some(Some(own.saturating_add(5))));
         let plain = Offload::start("tether-test-offload").unwrap();
         let nice = plain.run(async { crate::priority::current_nice() }).await;
         assert_eq!(nice, Some(Some(own)));

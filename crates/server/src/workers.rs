@@ -22,7 +22,8 @@
 //! awaits of one read (bus, store, bus) waits behind every session that is ready, so
 //! with 18,000 agents sending it stored a few hundred samples a second while the
 //! gateway accepted thousands, and the backlog reached its limit. On its own thread the
-//! operating system gives it its share of the CPU whatever the sessions do.
+//! operating system gives it its share of the CPU whatever the sessions do: all the CPU
+//! nothing interactive wants, at the lower priority of bulk work.
 
 pub mod analytics;
 pub mod commands;
@@ -88,10 +89,12 @@ pub fn spawn_all(
 }
 
 /// Runs a worker on `runtime` (a thread of its own) and returns a handle (a task on the
-/// calling runtime) that completes when the worker has returned. The worker is given a
-/// token that is cancelled at `shutdown`, and also when the handle's task is dropped (the
-/// calling runtime shut down, or the handle aborted), so it never outlives the server it
-/// works for; the runtime's thread ends with the handle.
+/// calling runtime) that completes when the worker has returned (or panicked, which is
+/// logged). The worker is given a token that is cancelled at `shutdown`, and returns at
+/// its next check of it. Should the handle's task be dropped instead (the calling
+/// runtime shut down, or the handle aborted), the runtime goes with it and the worker is
+/// dropped wherever it waits: nothing it has not finished was acknowledged on the bus,
+/// so that work is redelivered. Either way it never outlives the server it works for.
 fn spawn_on<W, F>(runtime: Offload, shutdown: &CancellationToken, worker: W) -> JoinHandle<()>
 where
     W: FnOnce(CancellationToken) -> F + Send + 'static,
@@ -106,8 +109,9 @@ where
     });
     tokio::spawn(async move {
         let _stop_when_dropped = guard;
-        // Done, or gone with a panic.
-        let _ = done_rx.await;
+        if done_rx.await.is_err() {
+            tracing::error!("a worker stopped with a panic");
+        }
         drop(runtime);
     })
 }

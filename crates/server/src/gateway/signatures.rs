@@ -41,18 +41,14 @@ pub struct SignatureChecker {
 }
 
 impl SignatureChecker {
-    /// Starts the checker's thread, `nice` lower in priority than the server
-    /// (`telemetry.bulk_nice`).
-    pub fn start(nice: u8) -> std::io::Result<Self> {
+    /// Starts the checker's thread. It runs at the server's priority, not at the bulk
+    /// work's (`crate::priority`): a session waits for its frame's check before it
+    /// reads its next frame or takes a command from its mailbox.
+    pub fn start() -> std::io::Result<Self> {
         let (jobs, queued) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("tether-signatures".to_owned())
-            .spawn(move || {
-                // Nobody waits for a sample's or a heartbeat's check: it gives way to
-                // the server's interactive work (`crate::priority`).
-                crate::priority::lower_current_thread(nice);
-                check_until_closed(&queued);
-            })?;
+            .spawn(move || check_until_closed(&queued))?;
         Ok(Self { jobs })
     }
 

@@ -26,14 +26,14 @@ use serde_json::Value;
 use tether_bus::Entry;
 use tether_proto::UnixMillis;
 use tether_proto::validate::Validate;
-use tether_store::{NewTelemetryEvent, Store, StoreError, TelemetryPoint};
+use tether_store::{Alert, NewTelemetryEvent, Store, StoreError, TelemetryPoint};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 mod batch;
 
 use super::pause;
-use crate::alerts::rules::{RuleState, Thresholds};
+use crate::alerts::rules::{Firing, RuleState, Thresholds};
 use crate::analytics::{Assessment, DeviceModel, HISTORY, Sample};
 use crate::error::ApiError;
 use crate::events::{
@@ -118,6 +118,9 @@ pub struct AnalyticsWorker {
     /// Records in the fullest entry of the last read that had any (entries hold many,
     /// see [`crate::events`]).
     records_per_entry: usize,
+    /// The server's runtime (the one that created the worker), where alerts are raised:
+    /// see [`Self::raise`].
+    server: Option<tokio::runtime::Handle>,
 }
 
 impl AnalyticsWorker {
@@ -139,6 +142,27 @@ impl AnalyticsWorker {
             state,
             devices: HashMap::new(),
             records_per_entry: crate::events::RECORDS_PER_ENTRY,
+            server: tokio::runtime::Handle::try_current().ok(),
+        }
+    }
+
+    /// Raises `firing`'s alert for `device` ([`crate::alerts::raise`]) on the server's
+    /// runtime. The worker's own thread runs at the priority of bulk work
+    /// ([`crate::priority`]), and so would the thread of any connection of the shared
+    /// pool (`state.store`, which commands use) that sqlx opened for a call from here.
+    async fn raise(&self, device: &str, firing: &Firing) -> Result<Option<Alert>, ApiError> {
+        let state = self.state.clone();
+        let (device, kind, severity) = (device.to_owned(), firing.kind, firing.severity);
+        let (message, risk_score) = (firing.message.clone(), firing.risk_score);
+        let raise = async move {
+            crate::alerts::raise(&state, &device, kind, severity, &message, risk_score).await
+        };
+        match &self.server {
+            Some(server) => server
+                .spawn(raise)
+                .await
+                .unwrap_or_else(|e| Err(ApiError::internal(e))),
+            None => raise.await,
         }
     }
 
@@ -381,15 +405,7 @@ impl AnalyticsWorker {
         // raising; raising is idempotent while the alert is open.
         let mut rules = tracked.rules.clone();
         for firing in rules.observe(&self.thresholds, &sample, &scored) {
-            crate::alerts::raise(
-                &state,
-                &record.device_id,
-                firing.kind,
-                firing.severity,
-                &firing.message,
-                firing.risk_score,
-            )
-            .await?;
+            self.raise(&record.device_id, &firing).await?;
         }
         tracked.rules = rules;
         if inserted {

@@ -125,15 +125,7 @@ impl AnalyticsWorker {
             let mut rules = t.rules.clone();
             let mut ok = true;
             for firing in rules.observe(&self.thresholds, &s.sample, &s.assessment) {
-                let raised = crate::alerts::raise(
-                    &state,
-                    device,
-                    firing.kind,
-                    firing.severity,
-                    &firing.message,
-                    firing.risk_score,
-                )
-                .await;
+                let raised = self.raise(device, &firing).await;
                 if let Err(e) = raised {
                     match Failure::from(e) {
                         Failure::Permanent(why) => {
