@@ -12,7 +12,10 @@
 # Environment: HOLD_S (default 40), TELEMETRY_MS (default 100: N × 10 samples/s offered,
 # more than either server takes on 2 cores, so the accepted rate is each one's
 # ceiling), CONCURRENCY (64), ENROLL_CONCURRENCY (32), SERVER_CPUS and LOADGEN_CPUS
-# (taskset CPU lists, e.g. 0 and 1; unset: not pinned).
+# (taskset CPU lists, e.g. 0 and 1; unset: not pinned), LOADGEN_NICE (the nice value the
+# load generator runs at while it loads either server, default 0: it stands in for
+# machines of its own, and at 0 it wins the CPU over Tether's bulk work, which runs at
+# telemetry.bulk_nice when that is set).
 #
 # All on 127.0.0.1, embedded backends (SQLite, embedded bus) in a temp data dir; release
 # builds; each server (Tether or baseline) runs alone while measured, restarted between
@@ -29,6 +32,7 @@ ENROLL_CONCURRENCY=${ENROLL_CONCURRENCY:-32}
 OUT=${OUT:-target/bench/baselines}
 server_pin=(); [ -z "${SERVER_CPUS:-}" ] || server_pin=(taskset -c "$SERVER_CPUS")
 loadgen_pin=(); [ -z "${LOADGEN_CPUS:-}" ] || loadgen_pin=(taskset -c "$LOADGEN_CPUS")
+[ "${LOADGEN_NICE:-0}" = 0 ] || loadgen_pin+=(nice -n "$LOADGEN_NICE")
 
 want=$((N + 1024))
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -111,7 +115,7 @@ echo "== machine"
 echo "nproc: $(nproc); cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo "memory: $(free -g | awk '/^Mem:/ {print $2 " GiB"}'); kernel: $(uname -sr); rustc: $(rustc --version)"
 echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (with local changes)')"
-echo "N: $N; hold: $HOLD_S s; telemetry: every $TELEMETRY_MS ms per session; pinned: server ${SERVER_CPUS:-no}, loadgen ${LOADGEN_CPUS:-no}"
+echo "N: $N; hold: $HOLD_S s; telemetry: every $TELEMETRY_MS ms per session; pinned: server ${SERVER_CPUS:-no}, loadgen ${LOADGEN_CPUS:-no}; loadgen nice ${LOADGEN_NICE:-0}; Tether's telemetry.bulk_nice ${TETHER_SERVER_TELEMETRY__BULK_NICE:-0}"
 
 echo "== enrolling $N devices through the API"
 start_tether

@@ -20,8 +20,8 @@
 #   SERVER_CPUS / LOADGEN_CPUS   taskset CPU lists (default: no pinning)
 #   LOADGEN_NICE  the nice value the load generator processes run at (default 0). They
 #                 stand in for machines of their own and share the server's cores: at 0
-#                 they win the CPU over the server's bulk work (telemetry.bulk_nice,
-#                 10 by default), which a server alone on its machine would not meet
+#                 they win the CPU over the server's bulk work when it runs at a lower
+#                 priority (telemetry.bulk_nice), which a server alone would not meet
 #   SERVER_LOG    the server's TETHER_LOG (default info,sqlx=warn; info,sqlx::query=debug
 #                 shows every statement)
 #   SERVER_BIN    a tether-server binary to measure instead of this checkout's (an A/B

@@ -179,7 +179,9 @@ pub struct TelemetryConfig {
     /// added to the server's own (Linux, with the embedded bus; elsewhere ignored). On a
     /// saturated machine commands, logins and reconnecting agents then go first, and
     /// more of the telemetry is refused with `9002` and skipped by the agents (see
-    /// `crate::priority`). 0..=19; 0: the same priority.
+    /// `crate::priority`). 0..=19; 0 (the default): the same priority. It costs the
+    /// stored rate much more than it gains commands at a telemetry ceiling, so it is
+    /// left to deployments that would rather (docs/benchmarks.md).
     pub bulk_nice: u8,
 }
 
@@ -189,7 +191,7 @@ impl Default for TelemetryConfig {
             retention_days: 30,
             rollup_every_s: 300,
             backlog_limit: 50_000,
-            bulk_nice: 10,
+            bulk_nice: 0,
         }
     }
 }

@@ -22,8 +22,8 @@
 //! awaits of one read (bus, store, bus) waits behind every session that is ready, so
 //! with 18,000 agents sending it stored a few hundred samples a second while the
 //! gateway accepted thousands, and the backlog reached its limit. On its own thread the
-//! operating system gives it its share of the CPU whatever the sessions do: all the CPU
-//! nothing interactive wants, at the lower priority of bulk work.
+//! operating system gives it its share of the CPU whatever the sessions do (with
+//! `telemetry.bulk_nice`, only the CPU that nothing interactive wants).
 
 pub mod analytics;
 pub mod commands;

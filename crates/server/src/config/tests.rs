@@ -32,7 +32,7 @@ fn the_defaults_are_valid() {
             t.backlog_limit,
             t.bulk_nice
         ),
-        (30, 300, 50_000, 10)
+        (30, 300, 50_000, 0)
     );
     let g = GatewayConfig::default();
     assert_eq!(
