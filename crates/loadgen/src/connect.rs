@@ -39,6 +39,7 @@ use crate::commands::{self, Answer, Answerer, CommandOptions, CommandReport};
 use crate::identities::{DeviceIdentity, IdentityFile};
 use crate::rss::{self, Memory};
 use crate::server_stats::{self, TelemetryCounters};
+use crate::server_trust::{self, SharedServerVerifier};
 use crate::target::{Target, gateway_key_set, verify_gateway_frame, verify_gateway_payload};
 use crate::wire::{Outbox, next_frame, random, send};
 
@@ -216,6 +217,8 @@ impl ConnectReport {
 /// What every session task shares.
 struct Shared {
     target: Target,
+    /// Verifies the server's chain for every session (once a minute, see the module).
+    server_trust: Arc<SharedServerVerifier>,
     keys: StaticKeys,
     clock: Arc<dyn Clock>,
     setup: Semaphore,
@@ -288,6 +291,7 @@ pub async fn run(
     }
     let shared = Arc::new(Shared {
         target: target.clone(),
+        server_trust: SharedServerVerifier::new(&target.ca_pem)?,
         keys: gateway_key_set(&file.gateway_keys)?,
         clock,
         setup: Semaphore::new(opts.concurrency.max(1)),
@@ -875,8 +879,10 @@ async fn open(
     shared: &Shared,
 ) -> Result<(WsStream, Outbox, Duration), LoadError> {
     let key = device.signing_key()?;
-    let tls =
-        tether_client::tls_config(&shared.target.ca_pem, Some(device.client_identity(&key)?))?;
+    let tls = server_trust::client_config(
+        Arc::clone(&shared.server_trust),
+        device.client_identity(&key)?,
+    )?;
     // Small buffers: the client's memory does not count, but 10,000 sockets with the
     // 128 KiB defaults would still take over a gigabyte here.
     let ws_config = WebSocketConfig::default()

@@ -29,6 +29,7 @@ pub mod nats;
 pub mod relay;
 pub mod rss;
 pub mod server_stats;
+pub mod server_trust;
 pub mod target;
 pub mod wire;
 
