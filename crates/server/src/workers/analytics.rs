@@ -5,7 +5,9 @@
 //! 2. stores it in `telemetry_events` (once per message id) and records the device as
 //!    seen at the record's arrival;
 //! 3. publishes a [`LiveKind::Telemetry`] event (the body plus `risk_score`);
-//! 4. runs the alert rules ([`crate::alerts::rules`]) and raises what fires;
+//! 4. runs the alert rules ([`crate::alerts::rules`]) and raises what fires (for records
+//!    stored together, [`batch`], step 3 waits for step 5 unless an alert is raised
+//!    first, and its events go to the bus side by side with the acknowledgement);
 //! 5. acknowledges the entry once all of its records (an entry holds many, see
 //!    [`crate::events`]) are done.
 //!
@@ -185,6 +187,8 @@ impl AnalyticsWorker {
             }
         }
         let mut next_claim = Instant::now();
+        // A read made while the one before it was processed (see `Self::process_reading`).
+        let mut prefetched: Option<Vec<Entry>> = None;
         loop {
             if Instant::now() >= next_claim {
                 self.claim_stale().await;
@@ -194,24 +198,34 @@ impl AnalyticsWorker {
                     .unwrap_or(next_claim);
             }
             let started = Instant::now();
-            let read = tokio::select! {
-                () = shutdown.cancelled() => return,
-                r = self.state.bus.read_group(TELEMETRY_STREAM, ANALYTICS_GROUP, &self.consumer, self.read_count(), BLOCK) => r,
+            let read = match prefetched.take() {
+                Some(entries) => Ok(entries),
+                None => tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    r = self.state.bus.read_group(TELEMETRY_STREAM, ANALYTICS_GROUP, &self.consumer, self.read_count(), BLOCK) => r,
+                },
             };
             match read {
                 Ok(entries) => {
                     let read_at = Instant::now();
-                    self.process(&entries).await;
+                    let full = entries.len() >= self.read_count();
+                    prefetched = self.process_reading(&entries, full).await;
                     if !entries.is_empty() {
                         tracing::debug!(
                             entries = entries.len(),
                             read_ms = read_at.duration_since(started).as_secs_f64() * 1e3,
                             process_ms = read_at.elapsed().as_secs_f64() * 1e3,
+                            prefetched = prefetched.as_ref().map_or(0, Vec::len),
                             "telemetry read processed"
                         );
                     }
-                    if !entries.is_empty()
-                        && entries.len() < self.read_count()
+                    if shutdown.is_cancelled() {
+                        // A prefetched read stays pending: claimed again after a restart.
+                        return;
+                    }
+                    if prefetched.is_none()
+                        && !entries.is_empty()
+                        && !full
                         && !pause(&shutdown, LINGER).await
                     {
                         return;
@@ -223,6 +237,41 @@ impl AnalyticsWorker {
                         return;
                     }
                 }
+            }
+        }
+    }
+
+    /// Processes `entries` ([`Self::process`]); after a full read (`full`, the worker is
+    /// behind) it reads the next one meanwhile, without waiting for entries, and returns it
+    /// if it found any. Most of a read's processing is a wait for the store's transaction,
+    /// on another thread: the next read's bus query, and its hand-overs between threads,
+    /// happen in that wait instead of after it. Entries read ahead are assigned to this
+    /// consumer like any read; they are processed next, or claimed again after a restart.
+    async fn process_reading(&mut self, entries: &[Entry], full: bool) -> Option<Vec<Entry>> {
+        if !full {
+            self.process(entries).await;
+            return None;
+        }
+        let bus = Arc::clone(&self.state.bus);
+        let consumer = self.consumer.clone();
+        let count = self.read_count();
+        let next = async move {
+            bus.read_group(
+                TELEMETRY_STREAM,
+                ANALYTICS_GROUP,
+                &consumer,
+                count,
+                Duration::ZERO,
+            )
+            .await
+        };
+        let ((), next) = tokio::join!(self.process(entries), next);
+        match next {
+            Ok(entries) if entries.is_empty() => None,
+            Ok(entries) => Some(entries),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the telemetry stream ahead failed");
+                None
             }
         }
     }
@@ -291,10 +340,18 @@ impl AnalyticsWorker {
         // Whatever the read held, a store transaction takes at most BATCH records.
         let mut together = false;
         let mut recorded = Vec::with_capacity(records.len());
+        // The live events of records stored together, published with the acknowledgement.
+        let mut live = Vec::new();
         for chunk in records.chunks(BATCH) {
             let mut chunk_recorded = Vec::with_capacity(chunk.len());
-            let batched = chunk.len() > 1 && self.record_batch(chunk, &mut chunk_recorded).await;
+            let batched = chunk.len() > 1
+                && self
+                    .record_batch(chunk, &mut chunk_recorded, &mut live)
+                    .await;
             if !batched {
+                // One by one, each published as it is stored: those stored together
+                // before go out first, so that a device's events stay in order.
+                publish_all(&self.state, std::mem::take(&mut live)).await;
                 chunk_recorded.clear();
                 for (entry, record) in chunk {
                     if self.handle_record(entry, record).await {
@@ -321,19 +378,22 @@ impl AnalyticsWorker {
             self.records_per_entry = most;
         }
         if done.is_empty() {
+            publish_all(&self.state, live).await;
             return;
         }
+        // Side by side: the bus commits the live events and the acknowledgement together.
         let acking = Instant::now();
-        let acked = self
-            .state
-            .bus
-            .ack(TELEMETRY_STREAM, ANALYTICS_GROUP, &done)
-            .await;
+        let published = live.len();
+        let ((), acked) = tokio::join!(
+            publish_all(&self.state, live),
+            self.state.bus.ack(TELEMETRY_STREAM, ANALYTICS_GROUP, &done)
+        );
         tracing::debug!(
             entries = done.len(),
             together,
+            published,
             ack_ms = acking.elapsed().as_secs_f64() * 1e3,
-            "telemetry entries acknowledged"
+            "telemetry entries acknowledged and their live events published"
         );
         if let Err(e) = acked {
             // They come back through claim_stale, and processing them again is harmless.
@@ -397,7 +457,7 @@ impl AnalyticsWorker {
             .await?;
         if inserted {
             crate::prom::telemetry_stored(1);
-            publish_telemetry(&state, record, body, scored.risk).await;
+            publish_all(&state, vec![live_telemetry(record, body, scored.risk)]).await;
         } else {
             tracing::info!(message = %record.message_id, "telemetry already stored (redelivery of a message id)");
         }
@@ -540,23 +600,32 @@ fn parse(entry: &Entry) -> Vec<TelemetryRecord> {
     records
 }
 
-/// Publishes the live telemetry event: the body plus `risk_score` (and `message_id`, so a
-/// client that also got the gateway's unscored event for the sample can match the two).
-/// Best effort.
-async fn publish_telemetry(state: &AppState, record: &TelemetryRecord, body: Value, risk: f64) {
+/// The live telemetry event of a stored record: the body plus `risk_score` (and
+/// `message_id`, so a client that also got the gateway's unscored event for the sample
+/// can match the two).
+fn live_telemetry(record: &TelemetryRecord, body: Value, risk: f64) -> LiveEvent {
     let mut data = body;
     if let Value::Object(map) = &mut data {
         map.insert("risk_score".into(), Value::from(risk));
         map.insert("message_id".into(), Value::from(record.message_id.as_str()));
     }
-    let live = LiveEvent {
+    LiveEvent {
         kind: LiveKind::Telemetry,
         device_id: record.device_id.clone(),
         owner_id: record.owner_id.clone(),
         at: record.received_at,
         data,
-    };
-    if let Err(e) = crate::live::LiveHub::publish_or_drop(state, live).await {
-        tracing::warn!(device = %record.device_id, error = %e, "publishing live telemetry failed");
     }
+}
+
+/// Publishes live events, side by side (the bus commits concurrent appends as one), in
+/// their order. Best effort.
+async fn publish_all(state: &AppState, events: Vec<LiveEvent>) {
+    let publishes = events.into_iter().map(|live| async move {
+        let device = live.device_id.clone();
+        if let Err(e) = crate::live::LiveHub::publish_or_drop(state, live).await {
+            tracing::warn!(%device, error = %e, "publishing live telemetry failed");
+        }
+    });
+    futures_util::future::join_all(publishes).await;
 }

@@ -1,6 +1,8 @@
 //! The analytics worker's fast path: a whole read of records in one store transaction
-//! (`Store::insert_telemetry_events`), the live events published together (the bus
-//! commits concurrent appends as one), then the alert rules record by record.
+//! (`Store::insert_telemetry_events`), then the alert rules record by record; the live
+//! events are handed back to be published together with the read's acknowledgement
+//! (the bus commits concurrent appends as one), or before the first alert the rules
+//! raise, so that a client sees the samples before the alert they caused.
 //!
 //! Same outcome as one by one ([`AnalyticsWorker::record`]): records are scored in
 //! order against their device's baseline; a redelivered record (its message id stored
@@ -14,9 +16,9 @@ use std::collections::HashMap;
 use serde_json::Value;
 use tether_bus::Entry;
 
-use super::{AnalyticsWorker, Failure, Tracked, new_event, publish_telemetry, sample_of};
+use super::{AnalyticsWorker, Failure, Tracked, live_telemetry, new_event, publish_all, sample_of};
 use crate::analytics::Sample;
-use crate::events::TelemetryRecord;
+use crate::events::{LiveEvent, TelemetryRecord};
 
 /// One record, scored.
 struct Scored<'a> {
@@ -29,11 +31,14 @@ struct Scored<'a> {
 
 impl AnalyticsWorker {
     /// Records `records` together; pushes the ids of the entries that may be
-    /// acknowledged onto `done`. `false`: nothing was done, go one by one.
+    /// acknowledged onto `done`, and the live events of the records stored onto `live`
+    /// (the caller publishes them while it acknowledges). `false`: nothing was done, go
+    /// one by one.
     pub(super) async fn record_batch(
         &mut self,
         records: &[(&Entry, TelemetryRecord)],
         done: &mut Vec<String>,
+        live: &mut Vec<LiveEvent>,
     ) -> bool {
         let state = self.state.clone();
         let started = tokio::time::Instant::now();
@@ -98,14 +103,14 @@ impl AnalyticsWorker {
             }
         };
         let stored_at = tokio::time::Instant::now();
-        let publishes = scored
-            .iter()
-            .zip(&inserted)
-            .filter(|(_, new)| **new)
-            .map(|(s, _)| publish_telemetry(&state, s.record, s.body.clone(), s.assessment.risk));
-        futures_util::future::join_all(publishes).await;
+        live.extend(
+            scored
+                .iter()
+                .zip(&inserted)
+                .filter(|(_, new)| **new)
+                .map(|(s, _)| live_telemetry(s.record, s.body.clone(), s.assessment.risk)),
+        );
         crate::prom::telemetry_stored(inserted.iter().filter(|new| **new).count());
-        let published_at = tokio::time::Instant::now();
 
         // The rules, in order. A device whose alert could not be raised is left pending
         // from that record on, and its baseline rebuilt next time.
@@ -125,6 +130,11 @@ impl AnalyticsWorker {
             let mut rules = t.rules.clone();
             let mut ok = true;
             for firing in rules.observe(&self.thresholds, &s.sample, &s.assessment) {
+                // An alert goes out after the live events of the samples before it (and
+                // of the whole batch, as when they were all published first).
+                if !live.is_empty() {
+                    publish_all(&state, std::mem::take(live)).await;
+                }
                 let raised = self.raise(device, &firing).await;
                 if let Err(e) = raised {
                     match Failure::from(e) {
@@ -154,8 +164,7 @@ impl AnalyticsWorker {
             rebuilt,
             rebuild_ms = ms(started, rebuilt_at),
             store_ms = ms(rebuilt_at, stored_at),
-            publish_ms = ms(stored_at, published_at),
-            rules_ms = ms(published_at, tokio::time::Instant::now()),
+            rules_ms = ms(stored_at, tokio::time::Instant::now()),
             "telemetry batch recorded"
         );
         let now = state.now();
