@@ -298,7 +298,8 @@ where
     /// batch's devices (all must exist) and one update of the last-seen times that move
     /// (each to the latest of its events, never backwards). Then one transaction on the
     /// telemetry file: one look for the message ids stored already, and multi-row inserts
-    /// of the rest ([`EVENTS_PER_STATEMENT`] rows each). The last-seen times go first: if
+    /// of the rest ([`EVENTS_PER_STATEMENT`] rows each); the look runs while the
+    /// last-seen times move, the inserts once they have. The last-seen times go first: if
     /// the events' transaction then fails, the batch is retried and its events are not
     /// yet stored (had it gone the other way, a retry would have found them all stored
     /// and taken them for redeliveries); a device's time moved early is still a time it
@@ -312,34 +313,12 @@ where
             .iter()
             .map(EventRow::new)
             .collect::<StoreResult<Vec<_>>>()?;
-        self.move_last_seen(events).await?;
-        // It reads before it writes: the write lock is taken up front (see
-        // `Dialect::BEGIN_WRITE`), or a write by any other connection in between would
-        // fail the whole batch at once with "database is locked".
-        let mut tx = self
-            .telemetry_pool()
-            .begin_with(D::BEGIN_WRITE)
-            .await
-            .map_err(db_err("telemetry event"))?;
-        let mut stored: HashSet<String> = HashSet::new();
-        for chunk in events.chunks(EVENTS_PER_STATEMENT) {
-            let statement = format!(
-                "SELECT message_id FROM telemetry_events WHERE message_id IN ({})",
-                vec!["?"; chunk.len()].join(", ")
-            );
-            // Built from a constant and a row count only: no input in the text.
-            let mut q = sqlx::query(AssertSqlSafe(statement));
-            for e in chunk {
-                q = q.bind(e.message_id.as_str());
-            }
-            for row in q
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db_err("telemetry event"))?
-            {
-                stored.insert(row.text("message_id")?);
-            }
-        }
+        // The events' transaction opens, and looks for the message ids stored already,
+        // while the last-seen times move; it writes only once they have moved (a failure
+        // there drops the transaction unwritten: rolled back).
+        let (moved, opened) = tokio::join!(self.move_last_seen(events), self.stored_ids(events));
+        moved?;
+        let (mut tx, stored) = opened?;
         // A message id stored already, or met earlier in the batch, is a redelivery.
         let mut inserted = vec![false; events.len()];
         let mut fresh: Vec<usize> = Vec::with_capacity(events.len());
@@ -385,6 +364,41 @@ where
         }
         tx.commit().await.map_err(db_err("telemetry event"))?;
         Ok(inserted)
+    }
+
+    /// A write transaction on the events' file (or table), and which of `events`' message
+    /// ids it holds already. It reads before it writes: the write lock is taken up front
+    /// (see `Dialect::BEGIN_WRITE`), or a write by any other connection in between would
+    /// fail the whole batch at once with "database is locked".
+    async fn stored_ids(
+        &self,
+        events: &[NewTelemetryEvent],
+    ) -> StoreResult<(sqlx::Transaction<'static, D::Db>, HashSet<String>)> {
+        let mut tx = self
+            .telemetry_pool()
+            .begin_with(D::BEGIN_WRITE)
+            .await
+            .map_err(db_err("telemetry event"))?;
+        let mut stored: HashSet<String> = HashSet::new();
+        for chunk in events.chunks(EVENTS_PER_STATEMENT) {
+            let statement = format!(
+                "SELECT message_id FROM telemetry_events WHERE message_id IN ({})",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            // Built from a constant and a row count only: no input in the text.
+            let mut q = sqlx::query(AssertSqlSafe(statement));
+            for e in chunk {
+                q = q.bind(e.message_id.as_str());
+            }
+            for row in q
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err("telemetry event"))?
+            {
+                stored.insert(row.text("message_id")?);
+            }
+        }
+        Ok((tx, stored))
     }
 
     /// The main file's part of a batch: checks that every event's device exists and moves
