@@ -6,8 +6,9 @@
 //!    seen at the record's arrival;
 //! 3. publishes a [`LiveKind::Telemetry`] event (the body plus `risk_score`);
 //! 4. runs the alert rules ([`crate::alerts::rules`]) and raises what fires (for records
-//!    stored together, [`batch`], step 3 waits for step 5 unless an alert is raised
-//!    first, and its events go to the bus side by side with the acknowledgement);
+//!    stored together, [`batch`], step 3 comes after step 4 and goes to the bus
+//!    alongside step 5; a raised alert first publishes the events of the samples
+//!    before it);
 //! 5. acknowledges the entry once all of its records (an entry holds many, see
 //!    [`crate::events`]) are done.
 //!
@@ -190,7 +191,9 @@ impl AnalyticsWorker {
         // A read made while the one before it was processed (see `Self::process_reading`).
         let mut prefetched: Option<Vec<Entry>> = None;
         loop {
-            if Instant::now() >= next_claim {
+            // Not with a read in hand: its entries, if idle long enough, would be claimed
+            // and processed twice.
+            if prefetched.is_none() && Instant::now() >= next_claim {
                 self.claim_stale().await;
                 self.forget_idle();
                 next_claim = Instant::now()
@@ -209,7 +212,10 @@ impl AnalyticsWorker {
                 Ok(entries) => {
                     let read_at = Instant::now();
                     let full = entries.len() >= self.read_count();
-                    prefetched = self.process_reading(&entries, full).await;
+                    // No read ahead while shutting down: its entries would wait for a
+                    // claim (`CLAIM_IDLE`) after the restart.
+                    let ahead = full && !shutdown.is_cancelled();
+                    prefetched = self.process_reading(&entries, ahead).await;
                     if !entries.is_empty() {
                         tracing::debug!(
                             entries = entries.len(),
@@ -220,7 +226,8 @@ impl AnalyticsWorker {
                         );
                     }
                     if shutdown.is_cancelled() {
-                        // A prefetched read stays pending: claimed again after a restart.
+                        // A read ahead stays pending: claimed again once idle for
+                        // `CLAIM_IDLE`, by this node after a restart or by another.
                         return;
                     }
                     if prefetched.is_none()
@@ -241,14 +248,15 @@ impl AnalyticsWorker {
         }
     }
 
-    /// Processes `entries` ([`Self::process`]); after a full read (`full`, the worker is
-    /// behind) it reads the next one meanwhile, without waiting for entries, and returns it
-    /// if it found any. Most of a read's processing is a wait for the store's transaction,
-    /// on another thread: the next read's bus query, and its hand-overs between threads,
-    /// happen in that wait instead of after it. Entries read ahead are assigned to this
-    /// consumer like any read; they are processed next, or claimed again after a restart.
-    async fn process_reading(&mut self, entries: &[Entry], full: bool) -> Option<Vec<Entry>> {
-        if !full {
+    /// Processes `entries` ([`Self::process`]); with `ahead` (after a full read: the
+    /// worker is behind) it reads the next one meanwhile, without waiting for entries, and
+    /// returns it if it found any. Most of a read's processing is a wait for the store's
+    /// transaction, on another thread: the next read's bus query, and its hand-overs
+    /// between threads, happen in that wait instead of after it. Entries read ahead are
+    /// assigned to this consumer like any read; they are processed next (or, if the
+    /// process stops first, claimed once idle for [`CLAIM_IDLE`]).
+    async fn process_reading(&mut self, entries: &[Entry], ahead: bool) -> Option<Vec<Entry>> {
+        if !ahead {
             self.process(entries).await;
             return None;
         }
@@ -381,7 +389,7 @@ impl AnalyticsWorker {
             publish_all(&self.state, live).await;
             return;
         }
-        // Side by side: the bus commits the live events and the acknowledgement together.
+        // Side by side: the live events and the acknowledgement go to the bus concurrently.
         let acking = Instant::now();
         let published = live.len();
         let ((), acked) = tokio::join!(

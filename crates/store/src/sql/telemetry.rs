@@ -296,10 +296,10 @@ where
     /// [`Store::insert_telemetry_events`](crate::Store::insert_telemetry_events), in a few
     /// statements whatever the batch's size. First, on the main file: one read of the
     /// batch's devices (all must exist) and one update of the last-seen times that move
-    /// (each to the latest of its events, never backwards). Then one transaction on the
-    /// telemetry file: one look for the message ids stored already, and multi-row inserts
-    /// of the rest ([`EVENTS_PER_STATEMENT`] rows each); the look runs while the
-    /// last-seen times move, the inserts once they have. The last-seen times go first: if
+    /// (each to the latest of its events, never backwards). Meanwhile, on the telemetry
+    /// file, one look for the message ids stored already. Then one transaction there:
+    /// multi-row inserts of the rest ([`EVENTS_PER_STATEMENT`] rows each). The last-seen
+    /// times go first: if
     /// the events' transaction then fails, the batch is retried and its events are not
     /// yet stored (had it gone the other way, a retry would have found them all stored
     /// and taken them for redeliveries); a device's time moved early is still a time it
@@ -313,12 +313,16 @@ where
             .iter()
             .map(EventRow::new)
             .collect::<StoreResult<Vec<_>>>()?;
-        // The events' transaction opens, and looks for the message ids stored already,
-        // while the last-seen times move; it writes only once they have moved (a failure
-        // there drops the transaction unwritten: rolled back).
-        let (moved, opened) = tokio::join!(self.move_last_seen(events), self.stored_ids(events));
+        // The look for the message ids stored already runs while the last-seen times
+        // move; the events' transaction opens once they have moved.
+        let (moved, stored) = tokio::join!(self.move_last_seen(events), self.stored_ids(events));
         moved?;
-        let (mut tx, stored) = opened?;
+        let stored = stored?;
+        let mut tx = self
+            .telemetry_pool()
+            .begin_with(D::BEGIN_WRITE)
+            .await
+            .map_err(db_err("telemetry event"))?;
         // A message id stored already, or met earlier in the batch, is a redelivery.
         let mut inserted = vec![false; events.len()];
         let mut fresh: Vec<usize> = Vec::with_capacity(events.len());
@@ -349,7 +353,7 @@ where
                         }
                     }
                 }
-                // Another process stored one of these since the look above: the failed
+                // Another writer stored one of these since the look above: the failed
                 // statement did nothing (SQLite and MySQL roll back the statement, not
                 // the transaction); store them one by one.
                 Err(err) if is_unique_violation(&err) => {
@@ -366,19 +370,12 @@ where
         Ok(inserted)
     }
 
-    /// A write transaction on the events' file (or table), and which of `events`' message
-    /// ids it holds already. It reads before it writes: the write lock is taken up front
-    /// (see `Dialect::BEGIN_WRITE`), or a write by any other connection in between would
-    /// fail the whole batch at once with "database is locked".
-    async fn stored_ids(
-        &self,
-        events: &[NewTelemetryEvent],
-    ) -> StoreResult<(sqlx::Transaction<'static, D::Db>, HashSet<String>)> {
-        let mut tx = self
-            .telemetry_pool()
-            .begin_with(D::BEGIN_WRITE)
-            .await
-            .map_err(db_err("telemetry event"))?;
+    /// Which of `events`' message ids are stored already. Read outside the events'
+    /// transaction, so that the read does not hold the telemetry file's write lock while
+    /// the last-seen times wait for the main file's: an id stored by another writer
+    /// after this read fails its insert with a unique violation, and the batch's inserts
+    /// then go one by one.
+    async fn stored_ids(&self, events: &[NewTelemetryEvent]) -> StoreResult<HashSet<String>> {
         let mut stored: HashSet<String> = HashSet::new();
         for chunk in events.chunks(EVENTS_PER_STATEMENT) {
             let statement = format!(
@@ -391,14 +388,14 @@ where
                 q = q.bind(e.message_id.as_str());
             }
             for row in q
-                .fetch_all(&mut *tx)
+                .fetch_all(self.telemetry_pool())
                 .await
                 .map_err(db_err("telemetry event"))?
             {
                 stored.insert(row.text("message_id")?);
             }
         }
-        Ok((tx, stored))
+        Ok(stored)
     }
 
     /// The main file's part of a batch: checks that every event's device exists and moves

@@ -80,6 +80,7 @@ behaviour!(
     role_change_concurrent_demotions_keep_an_admin,
     telemetry_insert_once_and_list,
     telemetry_batch_insert_is_all_or_nothing,
+    telemetry_concurrent_batches_store_each_id_once,
     telemetry_latest_points_of_many_devices,
     telemetry_between_and_prune,
     rollups_upsert_and_list,

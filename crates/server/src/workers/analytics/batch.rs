@@ -1,7 +1,7 @@
 //! The analytics worker's fast path: a whole read of records in one store transaction
 //! (`Store::insert_telemetry_events`), then the alert rules record by record; the live
-//! events are handed back to be published together with the read's acknowledgement
-//! (the bus commits concurrent appends as one), or before the first alert the rules
+//! events are handed back to be published (side by side: the bus commits concurrent
+//! appends as one) while the read is acknowledged, or before the first alert the rules
 //! raise, so that a client sees the samples before the alert they caused.
 //!
 //! Same outcome as one by one ([`AnalyticsWorker::record`]): records are scored in

@@ -1,5 +1,7 @@
 //! Telemetry events, rollups and last-seen times.
 
+use std::sync::Arc;
+
 use tether_store::{Rollup, RollupPeriod, StoreError, UnixMillis};
 
 use crate::fixtures::{NOW, active_device, at, device, telemetry, user};
@@ -480,4 +482,56 @@ pub(crate) async fn telemetry_batch_insert_is_all_or_nothing(s: Shared) {
         Some(at(70_299)),
         "30 s later: moved"
     );
+}
+
+/// Two batches stored at once that share message ids (two analytics workers handed the
+/// same entries): each id is stored once, and exactly one of the batches says it stored
+/// it, whichever of them looked for the stored ids before the other wrote.
+pub(crate) async fn telemetry_concurrent_batches_store_each_id_once(s: Shared) {
+    user(&*s, "usr_a").await;
+    active_device(&*s, "dev_1", "usr_a", NOW).await;
+    active_device(&*s, "dev_2", "usr_a", NOW).await;
+    for round in 0..5u32 {
+        let batch = |from: u32, to: u32| -> Vec<_> {
+            (from..to)
+                .map(|i| {
+                    let dev = if i % 2 == 0 { "dev_1" } else { "dev_2" };
+                    telemetry(
+                        dev,
+                        &format!("msg-{round}-{i}"),
+                        i,
+                        at(1000 + i64::from(round * 1000 + i)),
+                    )
+                })
+                .collect()
+        };
+        // 0..200 and 100..300: 100 ids in both, over more than one statement each.
+        let (a, b) = (batch(0, 200), batch(100, 300));
+        let (sa, sb) = (Arc::clone(&s), Arc::clone(&s));
+        let (ia, ib) = tokio::join!(
+            async move { sa.insert_telemetry_events(&a).await.unwrap() },
+            async move { sb.insert_telemetry_events(&b).await.unwrap() }
+        );
+        assert_eq!(ia[..100].iter().filter(|&&f| f).count(), 100);
+        assert_eq!(ib[100..].iter().filter(|&&f| f).count(), 100);
+        for shared in 100..200usize {
+            let (Some(&x), Some(&y)) = (ia.get(shared), ib.get(shared - 100)) else {
+                panic!("a flag per event");
+            };
+            assert!(
+                x != y,
+                "round {round}: id {shared} stored by exactly one batch"
+            );
+        }
+    }
+    let stored = s
+        .telemetry_events("dev_1", NOW, 10_000)
+        .await
+        .unwrap()
+        .len()
+        + s.telemetry_events("dev_2", NOW, 10_000)
+            .await
+            .unwrap()
+            .len();
+    assert_eq!(stored, 5 * 300);
 }
