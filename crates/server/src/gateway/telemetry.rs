@@ -7,7 +7,8 @@
 //!
 //! Admission: while the analytics workers are `telemetry.backlog_limit` samples or more
 //! behind (read once a second by [`watch_backlog`]: the entries they have not read, times
-//! the samples an entry lately held; or [`TELEMETRY_ENTRY_LIMIT`] entries, whatever they
+//! the samples an entry held on average since the read before, plus the samples this
+//! process appended since the read; or [`TELEMETRY_ENTRY_LIMIT`] entries, whatever they
 //! hold), a sample is refused with `UNAVAILABLE` instead of accepted: the telemetry
 //! stream is capped, and a sample accepted into a backlog past the cap could be trimmed
 //! before it is stored. The agent
@@ -94,10 +95,9 @@ pub(crate) fn admits(backlog: u64, limit: u64) -> bool {
 }
 
 /// The analytics' backlog in samples as admission counts it, from the entries they have
-/// not read: each stands for the samples an entry lately held; at
-/// [`TELEMETRY_ENTRY_LIMIT`] entries or more, at least `limit` (full).
-pub(crate) fn backlog_samples(entries: u64, batcher: &TelemetryBatcher, limit: u64) -> u64 {
-    let samples = batcher.samples_in(entries);
+/// not read and the samples those stand for: at [`TELEMETRY_ENTRY_LIMIT`] entries or
+/// more, at least `limit` (full).
+pub(crate) fn backlog_samples(entries: u64, samples: u64, limit: u64) -> u64 {
     if entries >= TELEMETRY_ENTRY_LIMIT {
         samples.max(limit)
     } else {
@@ -117,12 +117,13 @@ pub(crate) async fn watch_backlog(state: AppState, shutdown: tokio_util::sync::C
                 state.telemetry_out.note_backlog(entries);
                 let n = backlog_samples(
                     entries,
-                    &state.telemetry_out,
+                    state.telemetry_out.samples_in(entries),
                     state.config.telemetry.backlog_limit,
                 );
                 state
                     .telemetry_backlog
                     .store(n, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(entries, backlog = n, "telemetry backlog read");
                 let full = !admits(n, state.config.telemetry.backlog_limit);
                 if full != was_full {
                     if full {
@@ -159,7 +160,7 @@ impl Session {
     fn admits_telemetry(&self) -> bool {
         let limit = self.state.config.telemetry.backlog_limit;
         let out = &self.state.telemetry_out;
-        let backlog = backlog_samples(out.backlog_entries(), out, limit).max(
+        let backlog = backlog_samples(out.backlog_entries(), out.backlog_samples(), limit).max(
             self.state
                 .telemetry_backlog
                 .load(std::sync::atomic::Ordering::Relaxed),
@@ -195,6 +196,16 @@ impl Session {
     /// Tells the agent that the sample `message_id` was not kept because the analytics
     /// are behind, so it sends it again later.
     async fn refuse_while_behind(&mut self, message_id: MessageId) {
+        let out = &self.state.telemetry_out;
+        tracing::debug!(
+            read = self
+                .state
+                .telemetry_backlog
+                .load(std::sync::atomic::Ordering::Relaxed),
+            entries = out.backlog_entries(),
+            samples = out.backlog_samples(),
+            "a sample refused while the analytics are behind"
+        );
         self.unkept(
             message_id,
             "the server is behind on storing telemetry; send it again later",

@@ -37,14 +37,20 @@ pub struct TelemetryBatcher {
     queued: std::sync::Mutex<Vec<Queued>>,
     /// Held by the one task appending queued samples.
     turn: tokio::sync::Mutex<()>,
-    /// Records per entry lately, in thousandths (a moving mean over about the last eight
-    /// entries): how many samples an entry of the analytics' backlog stands for.
+    /// Records per entry in thousandths, over the entries appended between the last two
+    /// backlog reads ([`Self::note_backlog`], about a second: hundreds of entries under
+    /// load); 0 before there is such a window. How many samples an entry of the
+    /// analytics' backlog stands for: entries hold anything from 1 to
+    /// [`RECORDS_PER_ENTRY`] records, so the mean of a few would swing by tens of times.
     mean_milli: AtomicU64,
-    /// Entries appended since the process started.
+    /// Entries, and the samples in them, appended since the process started.
     entries: AtomicU64,
-    /// The backlog in entries as last read ([`Self::note_backlog`]), and `entries` then.
+    samples: AtomicU64,
+    /// The backlog in entries as last read ([`Self::note_backlog`]), and `entries` and
+    /// `samples` then.
     backlog_read: AtomicU64,
     appended_at_read: AtomicU64,
+    samples_at_read: AtomicU64,
 }
 
 /// Where a queued sample's outcome comes ([`TelemetryBatcher::enqueue`]).
@@ -56,10 +62,12 @@ impl Default for TelemetryBatcher {
         Self {
             queued: std::sync::Mutex::new(Vec::new()),
             turn: tokio::sync::Mutex::new(()),
-            mean_milli: AtomicU64::new(1000),
+            mean_milli: AtomicU64::new(0),
             entries: AtomicU64::new(0),
+            samples: AtomicU64::new(0),
             backlog_read: AtomicU64::new(0),
             appended_at_read: AtomicU64::new(0),
+            samples_at_read: AtomicU64::new(0),
         }
     }
 }
@@ -137,9 +145,16 @@ impl TelemetryBatcher {
 
     /// Notes the analytics' backlog just read from the bus, in entries.
     pub fn note_backlog(&self, entries: u64) {
+        let appended = self.entries.load(Ordering::Relaxed);
+        let samples = self.samples.load(Ordering::Relaxed);
+        let window = appended.saturating_sub(self.appended_at_read.load(Ordering::Relaxed));
+        let in_window = samples.saturating_sub(self.samples_at_read.load(Ordering::Relaxed));
+        if let Some(mean) = in_window.saturating_mul(1000).checked_div(window) {
+            self.mean_milli.store(mean, Ordering::Relaxed);
+        }
         self.backlog_read.store(entries, Ordering::Relaxed);
-        self.appended_at_read
-            .store(self.entries.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.appended_at_read.store(appended, Ordering::Relaxed);
+        self.samples_at_read.store(samples, Ordering::Relaxed);
     }
 
     /// The analytics' backlog in entries as last read, plus the entries this process
@@ -154,24 +169,41 @@ impl TelemetryBatcher {
             .saturating_add(since)
     }
 
-    /// How many samples `entries` entries of the stream stand for, by the records per
-    /// entry of the latest ones this process appended (at least one each).
+    /// The analytics' backlog in samples: the entries as last read ([`Self::samples_in`]),
+    /// plus the samples this process appended since, counted exactly.
+    pub fn backlog_samples(&self) -> u64 {
+        let since = self
+            .samples
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.samples_at_read.load(Ordering::Relaxed));
+        self.samples_in(self.backlog_read.load(Ordering::Relaxed))
+            .saturating_add(since)
+    }
+
+    /// How many samples `entries` entries of the stream stand for: by the records per
+    /// entry of those this process appended between the last two backlog reads (before
+    /// there were two, of all it appended), at least one each.
     pub fn samples_in(&self, entries: u64) -> u64 {
-        let mean = self.mean_milli.load(Ordering::Relaxed).max(1000);
+        let mean = match self.mean_milli.load(Ordering::Relaxed) {
+            0 => self
+                .samples
+                .load(Ordering::Relaxed)
+                .saturating_mul(1000)
+                .checked_div(self.entries.load(Ordering::Relaxed))
+                .unwrap_or(1000),
+            m => m,
+        }
+        .max(1000);
         entries.saturating_mul(mean).div_ceil(1000)
     }
 
-    /// Counts an appended entry of `records` records, and folds it into the moving mean.
+    /// Counts an appended entry of `records` records.
     fn count_entry(&self, records: usize) {
         self.entries.fetch_add(1, Ordering::Relaxed);
-        let records = u64::try_from(records)
-            .unwrap_or(u64::MAX)
-            .saturating_mul(1000);
-        let _ = self
-            .mean_milli
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |m| {
-                Some(m.saturating_mul(7).saturating_add(records) / 8)
-            });
+        self.samples.fetch_add(
+            u64::try_from(records).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
     }
 
     fn queue(&self) -> std::sync::MutexGuard<'_, Vec<Queued>> {
@@ -300,6 +332,41 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(batcher.backlog_entries(), 6);
+    }
+
+    #[tokio::test]
+    async fn the_backlog_in_samples_uses_the_mean_since_the_last_read_and_exact_counts_since() {
+        let (_dir, bus) = grouped_bus().await;
+        let batcher = TelemetryBatcher::default();
+        let append_entry = |records: u64| {
+            let batcher = &batcher;
+            let bus = Arc::clone(&bus);
+            async move {
+                let outcomes: Vec<_> = (0..records)
+                    .map(|i| batcher.enqueue(serde_json::to_vec(&record(i)).unwrap()))
+                    .collect();
+                for o in outcomes {
+                    batcher.appended(bus.as_ref(), o).await.unwrap();
+                }
+            }
+        };
+        // Entries of 1 and of 39 records: 20 a entry on average.
+        append_entry(1).await;
+        append_entry(39).await;
+        batcher.note_backlog(10);
+        assert_eq!(batcher.samples_in(10), 200);
+        assert_eq!(batcher.backlog_samples(), 200);
+        // Appended since the read: counted as the samples they hold, not by the mean.
+        append_entry(1).await;
+        assert_eq!(batcher.backlog_entries(), 11);
+        assert_eq!(batcher.backlog_samples(), 201);
+        // The next read takes its mean from what was appended in between: one sample.
+        batcher.note_backlog(10);
+        assert_eq!(batcher.samples_in(10), 10);
+        assert_eq!(batcher.backlog_samples(), 10);
+        // A read with nothing appended since keeps the mean it had.
+        batcher.note_backlog(4);
+        assert_eq!(batcher.backlog_samples(), 4);
     }
 
     #[tokio::test]

@@ -79,15 +79,18 @@ fn samples_are_refused_from_the_limit_on() {
 fn the_backlog_counts_samples_and_is_full_near_the_streams_cap_in_entries() {
     // Nothing appended yet: an entry stands for one sample.
     let batcher = TelemetryBatcher::default();
-    assert_eq!(backlog_samples(0, &batcher, 50_000), 0);
-    assert_eq!(backlog_samples(700, &batcher, 50_000), 700);
+    assert_eq!(backlog_samples(0, batcher.samples_in(0), 50_000), 0);
+    assert_eq!(backlog_samples(700, batcher.samples_in(700), 50_000), 700);
+    assert_eq!(batcher.backlog_samples(), 0);
     // However few samples the entries hold, the stream's cap in entries is not reached.
+    let at_cap = TELEMETRY_ENTRY_LIMIT;
     assert!(!admits(
-        backlog_samples(TELEMETRY_ENTRY_LIMIT, &batcher, 50_000),
+        backlog_samples(at_cap, batcher.samples_in(at_cap), 50_000),
         50_000
     ));
+    let under = TELEMETRY_ENTRY_LIMIT - 1;
     assert!(admits(
-        backlog_samples(TELEMETRY_ENTRY_LIMIT - 1, &batcher, 50_000),
+        backlog_samples(under, batcher.samples_in(under), 50_000),
         50_000
     ));
 }
