@@ -212,9 +212,11 @@ impl AnalyticsWorker {
                 Ok(entries) => {
                     let read_at = Instant::now();
                     let full = entries.len() >= self.read_count();
-                    // No read ahead while shutting down: its entries would wait for a
-                    // claim (`CLAIM_IDLE`) after the restart.
-                    let ahead = full && !shutdown.is_cancelled();
+                    // No read ahead while shutting down (its entries would wait for a
+                    // claim, `CLAIM_IDLE`, after the restart), nor when the claim is due
+                    // (it waits for a loop without a read in hand, which a worker
+                    // behind for good would otherwise never have).
+                    let ahead = full && !shutdown.is_cancelled() && Instant::now() < next_claim;
                     prefetched = self.process_reading(&entries, ahead).await;
                     if !entries.is_empty() {
                         tracing::debug!(
