@@ -11,7 +11,7 @@
 //! be rebuilt, a batch the store refuses — hands the whole read back to the one-by-one
 //! path, which sorts out which records fail and how.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 use tether_bus::Entry;
@@ -46,9 +46,10 @@ impl AnalyticsWorker {
         // those not in memory are rebuilt together, in one read.
         let mut tracked: HashMap<String, Tracked> = HashMap::new();
         let mut missing: Vec<&str> = Vec::new();
+        let mut seen: HashSet<&str> = HashSet::with_capacity(records.len());
         for (_, record) in records {
             let device = record.device_id.as_str();
-            if tracked.contains_key(device) || missing.contains(&device) {
+            if !seen.insert(device) {
                 continue;
             }
             match self.devices.remove(device) {
