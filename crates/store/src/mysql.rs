@@ -31,6 +31,9 @@ impl Dialect for MysqlDialect {
          at = IF(user_id = VALUES(user_id), GREATEST(at, VALUES(at)), at)";
     const BEGIN_WRITE: &'static str = "BEGIN";
     const FOR_UPDATE: &'static str = " FOR UPDATE";
+    const TELEMETRY_APART: bool = false;
+    const DEVICES_LAST_SEEN_FROM: &'static str = "devices";
+    const IN_JSON_ARRAY: Option<&'static str> = None;
     const TRANSITION_TRIGGERS: bool = false;
     const MIGRATIONS: &'static [(i64, &'static str, &'static str)] = &[
         (1, "init", include_str!("../migrations/mysql/0001_init.sql")),

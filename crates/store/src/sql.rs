@@ -70,6 +70,20 @@ pub trait Dialect: sealed::Sealed + Send + Sync + fmt::Debug + 'static {
     /// Appended to a `SELECT` in a writing transaction to lock the rows it reads (MySQL
     /// `FOR UPDATE`; nothing on SQLite, whose whole database the transaction holds).
     const FOR_UPDATE: &'static str;
+    /// Whether the telemetry events are in a database of their own, apart from the
+    /// devices (SQLite's telemetry file): a batch's last-seen update may then run beside
+    /// its events' transaction. On MySQL the events' foreign key to `devices` takes
+    /// shared locks on the devices' rows that such an update would wait for, or
+    /// deadlock with.
+    const TELEMETRY_APART: bool;
+    /// What a read of devices' last-seen times by id reads `FROM`: on SQLite the index of
+    /// both columns (schema v9), which its planner does not pick over the primary key's
+    /// by itself; on MySQL the table, whose rows its primary key holds.
+    const DEVICES_LAST_SEEN_FROM: &'static str;
+    /// The right side of an `IN` over many text values bound as one parameter, a JSON
+    /// array (SQLite: `json_each`): one statement, prepared once, whatever the count.
+    /// `None`: a placeholder a value, in statements of a bounded count (MySQL).
+    const IN_JSON_ARRAY: Option<&'static str>;
     /// Whether the schema's triggers write a command's transition rows (SQLite, schema
     /// v7): a transition is then one `UPDATE … RETURNING` and an ingest one `INSERT`, not
     /// a transaction of several statements (MySQL: MariaDB has no `UPDATE … RETURNING`).

@@ -269,16 +269,15 @@ where
     /// the events are in a file of their own.
     async fn devices_last_seen(&self, devices: &[&str]) -> StoreResult<Vec<Option<i64>>> {
         let mut found: HashMap<String, Option<i64>> = HashMap::with_capacity(devices.len());
-        for chunk in devices.chunks(EVENTS_PER_STATEMENT) {
+        for chunk in InList::<D>::chunks(devices) {
+            let list = InList::<D>::new(chunk)?;
             let statement = format!(
-                "SELECT id, last_seen_at FROM devices WHERE id IN ({})",
-                vec!["?"; chunk.len()].join(", ")
+                "SELECT id, last_seen_at FROM {} WHERE id IN {}",
+                D::DEVICES_LAST_SEEN_FROM,
+                list.text()
             );
-            // Built from a constant and a row count only: no input in the text.
-            let mut q = sqlx::query(AssertSqlSafe(statement));
-            for &id in chunk {
-                q = q.bind(id);
-            }
+            // Built from constants and a row count only: no input in the text.
+            let q = list.bind(sqlx::query(AssertSqlSafe(statement)));
             for row in q.fetch_all(self.pool()).await.map_err(db_err("device"))? {
                 found.insert(row.text("id")?, row.opt_int("last_seen_at")?);
             }
@@ -294,16 +293,22 @@ where
     }
 
     /// [`Store::insert_telemetry_events`](crate::Store::insert_telemetry_events), in a few
-    /// statements whatever the batch's size. First, on the main file: one read of the
-    /// batch's devices (all must exist) and one update of the last-seen times that move
-    /// (each to the latest of its events, never backwards). Meanwhile, on the telemetry
-    /// file, one look for the message ids stored already. Then one transaction there:
-    /// multi-row inserts of the rest ([`EVENTS_PER_STATEMENT`] rows each). The last-seen
-    /// times go first: if
-    /// the events' transaction then fails, the batch is retried and its events are not
-    /// yet stored (had it gone the other way, a retry would have found them all stored
-    /// and taken them for redeliveries); a device's time moved early is still a time it
-    /// was heard from.
+    /// statements whatever the batch's size. First, on the main file, one read of the
+    /// batch's devices (all must exist, and their last-seen times say which move);
+    /// meanwhile, on the telemetry file, one look for the message ids stored already.
+    /// Then one transaction there: multi-row inserts of the rest
+    /// ([`EVENTS_PER_STATEMENT`] rows each), and one update of the last-seen times that
+    /// move (each to the latest of its events, never backwards).
+    ///
+    /// On SQLite the update runs beside the events' transaction (the two are in files of
+    /// their own, [`Dialect::TELEMETRY_APART`]): the main file's write lock, which the
+    /// commands and the audit writer take too, is waited for while the events are
+    /// written, not before. Should the update fail and the events commit, the batch
+    /// fails, and its retry finds the events stored: they are taken for redeliveries,
+    /// whose last-seen times the retry moves, but their live events are not published.
+    /// On MySQL the update goes first: if the events' transaction then fails, the batch
+    /// is retried and its events are not yet stored; a device's time moved early is
+    /// still a time it was heard from.
     pub(super) async fn insert_telemetry_events_sql(
         &self,
         events: &[NewTelemetryEvent],
@@ -313,16 +318,62 @@ where
             .iter()
             .map(EventRow::new)
             .collect::<StoreResult<Vec<_>>>()?;
-        // The look for the message ids stored already runs while the last-seen times
-        // move; the events' transaction opens once they have moved.
-        let (moved, stored) = tokio::join!(self.move_last_seen(events), self.stored_ids(events));
-        moved?;
+        // The look for the message ids stored already runs while the devices are read.
+        let started = std::time::Instant::now();
+        let (moving, stored) = tokio::join!(
+            timed(self.last_seen_moves(events)),
+            timed(self.stored_ids(events))
+        );
+        let (moving, devices_ms) = moving;
+        let (stored, stored_ids_ms) = stored;
+        let moving = moving?;
         let stored = stored?;
+        if D::TELEMETRY_APART {
+            let (moved, inserted) = tokio::join!(
+                timed(self.move_last_seen(&moving)),
+                self.insert_fresh(events, &rows, &stored)
+            );
+            let (moved, last_seen_ms) = moved;
+            let (inserted, timing) = inserted?;
+            moved?;
+            timing.log(
+                events.len(),
+                devices_ms,
+                stored_ids_ms,
+                last_seen_ms,
+                started,
+            );
+            return Ok(inserted);
+        }
+        let (moved, last_seen_ms) = timed(self.move_last_seen(&moving)).await;
+        moved?;
+        let (inserted, timing) = self.insert_fresh(events, &rows, &stored).await?;
+        timing.log(
+            events.len(),
+            devices_ms,
+            stored_ids_ms,
+            last_seen_ms,
+            started,
+        );
+        Ok(inserted)
+    }
+
+    /// The events' transaction of [`Self::insert_telemetry_events_sql`]: inserts the
+    /// events whose message ids are not in `stored` (nor met earlier in the batch), and
+    /// says which it inserted, and how long its steps took.
+    async fn insert_fresh(
+        &self,
+        events: &[NewTelemetryEvent],
+        rows: &[EventRow],
+        stored: &HashSet<String>,
+    ) -> StoreResult<(Vec<bool>, TxTiming)> {
+        let looked_at = std::time::Instant::now();
         let mut tx = self
             .telemetry_pool()
             .begin_with(D::BEGIN_WRITE)
             .await
             .map_err(db_err("telemetry event"))?;
+        let begun_at = std::time::Instant::now();
         // A message id stored already, or met earlier in the batch, is a redelivery.
         let mut inserted = vec![false; events.len()];
         let mut fresh: Vec<usize> = Vec::with_capacity(events.len());
@@ -366,8 +417,15 @@ where
                 Err(err) => return Err(db_err("telemetry event")(err)),
             }
         }
+        let inserted_at = std::time::Instant::now();
         tx.commit().await.map_err(db_err("telemetry event"))?;
-        Ok(inserted)
+        let timing = TxTiming {
+            fresh: fresh.len(),
+            begin_ms: ms(begun_at.saturating_duration_since(looked_at)),
+            insert_ms: ms(inserted_at.saturating_duration_since(begun_at)),
+            commit_ms: ms(inserted_at.elapsed()),
+        };
+        Ok((inserted, timing))
     }
 
     /// Which of `events`' message ids are stored already. Read outside the events'
@@ -377,16 +435,15 @@ where
     /// then go one by one.
     async fn stored_ids(&self, events: &[NewTelemetryEvent]) -> StoreResult<HashSet<String>> {
         let mut stored: HashSet<String> = HashSet::new();
-        for chunk in events.chunks(EVENTS_PER_STATEMENT) {
+        let ids: Vec<&str> = events.iter().map(|e| e.message_id.as_str()).collect();
+        for chunk in InList::<D>::chunks(&ids) {
+            let list = InList::<D>::new(chunk)?;
             let statement = format!(
-                "SELECT message_id FROM telemetry_events WHERE message_id IN ({})",
-                vec!["?"; chunk.len()].join(", ")
+                "SELECT message_id FROM telemetry_events WHERE message_id IN {}",
+                list.text()
             );
-            // Built from a constant and a row count only: no input in the text.
-            let mut q = sqlx::query(AssertSqlSafe(statement));
-            for e in chunk {
-                q = q.bind(e.message_id.as_str());
-            }
+            // Built from constants and a row count only: no input in the text.
+            let q = list.bind(sqlx::query(AssertSqlSafe(statement)));
             for row in q
                 .fetch_all(self.telemetry_pool())
                 .await
@@ -398,9 +455,13 @@ where
         Ok(stored)
     }
 
-    /// The main file's part of a batch: checks that every event's device exists and moves
-    /// the last-seen times that lag a step or more behind the batch's latest arrival.
-    async fn move_last_seen(&self, events: &[NewTelemetryEvent]) -> StoreResult<()> {
+    /// The main file's read for a batch: checks that every event's device exists, and
+    /// returns the devices whose last-seen times lag a step or more behind the batch's
+    /// latest arrival, with that arrival.
+    async fn last_seen_moves<'e>(
+        &self,
+        events: &'e [NewTelemetryEvent],
+    ) -> StoreResult<Vec<(&'e str, i64)>> {
         // Each device's latest arrival in the batch, in order of first appearance.
         let mut latest: Vec<(&str, i64)> = Vec::new();
         let mut slot: HashMap<&str, usize> = HashMap::with_capacity(events.len());
@@ -427,6 +488,12 @@ where
             })
             .map(|(device, _)| device)
             .collect();
+        Ok(moving)
+    }
+
+    /// The main file's write for a batch: moves the last-seen times of `moving` (from
+    /// [`Self::last_seen_moves`]).
+    async fn move_last_seen(&self, moving: &[(&str, i64)]) -> StoreResult<()> {
         for chunk in moving.chunks(EVENTS_PER_STATEMENT) {
             // `CASE id WHEN ? THEN ? …`: each device's own time, in one statement. The
             // step is checked again: another writer may have moved a time since the read.
@@ -695,5 +762,115 @@ where
         // The only unique key besides the generated id is the message id.
         Err(err) if is_unique_violation(&err) => Ok(false),
         Err(err) => Err(db_err("telemetry event")(err)),
+    }
+}
+
+/// `f`'s outcome and how long it took, in milliseconds.
+async fn timed<T>(f: impl Future<Output = T>) -> (T, f64) {
+    let started = std::time::Instant::now();
+    let out = f.await;
+    (out, ms(started.elapsed()))
+}
+
+/// A duration in milliseconds, for a log line.
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1_000.0
+}
+
+/// How long the steps of a batch's events' transaction took, for its debug line.
+struct TxTiming {
+    fresh: usize,
+    begin_ms: f64,
+    insert_ms: f64,
+    commit_ms: f64,
+}
+
+impl TxTiming {
+    /// The batch's debug line (`tether_store::sql::telemetry=debug`): the devices' read and
+    /// the look for stored ids run side by side, then (on SQLite) the last-seen update
+    /// beside the transaction's begin, inserts and commit.
+    fn log(
+        &self,
+        events: usize,
+        devices_ms: f64,
+        stored_ids_ms: f64,
+        last_seen_ms: f64,
+        started: std::time::Instant,
+    ) {
+        tracing::debug!(
+            events,
+            fresh = self.fresh,
+            devices_ms,
+            stored_ids_ms,
+            last_seen_ms,
+            begin_ms = self.begin_ms,
+            insert_ms = self.insert_ms,
+            commit_ms = self.commit_ms,
+            total_ms = ms(started.elapsed()),
+            "telemetry events stored"
+        );
+    }
+}
+
+/// The text values of an `IN` list, bound as the dialect takes them
+/// ([`Dialect::IN_JSON_ARRAY`]): as one JSON array (one statement for all of them), or
+/// a placeholder each (statements of [`EVENTS_PER_STATEMENT`] values).
+struct InList<'v, D> {
+    values: &'v [&'v str],
+    json: Option<String>,
+    dialect: std::marker::PhantomData<D>,
+}
+
+impl<'v, D: Dialect> InList<'v, D> {
+    /// `values` in the pieces that each make one statement.
+    fn chunks(values: &'v [&'v str]) -> std::slice::Chunks<'v, &'v str> {
+        let per_statement = if D::IN_JSON_ARRAY.is_some() {
+            values.len().max(1)
+        } else {
+            EVENTS_PER_STATEMENT
+        };
+        values.chunks(per_statement)
+    }
+
+    fn new(values: &'v [&'v str]) -> StoreResult<Self> {
+        let json = match D::IN_JSON_ARRAY {
+            Some(_) => Some(
+                serde_json::to_string(values)
+                    .map_err(|e| StoreError::Database(format!("an IN list: {e}")))?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            values,
+            json,
+            dialect: std::marker::PhantomData,
+        })
+    }
+
+    /// The list's text, to follow `IN`: built from constants and the count only.
+    fn text(&self) -> String {
+        match D::IN_JSON_ARRAY {
+            Some(list) => list.to_owned(),
+            None => format!("({})", vec!["?"; self.values.len()].join(", ")),
+        }
+    }
+
+    /// Binds the list's values to `q`, in the order of [`Self::text`]'s placeholders.
+    fn bind<'q>(
+        &'q self,
+        mut q: sqlx::query::Query<'q, D::Db, <D::Db as Database>::Arguments>,
+    ) -> sqlx::query::Query<'q, D::Db, <D::Db as Database>::Arguments>
+    where
+        for<'a> &'a str: Encode<'a, D::Db> + Type<D::Db>,
+    {
+        match &self.json {
+            Some(json) => q.bind(json.as_str()),
+            None => {
+                for &value in self.values {
+                    q = q.bind(value);
+                }
+                q
+            }
+        }
     }
 }
