@@ -234,9 +234,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// is at most 30 s behind, and a device's row is not rewritten at every sample), all
     /// or nothing for the events: returns, for each event in order,
     /// whether it was inserted. An unknown device fails the whole batch before anything
-    /// is written ([`StoreError::NotFound`]). The last-seen times are moved first, on
-    /// their own: a call that fails after that (the events' transaction) may have moved
-    /// them, to times the devices were indeed heard from.
+    /// is written ([`StoreError::NotFound`]). The last-seen times are moved on their own,
+    /// not in the events' transaction, and best effort: a call that fails may have moved
+    /// them, to times the devices were indeed heard from, and a call whose events are
+    /// stored succeeds even if moving them failed (that is logged; the devices' next
+    /// events move them).
     async fn insert_telemetry_events(&self, events: &[NewTelemetryEvent])
     -> StoreResult<Vec<bool>>;
     /// A device's events collected at or after `since`, newest first, at most `limit`.

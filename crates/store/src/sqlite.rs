@@ -463,11 +463,11 @@ mod tests {
         let store = SqliteStore::open_in_memory().await.unwrap();
         let plan: Vec<String> =
             sqlx::query_as::<_, (i64, i64, i64, String)>(AssertSqlSafe(format!(
-                "EXPLAIN QUERY PLAN SELECT id, last_seen_at FROM {} WHERE id IN (?, ?)",
-                SqliteDialect::DEVICES_LAST_SEEN_FROM
+                "EXPLAIN QUERY PLAN SELECT id, last_seen_at FROM {} WHERE id IN {}",
+                SqliteDialect::DEVICES_LAST_SEEN_FROM,
+                SqliteDialect::IN_JSON_ARRAY.unwrap()
             )))
-            .bind("dev_a")
-            .bind("dev_b")
+            .bind(r#"["dev_a", "dev_b"]"#)
             .fetch_all(store.pool())
             .await
             .unwrap()

@@ -297,15 +297,17 @@ where
     /// batch's devices (all must exist, and their last-seen times say which move);
     /// meanwhile, on the telemetry file, one look for the message ids stored already.
     /// Then one transaction there: multi-row inserts of the rest
-    /// ([`EVENTS_PER_STATEMENT`] rows each), and one update of the last-seen times that
-    /// move (each to the latest of its events, never backwards).
+    /// ([`EVENTS_PER_STATEMENT`] rows each); and, on the main file, one update of the
+    /// last-seen times that move (each to the latest of its events, never backwards).
     ///
     /// On SQLite the update runs beside the events' transaction (the two are in files of
     /// their own, [`Dialect::TELEMETRY_APART`]): the main file's write lock, which the
     /// commands and the audit writer take too, is waited for while the events are
-    /// written, not before. Should the update fail and the events commit, the batch
-    /// fails, and its retry finds the events stored: they are taken for redeliveries,
-    /// whose last-seen times the retry moves, but their live events are not published.
+    /// written, not before. Should the update fail while the events commit, the batch
+    /// still succeeds and the failure is logged: a last-seen time is best effort (at most
+    /// [`LAST_SEEN_STEP_MS`] behind anyway), and the devices' next events move it. Had the
+    /// batch failed instead, its retry would have found its events stored and taken them
+    /// for redeliveries (not published live, and seen twice by the alert rules).
     /// On MySQL the update goes first: if the events' transaction then fails, the batch
     /// is retried and its events are not yet stored; a device's time moved early is
     /// still a time it was heard from.
@@ -335,7 +337,9 @@ where
             );
             let (moved, last_seen_ms) = moved;
             let (inserted, timing) = inserted?;
-            moved?;
+            if let Err(e) = moved {
+                tracing::warn!(devices = moving.len(), error = %e, "telemetry stored, but moving the devices' last-seen times failed; their next samples move them");
+            }
             timing.log(
                 events.len(),
                 devices_ms,
@@ -429,10 +433,10 @@ where
     }
 
     /// Which of `events`' message ids are stored already. Read outside the events'
-    /// transaction, so that the read does not hold the telemetry file's write lock while
-    /// the last-seen times wait for the main file's: an id stored by another writer
-    /// after this read fails its insert with a unique violation, and the batch's inserts
-    /// then go one by one.
+    /// transaction, beside the read of the devices, so that the telemetry file's write
+    /// lock is held only for the inserts: an id stored by another writer after this read
+    /// fails its insert with a unique violation, and the batch's inserts then go one by
+    /// one.
     async fn stored_ids(&self, events: &[NewTelemetryEvent]) -> StoreResult<HashSet<String>> {
         let mut stored: HashSet<String> = HashSet::new();
         let ids: Vec<&str> = events.iter().map(|e| e.message_id.as_str()).collect();
