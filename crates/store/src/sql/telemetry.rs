@@ -330,28 +330,22 @@ where
         let (stored, stored_ids_ms) = stored;
         let moving = moving?;
         let stored = stored?;
-        if D::TELEMETRY_APART {
-            let (moved, inserted) = tokio::join!(
+        let (inserted, timing, last_seen_ms) = if D::TELEMETRY_APART {
+            let ((moved, last_seen_ms), inserted) = tokio::join!(
                 timed(self.move_last_seen(&moving)),
                 self.insert_fresh(events, &rows, &stored)
             );
-            let (moved, last_seen_ms) = moved;
             let (inserted, timing) = inserted?;
             if let Err(e) = moved {
                 tracing::warn!(devices = moving.len(), error = %e, "telemetry stored, but moving the devices' last-seen times failed; their next samples move them");
             }
-            timing.log(
-                events.len(),
-                devices_ms,
-                stored_ids_ms,
-                last_seen_ms,
-                started,
-            );
-            return Ok(inserted);
-        }
-        let (moved, last_seen_ms) = timed(self.move_last_seen(&moving)).await;
-        moved?;
-        let (inserted, timing) = self.insert_fresh(events, &rows, &stored).await?;
+            (inserted, timing, last_seen_ms)
+        } else {
+            let (moved, last_seen_ms) = timed(self.move_last_seen(&moving)).await;
+            moved?;
+            let (inserted, timing) = self.insert_fresh(events, &rows, &stored).await?;
+            (inserted, timing, last_seen_ms)
+        };
         timing.log(
             events.len(),
             devices_ms,
