@@ -28,6 +28,7 @@ mod audit;
 mod commands;
 mod policy;
 mod rows;
+mod seen;
 mod statements;
 mod store;
 mod telemetry;
@@ -115,6 +116,8 @@ pub struct SqlStore<D: Dialect> {
     /// Appends audit events in groups (SQLite file and in-memory stores; see
     /// [`AuditWriter`]); without one each event is its own `INSERT` on the pool.
     audit_writer: Option<AuditWriter>,
+    /// The devices' last-seen times as last read or written here (see [`seen`]).
+    seen: seen::SeenTimes,
     dialect: PhantomData<D>,
 }
 
@@ -133,6 +136,7 @@ impl<D: Dialect> SqlStore<D> {
             telemetry: pool.clone(),
             pool,
             audit_writer: None,
+            seen: seen::SeenTimes::default(),
             dialect: PhantomData,
         }
     }

@@ -456,6 +456,48 @@ mod tests {
         assert!(telemetry_path(&path).exists());
     }
 
+    /// Another process moves a device's last-seen time between this store's batches: the
+    /// time this store keeps for the device (a lower bound of the stored one) is then
+    /// read again rather than taken past the stored time, so the stored time still
+    /// trails the newest sample by less than a step.
+    #[tokio::test]
+    async fn a_last_seen_time_moved_by_another_process_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tether.db");
+        let here = SqliteStore::open(&path).await.unwrap();
+        let other = SqliteStore::open(&path).await.unwrap();
+        here.insert_device(&device("dev_a")).await.unwrap();
+        let at = |ms: u64| UnixMillis(ms);
+        here.insert_telemetry_events(&[sample("dev_a", "m1", 40_000)])
+            .await
+            .unwrap();
+        assert_eq!(
+            here.device_last_seen("dev_a").await.unwrap(),
+            Some(at(40_000))
+        );
+        other.set_last_seen("dev_a", at(60_000)).await.unwrap();
+        // 85 000 is a step past the 40 000 kept here but not past the stored 60 000:
+        // the update declines it.
+        here.insert_telemetry_events(&[sample("dev_a", "m2", 85_000)])
+            .await
+            .unwrap();
+        assert_eq!(
+            here.device_last_seen("dev_a").await.unwrap(),
+            Some(at(60_000))
+        );
+        // 110 000 is a step past the stored 60 000 (had 85 000 been kept, it would not
+        // have been).
+        here.insert_telemetry_events(&[sample("dev_a", "m3", 110_000)])
+            .await
+            .unwrap();
+        assert_eq!(
+            here.device_last_seen("dev_a").await.unwrap(),
+            Some(at(110_000))
+        );
+        here.close().await;
+        other.close().await;
+    }
+
     /// The analytics' read of a batch's devices (their last-seen times by id) is answered
     /// from the index of both columns alone, not from each device's row.
     #[tokio::test]

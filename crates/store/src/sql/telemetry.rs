@@ -263,13 +263,21 @@ where
         insert_event_on::<D>(&mut conn, e).await
     }
 
-    /// The stored last-seen time of each of `devices` (distinct), in their order; an
-    /// unknown one fails with [`StoreError::NotFound`]. Read from the main file: a
+    /// The last-seen time of each of `devices` (distinct), in their order, or a lower
+    /// bound of it; an unknown device fails with [`StoreError::NotFound`]. Read from the
+    /// main file, for the devices this store has not met yet (see [`super::seen`]): a
     /// telemetry event's device is checked here, not by a foreign key, because on SQLite
     /// the events are in a file of their own.
     async fn devices_last_seen(&self, devices: &[&str]) -> StoreResult<Vec<Option<i64>>> {
-        let mut found: HashMap<String, Option<i64>> = HashMap::with_capacity(devices.len());
-        for chunk in InList::<D>::chunks(devices) {
+        let known = self.seen.known(devices);
+        let unknown: Vec<&str> = devices
+            .iter()
+            .zip(&known)
+            .filter(|(_, known)| known.is_none())
+            .map(|(&id, _)| id)
+            .collect();
+        let mut found: HashMap<String, Option<i64>> = HashMap::with_capacity(unknown.len());
+        for chunk in InList::<D>::chunks(&unknown) {
             let list = InList::<D>::new(chunk)?;
             let statement = format!(
                 "SELECT id, last_seen_at FROM {} WHERE id IN {}",
@@ -282,10 +290,13 @@ where
                 found.insert(row.text("id")?, row.opt_int("last_seen_at")?);
             }
         }
+        self.seen
+            .note_all(found.iter().map(|(id, &at)| (id.as_str(), at)));
         devices
             .iter()
-            .map(|&id| {
-                found.get(id).copied().ok_or_else(|| {
+            .zip(known)
+            .map(|(&id, known)| {
+                known.or_else(|| found.get(id).copied()).ok_or_else(|| {
                     StoreError::NotFound("a record that telemetry event refers to".into())
                 })
             })
@@ -513,7 +524,17 @@ where
             for &(id, at) in chunk {
                 q = q.bind(id).bind(at);
             }
-            q.execute(self.pool()).await.map_err(db_err("device"))?;
+            let done = q.execute(self.pool()).await.map_err(db_err("device"))?;
+            // Every time moved: each is now the one stored. Else another writer moved
+            // some since the read (a later time, or not a step behind this one): read
+            // this chunk's devices again next time rather than keep a time that may be
+            // ahead of the stored one.
+            if u64::try_from(chunk.len()).is_ok_and(|n| n == D::rows_affected(&done)) {
+                self.seen
+                    .note_all(chunk.iter().map(|&(id, at)| (id, Some(at))));
+            } else {
+                self.seen.forget(chunk.iter().map(|&(id, _)| id));
+            }
         }
         Ok(())
     }
@@ -675,6 +696,7 @@ where
         .await
         .map_err(db_err("device"))?;
         if D::rows_affected(&done) == 1 {
+            self.seen.note(device_id, Some(at));
             return Ok(());
         }
         // Nothing changed: tell a later time already recorded from an unknown device.
