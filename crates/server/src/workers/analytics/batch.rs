@@ -13,7 +13,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde_json::Value;
 use tether_bus::Entry;
 
 use super::{AnalyticsWorker, Failure, Tracked, live_telemetry, new_event, publish_all, sample_of};
@@ -26,7 +25,6 @@ struct Scored<'a> {
     record: &'a TelemetryRecord,
     sample: Sample,
     assessment: crate::analytics::Assessment,
-    body: Value,
 }
 
 impl AnalyticsWorker {
@@ -83,13 +81,14 @@ impl AnalyticsWorker {
                 // Cannot happen for a validated body; the slow path logs it.
                 return false;
             };
-            events.push(new_event(record, &sample, assessment.risk, body.clone()));
+            // The body goes to the store's event, and from it to the live event after
+            // (one copy of each body, not three).
+            events.push(new_event(record, &sample, assessment.risk, body));
             scored.push(Scored {
                 entry,
                 record,
                 sample,
                 assessment,
-                body,
             });
         }
         let inserted = match self.store.insert_telemetry_events(&events).await {
@@ -105,11 +104,12 @@ impl AnalyticsWorker {
         };
         let stored_at = tokio::time::Instant::now();
         live.extend(
-            scored
-                .iter()
+            events
+                .into_iter()
+                .zip(&scored)
                 .zip(&inserted)
                 .filter(|(_, new)| **new)
-                .map(|(s, _)| live_telemetry(s.record, s.body.clone(), s.assessment.risk)),
+                .map(|((event, s), _)| live_telemetry(s.record, event.body, s.assessment.risk)),
         );
         crate::prom::telemetry_stored(inserted.iter().filter(|new| **new).count());
 
