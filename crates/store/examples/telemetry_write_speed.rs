@@ -6,6 +6,8 @@
 //!
 //! Environment: `DEVICES` (18000), `BATCH` (1024), `BATCHES` (400), `CONNECTIONS` (the
 //! writer's connections to the telemetry file, as `FileTuning::BULK_WRITER`),
+//! `CACHE_KIB` and `CHECKPOINT_PAGES` (its page cache and `wal_autocheckpoint`, as
+//! `FileTuning::BULK_WRITER`),
 //! `OTHER_WRITES` (1: one small commit by another connection between batches, as the
 //! server's shared pool makes; it goes to the main file, and no longer empties the
 //! writer's page cache of the telemetry file as it did when the two were one; 0: none). It prints the
@@ -105,6 +107,10 @@ async fn main() {
         telemetry_connections: env_usize(
             "CONNECTIONS",
             FileTuning::BULK_WRITER.telemetry_connections as usize,
+        ) as u32,
+        wal_autocheckpoint: env_usize(
+            "CHECKPOINT_PAGES",
+            FileTuning::BULK_WRITER.wal_autocheckpoint as usize,
         ) as u32,
         ..FileTuning::BULK_WRITER
     };

@@ -157,6 +157,12 @@ impl<D: Dialect> SqlStore<D> {
         &self.pool
     }
 
+    /// The last-seen time kept for `device_id` (see [`seen`]); `None`: not met.
+    #[cfg(test)]
+    pub(crate) fn kept_last_seen(&self, device_id: &str) -> Option<Option<i64>> {
+        self.seen.known(&[device_id]).pop().flatten()
+    }
+
     /// The pool that holds `telemetry_events` (see the field).
     pub(crate) fn telemetry_pool(&self) -> &Pool<D::Db> {
         &self.telemetry

@@ -2,17 +2,18 @@
 //! of telemetry reads from the database only the devices it has not met yet.
 //!
 //! A fleet's batch names a few hundred devices, each of which sent a sample a second or
-//! two before; reading all of their rows at every batch was a quarter of the time the
+//! two before; reading all of their rows at every batch was a fifth of the time the
 //! store spent on a fleet's telemetry. What is kept here is sound to act on because:
 //! - devices are never deleted (a revoked one keeps its row), so a device met once
 //!   exists for good, and
 //! - a last-seen time never moves backwards (every write is `WHERE last_seen_at < new`),
-//!   so a time kept here is a lower bound of the stored one, even where another server
-//!   process moved it since. Acting on a lower bound at worst sends an update that the
+//!   so a time kept here is a lower bound of the stored one, even where another store
+//!   (another server process, or another store of this one: the server opens several)
+//!   moved it since. Acting on a lower bound at worst sends an update that the
 //!   database's own `WHERE` then declines.
 //!
-//! The map holds one entry per device this process stored telemetry for: bounded by the
-//! `devices` table, some 100 bytes each.
+//! The map holds one entry per device this store stored telemetry or a last-seen time
+//! for: bounded by the `devices` table, some 100 bytes each.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -304,10 +304,12 @@ where
     }
 
     /// [`Store::insert_telemetry_events`](crate::Store::insert_telemetry_events), in a few
-    /// statements whatever the batch's size. First, on the main file, one read of the
-    /// batch's devices (all must exist, and their last-seen times say which move);
-    /// meanwhile, on the telemetry file, one look for the message ids stored already.
-    /// Then one transaction there: multi-row inserts of the rest
+    /// statements whatever the batch's size. First the batch's devices: all must exist,
+    /// and their last-seen times say which move; those this store has not met are read
+    /// in one statement on the main file, the others' times are the ones kept in memory
+    /// (lower bounds of the stored ones, see [`super::seen`]). Meanwhile, on the
+    /// telemetry file, one look for the message ids stored already. Then one
+    /// transaction there: multi-row inserts of the rest
     /// ([`EVENTS_PER_STATEMENT`] rows each); and, on the main file, one update of the
     /// last-seen times that move (each to the latest of its events, never backwards).
     ///
@@ -464,9 +466,10 @@ where
         Ok(stored)
     }
 
-    /// The main file's read for a batch: checks that every event's device exists, and
-    /// returns the devices whose last-seen times lag a step or more behind the batch's
-    /// latest arrival, with that arrival.
+    /// Checks that every event's device exists (reading from the main file only those
+    /// this store has not met), and returns the devices whose last-seen times (or their
+    /// kept lower bounds, which the update checks again) lag a step or more behind the
+    /// batch's latest arrival, with that arrival.
     async fn last_seen_moves<'e>(
         &self,
         events: &'e [NewTelemetryEvent],
@@ -525,8 +528,9 @@ where
                 q = q.bind(id).bind(at);
             }
             let done = q.execute(self.pool()).await.map_err(db_err("device"))?;
-            // Every time moved: each is now the one stored. Else another writer moved
-            // some since the read (a later time, or not a step behind this one): read
+            // Every time moved: each is now the one stored. Else another writer (another
+            // store on the same database, in this process or another) moved some since
+            // their times were noted here, and the row count does not say which: read
             // this chunk's devices again next time rather than keep a time that may be
             // ahead of the stored one.
             if u64::try_from(chunk.len()).is_ok_and(|n| n == D::rows_affected(&done)) {
