@@ -150,7 +150,7 @@ impl FileTuning {
     /// other pools' 10,000): each batch writes a page of the per-device index a device,
     /// a page that many batches in between rewrite is copied once, and the copies (with
     /// their `fsync`) come rarely. 40,000 against 10,000 took a sixth less time and a
-    /// tenth less CPU a sample (docs/benchmarks.md). The main file's connections only
+    /// twelfth less CPU a sample (docs/benchmarks.md). The main file's connections only
     /// read devices and move their last-seen times.
     pub const BULK_WRITER: Self = Self {
         connections: 2,
