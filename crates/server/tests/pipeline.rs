@@ -280,10 +280,24 @@ async fn a_cpu_spike_raises_an_anomaly_alert_in_the_store_live_and_at_the_webhoo
     assert_eq!(last.data["cpu_pct"], 99.0);
     assert_eq!(last.data["message_id"], format!("{device}-21").as_str());
     assert!(last.data["risk_score"].as_f64().unwrap() > 0.8);
-    let live_alert = live
+    // In order: the samples by seq (reads' live events go out one read at a time), and
+    // the alert after the sample that raised it.
+    let ids: Vec<&str> = scored
         .iter()
-        .find(|e| e.kind == LiveKind::Alert)
+        .map(|e| e.data["message_id"].as_str().unwrap_or_default())
+        .collect();
+    let in_order: Vec<String> = (1..=21).map(|seq| format!("{device}-{seq}")).collect();
+    assert_eq!(ids, in_order);
+    let spike_at = live
+        .iter()
+        .position(|e| e.data["message_id"] == format!("{device}-21").as_str())
+        .expect("the spike on the live stream");
+    let alert_at = live
+        .iter()
+        .position(|e| e.kind == LiveKind::Alert)
         .expect("an alert on the live stream");
+    assert!(alert_at > spike_at, "the alert went out before its sample");
+    let live_alert = &live[alert_at];
     assert_eq!(live_alert.device_id, device);
     assert_eq!(live_alert.owner_id.as_deref(), Some(alice_id.as_str()));
     assert_eq!(live_alert.data["id"], alert.id.as_str());

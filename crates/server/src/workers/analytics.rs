@@ -164,8 +164,9 @@ impl AnalyticsWorker {
         if let Some(task) = self.acking.take()
             && let Err(e) = task.await
         {
-            // Its entries stay pending and come back through claim_stale.
-            tracing::warn!(error = %e, "acknowledging a telemetry read failed");
+            // A panic: its entries may stay pending, and then come back through
+            // claim_stale (processing them again is harmless).
+            tracing::warn!(error = %e, "acknowledging a telemetry read or publishing its live events failed");
         }
     }
 
@@ -418,8 +419,9 @@ impl AnalyticsWorker {
         }
         // The live events and the acknowledgement go to the bus side by side, on a task of
         // their own (`acking`), while the worker goes on with the next read: under load
-        // the bus's commits took a sixth of the worker's time (docs/benchmarks.md). After
-        // the last read's: one at a time, in order.
+        // they took a sixth of the worker's time (docs/benchmarks.md, "A read's
+        // acknowledgement beside the next read's store"). After the last read's: one at a
+        // time, in order.
         self.acked().await;
         let state = self.state.clone();
         let acking = async move {
