@@ -10,9 +10,7 @@
 //!    alongside step 5; a raised alert first publishes the events of the samples
 //!    before it);
 //! 5. acknowledges the entry once all of its records (an entry holds many, see
-//!    [`crate::events`]) are done. A read's acknowledgement and live events go to the
-//!    bus on a task of their own while the worker scores and stores the next read; that
-//!    read waits for them before it publishes, raises or acknowledges anything.
+//!    [`crate::events`]) are done.
 //!
 //! Work is never lost: an entry is acknowledged only after its records' store writes
 //! (and alerts) succeeded. One that failed stays pending and comes back through `claim_stale` (at start
@@ -34,7 +32,6 @@ use tether_proto::validate::Validate;
 use tether_store::{Alert, NewTelemetryEvent, Store, StoreError, TelemetryPoint};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 mod batch;
 
@@ -127,11 +124,6 @@ pub struct AnalyticsWorker {
     /// The server's runtime (the one that created the worker), where alerts are raised:
     /// see [`Self::raise`].
     server: Option<tokio::runtime::Handle>,
-    /// The last read's acknowledgement and live events, going to the bus on a task of
-    /// their own while the next read is scored and stored ([`Self::process`]). Awaited
-    /// ([`Self::acked`]) before anything else is published or acknowledged: live events
-    /// keep their order, and one read's acknowledgement is in flight at a time.
-    acking: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl AnalyticsWorker {
@@ -154,19 +146,6 @@ impl AnalyticsWorker {
             devices: HashMap::new(),
             records_per_entry: crate::events::RECORDS_PER_ENTRY,
             server: tokio::runtime::Handle::try_current().ok(),
-            acking: None,
-        }
-    }
-
-    /// Waits until the last read's acknowledgement and live events are on the bus
-    /// ([`Self::acking`]).
-    async fn acked(&mut self) {
-        if let Some(task) = self.acking.take()
-            && let Err(e) = task.await
-        {
-            // A panic: its entries may stay pending, and then come back through
-            // claim_stale (processing them again is harmless).
-            tracing::warn!(error = %e, "acknowledging a telemetry read or publishing its live events failed");
         }
     }
 
@@ -190,14 +169,8 @@ impl AnalyticsWorker {
         }
     }
 
-    /// Consumes until `shutdown`, then waits for the last read's acknowledgement.
-    pub async fn run(mut self, shutdown: CancellationToken) {
-        self.consume(&shutdown).await;
-        self.acked().await;
-    }
-
     /// Consumes until `shutdown`.
-    async fn consume(&mut self, shutdown: &CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
         loop {
             match self
                 .state
@@ -208,7 +181,7 @@ impl AnalyticsWorker {
                 Ok(()) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "creating the analytics consumer group failed; retrying");
-                    if !pause(shutdown, RETRY_AFTER).await {
+                    if !pause(&shutdown, RETRY_AFTER).await {
                         return;
                     }
                 }
@@ -221,8 +194,6 @@ impl AnalyticsWorker {
             // Not with a read in hand: its entries, if idle long enough, would be claimed
             // and processed twice.
             if prefetched.is_none() && Instant::now() >= next_claim {
-                // Entries whose acknowledgement is on its way are not stale.
-                self.acked().await;
                 self.claim_stale().await;
                 self.forget_idle();
                 next_claim = Instant::now()
@@ -264,14 +235,14 @@ impl AnalyticsWorker {
                     if prefetched.is_none()
                         && !entries.is_empty()
                         && !full
-                        && !pause(shutdown, LINGER).await
+                        && !pause(&shutdown, LINGER).await
                     {
                         return;
                     }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "reading the telemetry stream failed");
-                    if !pause(shutdown, RETRY_AFTER).await {
+                    if !pause(&shutdown, RETRY_AFTER).await {
                         return;
                     }
                 }
@@ -390,7 +361,6 @@ impl AnalyticsWorker {
             if !batched {
                 // One by one, each published as it is stored: those stored together
                 // before go out first, so that a device's events stay in order.
-                self.acked().await;
                 publish_all(&self.state, std::mem::take(&mut live)).await;
                 chunk_recorded.clear();
                 for (entry, record) in chunk {
@@ -417,38 +387,28 @@ impl AnalyticsWorker {
         if let Some(most) = records_per_entry(&records) {
             self.records_per_entry = most;
         }
-        // The live events and the acknowledgement go to the bus side by side, on a task of
-        // their own (`acking`), while the worker goes on with the next read: under load
-        // they took a sixth of the worker's time (docs/benchmarks.md, "A read's
-        // acknowledgement beside the next read's store"). After the last read's: one at a
-        // time, in order.
-        self.acked().await;
-        let state = self.state.clone();
-        let acking = async move {
-            let started = Instant::now();
-            let published = live.len();
-            if done.is_empty() {
-                publish_all(&state, live).await;
-                return;
-            }
-            let ((), acked) = tokio::join!(
-                publish_all(&state, live),
-                state.bus.ack(TELEMETRY_STREAM, ANALYTICS_GROUP, &done)
-            );
-            tracing::debug!(
-                entries = done.len(),
-                together,
-                published,
-                ack_ms = started.elapsed().as_secs_f64() * 1e3,
-                "telemetry entries acknowledged and their live events published"
-            );
-            if let Err(e) = acked {
-                // They come back through claim_stale, and processing them again is
-                // harmless.
-                tracing::warn!(error = %e, entries = done.len(), "acknowledging telemetry entries failed");
-            }
-        };
-        self.acking = Some(tokio::spawn(acking.in_current_span()));
+        if done.is_empty() {
+            publish_all(&self.state, live).await;
+            return;
+        }
+        // Side by side: the live events and the acknowledgement go to the bus concurrently.
+        let acking = Instant::now();
+        let published = live.len();
+        let ((), acked) = tokio::join!(
+            publish_all(&self.state, live),
+            self.state.bus.ack(TELEMETRY_STREAM, ANALYTICS_GROUP, &done)
+        );
+        tracing::debug!(
+            entries = done.len(),
+            together,
+            published,
+            ack_ms = acking.elapsed().as_secs_f64() * 1e3,
+            "telemetry entries acknowledged and their live events published"
+        );
+        if let Err(e) = acked {
+            // They come back through claim_stale, and processing them again is harmless.
+            tracing::warn!(error = %e, entries = done.len(), "acknowledging telemetry entries failed");
+        }
     }
 
     /// Handles one valid record; returns whether its entry may be acknowledged.

@@ -132,9 +132,7 @@ impl AnalyticsWorker {
             let mut ok = true;
             for firing in rules.observe(&self.thresholds, &s.sample, &s.assessment) {
                 // An alert goes out after the live events of the samples before it (and
-                // of the whole batch, as when they were all published first), the last
-                // read's among them.
-                self.acked().await;
+                // of the whole batch, as when they were all published first).
                 if !live.is_empty() {
                     publish_all(&state, std::mem::take(live)).await;
                 }
