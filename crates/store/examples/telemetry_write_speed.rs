@@ -119,10 +119,11 @@ async fn main() {
         .expect("writer store");
     // Measuring what an index costs: `DROP_INDEXES=telemetry_events_device,…`.
     if let Ok(names) = std::env::var("DROP_INDEXES") {
-        let pool =
-            sqlx::SqlitePool::connect(&format!("sqlite://{}", telemetry_path(&path).display()))
-                .await
-                .expect("raw connection");
+        let pool = sqlx::SqlitePool::connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new().filename(telemetry_path(&path)),
+        )
+        .await
+        .expect("raw connection");
         for name in names.split(',').filter(|n| !n.is_empty()) {
             sqlx::query(sqlx::AssertSqlSafe(format!("DROP INDEX {name}")))
                 .execute(&pool)
