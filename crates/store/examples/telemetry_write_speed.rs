@@ -8,6 +8,7 @@
 //! writer's connections to the telemetry file, as `FileTuning::BULK_WRITER`),
 //! `CACHE_KIB` and `CHECKPOINT_PAGES` (its page cache and `wal_autocheckpoint`, as
 //! `FileTuning::BULK_WRITER`),
+//! `MERGE_ROWS` (see below; 0: off),
 //! `OTHER_WRITES` (1: one small commit by another connection between batches, as the
 //! server's shared pool makes; it goes to the main file, and no longer empties the
 //! writer's page cache of the telemetry file as it did when the two were one; 0: none). It prints the
@@ -132,6 +133,34 @@ async fn main() {
         }
         pool.close().await;
     }
+    // Measuring an index kept apart and fed in device order (not what the store does):
+    // `MERGE_ROWS=65536` drops the per-device index, and whenever that many rows have
+    // been stored since the last merge, copies their (device, time, id) into a table
+    // keyed by those, sorted, in one transaction of a connection of its own.
+    let merge_rows = env_usize("MERGE_ROWS", 0);
+    let merger = if merge_rows > 0 {
+        let pool = sqlx::SqlitePool::connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(telemetry_path(&path))
+                .pragma("cache_size", "-16384"),
+        )
+        .await
+        .expect("raw connection");
+        sqlx::query(
+            "DROP INDEX telemetry_events_device; \
+             CREATE TABLE device_index (device_id TEXT NOT NULL, collected_at INTEGER NOT NULL, \
+             event_id INTEGER NOT NULL, PRIMARY KEY (device_id, collected_at, event_id)) \
+             WITHOUT ROWID",
+        )
+        .execute(&pool)
+        .await
+        .expect("device index table");
+        Some(pool)
+    } else {
+        None
+    };
+    let mut merged_through = 0i64;
+    let mut unmerged = 0usize;
     let mut spread = Spread(0x9e37_79b9_7f4a_7c15);
     let t0 = UnixMillis(1_800_000_000_000);
     let mut ids = Vec::with_capacity(devices);
@@ -203,6 +232,27 @@ async fn main() {
             .await
             .expect("batch");
         times.push(started.elapsed().as_secs_f64() * 1e3);
+        unmerged += batch;
+        if let Some(pool) = merger.as_ref().filter(|_| unmerged >= merge_rows) {
+            let mut tx = pool.begin().await.expect("merge transaction");
+            let top: i64 = sqlx::query_scalar("SELECT MAX(id) FROM telemetry_events")
+                .fetch_one(&mut *tx)
+                .await
+                .expect("newest id");
+            sqlx::query(
+                "INSERT INTO device_index SELECT device_id, collected_at, id \
+                 FROM telemetry_events WHERE id > ? AND id <= ? \
+                 ORDER BY device_id, collected_at, id",
+            )
+            .bind(merged_through)
+            .bind(top)
+            .execute(&mut *tx)
+            .await
+            .expect("merge");
+            tx.commit().await.expect("merge commit");
+            merged_through = top;
+            unmerged = 0;
+        }
         assert!(stored.iter().all(|s| *s), "every event is new");
         if other_writes {
             shared
